@@ -1,0 +1,72 @@
+"""The ``livefaces`` command line: a thin layer over the library.
+
+Each sub-command lives in its own module exposing ``NAME``, ``HELP``, ``add_arguments(parser)``
+and ``run(args) -> int``; register it in :data:`COMMANDS`. Only the CLI configures logging
+and prints.
+
+Exit codes (documented in ``livefaces --help``):
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import LiveFacesError
+from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_SETUP
+
+#: sub-command modules, in the order ``--help`` lists them
+COMMANDS = ["demo", "detect", "doctor"]
+
+__doc__ = (__doc__ or "") + "\n".join(f"    {code:>3}  {what}" for code, what in EXIT_CODES.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livefaces",
+        description="Find faces (box, confidence, 5 landmarks) in images and live video "
+        "with the MTCNN cascade on ONNX Runtime.",
+        epilog="exit codes:\n" + "\n".join(f"  {c:>3}  {w}" for c, w in EXIT_CODES.items())
+        + "\n\nRun 'livefaces COMMAND --help' for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"livefaces {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output on stderr (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = importlib.import_module(f"{__name__}.{name}")
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.DESCRIPTION,
+                           epilog=getattr(mod, "EPILOG", None),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more log output on stderr (-v info, -vv debug)")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="livefaces: %(levelname)s: %(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print("livefaces: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except LiveFacesError as e:
+        print(f"livefaces: error: {e}", file=sys.stderr)
+        return EXIT_SETUP
+
+
+if __name__ == "__main__":  # python -m livefaces.cli
+    sys.exit(main())

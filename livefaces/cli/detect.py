@@ -1,0 +1,85 @@
+"""``livefaces detect``: faces in still images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ImageReadError
+from ..imageio import read_image, write_image
+from ..render import annotate
+from ._common import EXIT_OK, EXIT_PARTIAL, add_detector_arguments, error, expand_paths, make_detector
+
+NAME = "detect"
+HELP = "find faces in image files, folders or globs"
+DESCRIPTION = """\
+Find faces in still images. PATH may be a file, a folder (searched recursively for
+.jpg/.png/.bmp/.webp/.tif files) or a glob such as 'photos/**/*.jpg' (quote it).
+
+Without --json, prints one summary line per image. An unreadable or non-image file is
+reported on stderr and skipped; the exit code is then 1.
+"""
+EPILOG = """\
+examples:
+  livefaces detect photo.jpg
+  livefaces detect photos/ --json > faces.jsonl
+  livefaces detect 'shots/*.png' --annotate annotated/ --min-face 40
+
+--json line format:
+  {"source": PATH, "width": W, "height": H, "faces": [{"box": [x1, y1, x2, y2],
+   "confidence": c, "landmarks": {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y],
+   "mouth_left": [x, y], "mouth_right": [x, y]}}]}
+coordinates are pixels of the input image, origin top-left.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or globs")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
+    p.add_argument("--annotate", type=Path, metavar="DIR",
+                   help="write copies with boxes, landmarks and scores drawn into DIR")
+    add_detector_arguments(p)
+
+
+def _annotated_path(out_dir: Path, root: Path | None, path: Path, used: set[Path]) -> Path:
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    target = out_dir / rel
+    n = 1
+    while target in used:  # two inputs with the same name: keep both
+        target = target.with_name(f"{rel.stem}_{n}{rel.suffix}")
+        n += 1
+    used.add(target)
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    detector = make_detector(args)
+    failed = 0
+    used: set[Path] = set()
+    for given, root, path in expand_paths(args.paths):
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            error(str(e))
+            failed += 1
+            continue
+        faces = detector.detect(image)
+        if args.json:
+            rec = {"source": given, "width": image.shape[1], "height": image.shape[0],
+                   "faces": faces.to_dicts()}
+            sys.stdout.write(json.dumps(rec) + "\n")
+            sys.stdout.flush()
+        else:
+            best = f" (best {faces.scores.max():.3f})" if len(faces) else ""
+            print(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}")
+        if args.annotate:
+            target = _annotated_path(args.annotate, root, path, used)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                write_image(target, annotate(image, faces))
+            except OSError as e:
+                error(f"{target}: cannot write annotated copy: {e}")
+                failed += 1
+    return EXIT_PARTIAL if failed else EXIT_OK

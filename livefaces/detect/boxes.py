@@ -1,0 +1,193 @@
+"""Pure-numpy geometry of the MTCNN cascade (no model calls, no I/O).
+
+Boxes are float32 arrays whose first 4 columns are ``x1, y1, x2, y2`` in original-image pixels.
+Each function documents where it follows facenet-pytorch's ``detect_face`` to the letter
+(including its ``+1`` conventions), because the detections must agree with it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PNET_STRIDE = 2
+PNET_CELL = 12
+
+
+def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
+    """Scales so that a ``min_face`` face becomes P-Net's 12 px window, shrinking by ``factor``."""
+    m = 12.0 / min_face
+    minl = min(height, width) * m
+    scales = []
+    scale = m
+    while minl >= 12:
+        scales.append(scale)
+        scale *= factor
+        minl *= factor
+    return scales
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(h, w) of the pyramid level, as facenet-pytorch computes it."""
+    return int(height * scale + 1), int(width * scale + 1)
+
+
+def pnet_out_size(height: int, width: int) -> tuple[int, int]:
+    """Size of P-Net's output map for an input of ``height × width`` (conv3, pool2 ceil, conv3, conv3)."""
+    return max(0, (height - 1) // 2 - 4), max(0, (width - 1) // 2 - 4)
+
+
+def generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """Candidate windows from one P-Net map.
+
+    Args:
+        prob: ``(H', W')`` face probability.
+        reg: ``(4, H', W')`` box regression.
+    Returns:
+        ``(K, 9)`` float32: ``x1, y1, x2, y2, score, dx1, dy1, dx2, dy2`` (window in image px).
+    """
+    ys, xs = np.nonzero(prob >= threshold)
+    if len(ys) == 0:
+        return np.zeros((0, 9), np.float32)
+    out = np.empty((len(ys), 9), np.float32)
+    # float32 division on purpose: torch divides float32 tensors by float32(scale), and
+    # e.g. 3 / 0.6 floors to 5 in float64 but to 4 in float32.
+    s = np.float32(scale)
+    xf, yf = xs.astype(np.float32), ys.astype(np.float32)
+    out[:, 0] = np.floor((PNET_STRIDE * xf + 1) / s)
+    out[:, 1] = np.floor((PNET_STRIDE * yf + 1) / s)
+    out[:, 2] = np.floor((PNET_STRIDE * xf + PNET_CELL) / s)
+    out[:, 3] = np.floor((PNET_STRIDE * yf + PNET_CELL) / s)
+    out[:, 4] = prob[ys, xs]
+    out[:, 5:9] = reg[:, ys, xs].T
+    return out
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; indices kept, best first.
+
+    ``mode="union"`` is torchvision's ``nms`` (area ``(x2-x1)*(y2-y1)``, suppress IoU > t).
+    ``mode="min"`` is facenet-pytorch's ``nms_numpy(..., 'Min')`` (areas with ``+1``,
+    overlap divided by the smaller area, suppress > t).
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros((0,), np.int64)
+    x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
+    plus = 1.0 if mode == "min" else 0.0
+    area = (x2 - x1 + plus) * (y2 - y1 + plus)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
+        inter = w * h
+        if mode == "min":
+            overlap = inter / np.minimum(area[i], area[rest])
+        else:
+            overlap = inter / (area[i] + area[rest] - inter)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def regress_pnet(boxes: np.ndarray) -> np.ndarray:
+    """Apply P-Net regression (facenet-pytorch: width without ``+1``); keeps the score column."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    out = np.empty((len(boxes), 5), np.float32)
+    out[:, 0] = boxes[:, 0] + boxes[:, 5] * w
+    out[:, 1] = boxes[:, 1] + boxes[:, 6] * h
+    out[:, 2] = boxes[:, 2] + boxes[:, 7] * w
+    out[:, 3] = boxes[:, 3] + boxes[:, 8] * h
+    out[:, 4] = boxes[:, 4]
+    return out
+
+
+def regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """facenet-pytorch's ``bbreg`` (width with ``+1``), in place on ``boxes[:, :4]``."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, 0] += reg[:, 0] * w
+    boxes[:, 1] += reg[:, 1] * h
+    boxes[:, 2] += reg[:, 2] * w
+    boxes[:, 3] += reg[:, 3] * h
+    return boxes
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """facenet-pytorch's ``rerec``: grow the shorter side to a square around the centre, in place."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    boxes[:, 0] += w * 0.5 - side * 0.5
+    boxes[:, 1] += h * 0.5 - side * 0.5
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def crop_windows(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Integer crop windows ``(x0, y0, x1, y1)`` (half-open) for each box.
+
+    As facenet-pytorch's ``pad``: truncate, clamp to the image, and crop
+    ``[y1-1 : y2, x1-1 : x2]`` — the part of the box outside the image is cut off, not padded.
+    """
+    b = np.trunc(boxes[:, :4]).astype(np.int64)
+    x0 = np.maximum(b[:, 0], 1) - 1
+    y0 = np.maximum(b[:, 1], 1) - 1
+    x1 = np.minimum(b[:, 2], width)
+    y1 = np.minimum(b[:, 3], height)
+    return np.stack([x0, y0, x1, y1], axis=1)
+
+
+def area_bins(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start/end (half-open) of each output cell's input span, as torch's adaptive average
+    pooling (``interpolate(mode="area")``) computes them: ``floor(i*n/m)``, ``ceil((i+1)*n/m)``."""
+    i = np.arange(n_out, dtype=np.int64)
+    return (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+
+
+def integral(image: np.ndarray) -> np.ndarray:
+    """Summed-area table ``(H+1, W+1, 3)`` of a uint8 image: exact int32, or float64 when the
+    image is too large for int32 sums."""
+    if image.shape[0] * image.shape[1] * 255 < 2**31:
+        return cv2.integral(image)
+    return cv2.integral(image, sdepth=cv2.CV_64F)
+
+
+def area_crops(table: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
+    """Resize every window to ``size × size`` by exact area averaging, vectorised over windows.
+
+    Args:
+        table: :func:`integral` of the image.
+        windows: ``(K, 4)`` int ``x0, y0, x1, y1`` half-open, non-empty, inside the image.
+    Returns:
+        ``(K, size, size, 3)`` float32 pixel values (0-255), equal (to float rounding) to
+        ``torch.nn.functional.interpolate(crop, (size, size), mode="area")``.
+    """
+    k = len(windows)
+    i = np.arange(size, dtype=np.int64)
+    x0, y0, x1, y1 = (windows[:, j : j + 1].astype(np.int64) for j in range(4))
+    w, h = x1 - x0, y1 - y0
+    xs, xe = x0 + (i * w) // size, x0 - ((-(i + 1) * w) // size)
+    ys, ye = y0 + (i * h) // size, y0 - ((-(i + 1) * h) // size)
+    ys_, ye_ = ys[:, :, None], ye[:, :, None]
+    xs_, xe_ = xs[:, None, :], xe[:, None, :]
+    sums = table[ye_, xe_] - table[ys_, xe_] - table[ye_, xs_] + table[ys_, xs_]
+    area = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)
+    out = sums.astype(np.float32)
+    out /= area.reshape(k, size, size, 1)
+    return out
+
+
+def area_resize(state, h: int, w: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    t = state.table
+    ys, ye = area_bins(t.shape[0] - 1, h)
+    xs, xe = area_bins(t.shape[1] - 1, w)
+    rows = t[ye] - t[ys]
+    out = (rows[:, xe] - rows[:, xs]).astype(np.float32)
+    out /= np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
+    return out

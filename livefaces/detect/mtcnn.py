@@ -1,0 +1,225 @@
+"""The MTCNN cascade (P-Net → R-Net → O-Net) on ONNX Runtime.
+
+Follows facenet-pytorch's ``detect_face`` step by step (see ``boxes.py`` for the geometry); the
+differences are in *how* it runs: every P-Net level runs once for all same-size images of a
+batch, all R-Net crops of a batch go in one call, all O-Net crops in one more, and pixels are
+resized with OpenCV's area interpolation instead of torch's ``interpolate(mode="area")``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..types import Faces
+from . import boxes as bx
+from .runtime import Session, choose_providers, load_sessions
+
+log = logging.getLogger(__name__)
+
+#: Crops per R-Net/O-Net call; bounds memory on frames with thousands of candidates.
+MAX_CROPS_PER_CALL = 4096
+
+
+def as_rgb(image: object, name: str = "image") -> np.ndarray:
+    """Check and convert a caller's image to a C-contiguous ``(H, W, 3)`` uint8 RGB array.
+
+    Accepts ``(H, W)`` / ``(H, W, 1)`` grayscale and ``(H, W, 4)`` RGBA (alpha dropped).
+    Frames from OpenCV are BGR: pass ``frame[..., ::-1]`` or ``cv2.cvtColor(frame,
+    cv2.COLOR_BGR2RGB)``. Raises :class:`InputError` for anything else.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name} must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(
+            f"{name} must be uint8 (0-255), got {image.dtype}; "
+            "convert floats in [0, 1] with (img * 255).round().astype(np.uint8)"
+        )
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGBA2RGB)
+    elif not (image.ndim == 3 and image.shape[2] == 3):
+        raise InputError(f"{name} must have shape (H, W, 3), (H, W, 4) or (H, W); got {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"{name} is empty: shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+@dataclass
+class _Image:
+    """Per-image state through the cascade."""
+
+    pixels: np.ndarray
+    height: int
+    width: int
+    boxes: np.ndarray  # (K, 5+) candidates, x1 y1 x2 y2 score ...
+    table: np.ndarray  # integral image, for exact area-averaged crops
+
+
+class Detector:
+    """MTCNN face detector with facenet-pytorch's weights, run by ONNX Runtime.
+
+    Args:
+        min_face_size: smallest face to look for, in pixels of the input image.
+        thresholds: score thresholds of P-Net, R-Net and O-Net.
+        factor: pyramid scale step (0 < factor < 1); larger is slower and finds more.
+        providers: ``None`` picks CUDA when onnxruntime-gpu and a GPU are there, else CPU;
+            ``"cpu"`` or ``"cuda"`` (or ONNX Runtime provider names) force one — a forced
+            provider that is missing raises :class:`~livefaces.errors.ProviderError`.
+        threads: ONNX Runtime intra-op threads (``None``: ONNX Runtime's default, all cores).
+
+    Example::
+
+        det = Detector()
+        faces = det.detect(rgb)          # rgb: (H, W, 3) uint8
+        for box, score in zip(faces.boxes, faces.scores): ...
+    """
+
+    def __init__(
+        self,
+        min_face_size: float = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if not min_face_size >= 12:
+            raise InputError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
+        if not 0.0 < factor < 1.0:
+            raise InputError(f"factor must be between 0 and 1 (exclusive), got {factor}")
+        thresholds = tuple(float(t) for t in thresholds)
+        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise InputError(f"thresholds must be 3 numbers in [0, 1], got {thresholds}")
+        self.min_face_size = float(min_face_size)
+        self.thresholds = thresholds
+        self.factor = float(factor)
+        self.providers = choose_providers(providers)
+        self._nets: dict[str, Session] = load_sessions(self.providers, threads=threads)
+        self.provider = self._nets["pnet"].providers[0]
+        log.info("livefaces detector on %s", self.provider)
+        self.detect(np.zeros((64, 64, 3), np.uint8))  # warm-up: first call allocates
+
+    def __repr__(self) -> str:
+        return (f"Detector(min_face_size={self.min_face_size:g}, thresholds={self.thresholds}, "
+                f"factor={self.factor:g}, provider={self.provider!r})")
+
+    # -- public API ---------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> Faces:
+        """Faces in one RGB image ``(H, W, 3)`` uint8; see :func:`as_rgb` for other layouts."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Faces]:
+        """Faces in each of ``images`` (sizes may differ); one :class:`Faces` per image.
+
+        Network calls are shared: each pyramid level runs P-Net once per distinct image size,
+        R-Net and O-Net run once for all crops of all images.
+        """
+        states = []
+        for i, img in enumerate(images):
+            px = as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image")
+            states.append(_Image(px, px.shape[0], px.shape[1], np.zeros((0, 9), np.float32),
+                                 bx.integral(px)))
+        if not states:
+            return []
+        self._stage1(states)
+        self._refine(states, "rnet", 24, self.thresholds[1])
+        points = self._refine(states, "onet", 48, self.thresholds[2])
+        out = []
+        for st, pts in zip(states, points):
+            if len(st.boxes) == 0:
+                out.append(Faces.empty())
+                continue
+            order = np.argsort(-st.boxes[:, 4], kind="stable")
+            out.append(Faces(np.ascontiguousarray(st.boxes[order, :4], np.float32),
+                             np.ascontiguousarray(st.boxes[order, 4], np.float32),
+                             np.ascontiguousarray(pts[order], np.float32)))
+        return out
+
+    # -- stages -------------------------------------------------------------------------------
+    def _stage1(self, states: list[_Image]) -> None:
+        """P-Net over the pyramid: candidates per image after NMS 0.5 per level, 0.7 overall."""
+        per_image: list[list[np.ndarray]] = [[] for _ in states]
+        pyramids = [bx.pyramid_scales(s.height, s.width, self.min_face_size, self.factor)
+                    for s in states]
+        for level in range(max((len(p) for p in pyramids), default=0)):
+            groups: dict[tuple[int, int], list[int]] = {}
+            for i, (st, scales) in enumerate(zip(states, pyramids)):
+                if level < len(scales):
+                    size = bx.scaled_size(st.height, st.width, scales[level])
+                    groups.setdefault(size, []).append(i)
+            for (h, w), members in groups.items():
+                batch = np.empty((len(members), h, w, 3), np.float32)
+                for j, i in enumerate(members):
+                    batch[j] = bx.area_resize(states[i], h, w)
+                prob, reg = self._nets["pnet"].run(batch)
+                for j, i in enumerate(members):
+                    cand = bx.generate_boxes(prob[j], reg[j], pyramids[i][level], self.thresholds[0])
+                    if len(cand):
+                        per_image[i].append(cand[bx.nms(cand, cand[:, 4], 0.5)])
+        for st, parts in zip(states, per_image):
+            if not parts:
+                st.boxes = np.zeros((0, 5), np.float32)
+                continue
+            cand = np.concatenate(parts)
+            cand = cand[bx.nms(cand, cand[:, 4], 0.7)]
+            st.boxes = bx.square(bx.regress_pnet(cand))
+
+    def _refine(self, states: list[_Image], net: str, size: int, threshold: float) -> list[np.ndarray]:
+        """R-Net (``size`` 24) or O-Net (48) on square crops of every candidate of every image.
+
+        Returns per-image landmarks ``(K, 5, 2)`` (empty for R-Net).
+        """
+        windows = []
+        for st in states:
+            if len(st.boxes):
+                win = bx.crop_windows(st.boxes, st.width, st.height)
+                valid = (win[:, 2] > win[:, 0]) & (win[:, 3] > win[:, 1])
+                st.boxes, win = st.boxes[valid], win[valid]
+            else:
+                win = np.zeros((0, 4), np.int64)
+            windows.append(win)
+        counts = [len(w) for w in windows]
+        total = sum(counts)
+        points_out = [np.zeros((0, 5, 2), np.float32) for _ in states]
+        if total == 0:
+            for st in states:
+                st.boxes = np.zeros((0, 5), np.float32)
+            return points_out
+        crops = np.concatenate([bx.area_crops(st.table, win, size)
+                                for st, win in zip(states, windows)])
+        outs = [self._nets[net].run(crops[k:k + MAX_CROPS_PER_CALL])
+                for k in range(0, total, MAX_CROPS_PER_CALL)]
+        prob = np.concatenate([o[0] for o in outs])
+        reg = np.concatenate([o[1] for o in outs])
+        pts = np.concatenate([o[2] for o in outs]) if net == "onet" else None
+        start = 0
+        for idx, (st, n) in enumerate(zip(states, counts)):
+            sl = slice(start, start + n)
+            start += n
+            keep = prob[sl] > threshold
+            boxes = st.boxes[keep, :4].copy()
+            boxes = np.concatenate([boxes, prob[sl][keep, None]], axis=1)
+            r = reg[sl][keep]
+            if net == "rnet":
+                pick = bx.nms(boxes, boxes[:, 4], 0.7)
+                st.boxes = bx.square(bx.regress(boxes[pick], r[pick]))
+            else:
+                assert pts is not None
+                p = pts[sl][keep]
+                w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+                h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+                landmarks = np.stack([w * p[:, :5] + boxes[:, 0:1] - 1,
+                                      h * p[:, 5:] + boxes[:, 1:2] - 1], axis=2)
+                boxes = bx.regress(boxes, r)
+                pick = bx.nms(boxes, boxes[:, 4], 0.7, mode="min")
+                st.boxes = boxes[pick]
+                points_out[idx] = landmarks[pick].astype(np.float32)
+        return points_out

@@ -1,0 +1,152 @@
+"""ONNX Runtime behind one module: model files, provider choice, sessions.
+
+This is the only module that imports ``onnxruntime``. ``onnxruntime`` (CPU) and
+``onnxruntime-gpu`` ship the same module; install one of them, never both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ModelError, ProviderError
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("pnet", "rnet", "onet")
+
+#: Preference order when ``providers`` is not given: first available wins.
+PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def models_dir() -> Path:
+    """Where the ONNX files live: ``$LIVEFACES_MODELS``, else the ``models/`` shipped with us."""
+    env = os.environ.get("LIVEFACES_MODELS")
+    if env:
+        return Path(env)
+    try:
+        return Path(str(resources.files("livefaces.models")))
+    except ModuleNotFoundError:  # running from a source tree without installing
+        return Path(__file__).resolve().parents[2] / "models"
+
+
+def read_manifest(directory: Path | None = None) -> dict:
+    directory = directory or models_dir()
+    path = directory / "MANIFEST.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ModelError(
+            f"{path} is missing; reinstall livefaces or run scripts/export_onnx.py"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path} is not valid JSON ({e}); restore it from the repository") from e
+
+
+def verify_models(directory: Path | None = None) -> dict[str, bool]:
+    """sha256 of each ONNX file against MANIFEST.json: ``{name: matches}``."""
+    directory = directory or models_dir()
+    manifest = read_manifest(directory)
+    result = {}
+    for name, entry in manifest["models"].items():
+        path = directory / entry["file"]
+        ok = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        result[name] = ok
+    return result
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(providers: str | Sequence[str] | None) -> list[str]:
+    """Resolve a user's provider request into the list handed to ONNX Runtime.
+
+    ``None`` takes :data:`PREFERENCE` filtered by what this ONNX Runtime build has.
+    ``"cpu"``/``"cuda"`` (or full provider names, or a list of them) force a choice; a forced
+    provider that is missing raises :class:`ProviderError` instead of silently falling back.
+    """
+    have = available_providers()
+    if providers is None:
+        chosen = [p for p in PREFERENCE if p in have]
+    else:
+        wanted = [providers] if isinstance(providers, str) else list(providers)
+        chosen = [_ALIASES.get(p.lower(), p) for p in wanted]
+        missing = [p for p in chosen if p not in have]
+        if missing:
+            hint = ""
+            if "CUDAExecutionProvider" in missing:
+                hint = (
+                    "; CUDA needs onnxruntime-gpu instead of onnxruntime "
+                    "(pip uninstall onnxruntime && pip install onnxruntime-gpu) and an NVIDIA GPU"
+                )
+            raise ProviderError(
+                f"ONNX Runtime provider(s) {', '.join(missing)} not available "
+                f"(this build has {', '.join(have)}){hint}"
+            )
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")  # ops a GPU provider lacks run on CPU
+    return chosen
+
+
+@dataclass
+class Session:
+    """One ONNX model ready to run: ``session.run({'image': batch})`` → list of arrays."""
+
+    name: str
+    _session: object
+    input_name: str
+    output_names: list[str]
+
+    def run(self, image: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(self.output_names, {self.input_name: image})  # type: ignore[attr-defined]
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())  # type: ignore[attr-defined]
+
+
+def load_sessions(providers: list[str], threads: int | None = None,
+                  directory: Path | None = None) -> dict[str, Session]:
+    """Open the three MTCNN models with ``providers``; ``threads`` bounds intra-op threads."""
+    import onnxruntime as ort
+
+    directory = directory or models_dir()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sessions = {}
+    for name in MODEL_NAMES:
+        path = directory / f"{name}.onnx"
+        if not path.is_file():
+            raise ModelError(f"model file {path} is missing; reinstall livefaces or run "
+                             "scripts/export_onnx.py")
+        try:
+            s = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"cannot load {path}: {e}") from e
+        sessions[name] = Session(name, s, s.get_inputs()[0].name,
+                                 [o.name for o in s.get_outputs()])
+    log.info("ONNX Runtime %s: using %s", ort.__version__, sessions["pnet"].providers[0])
+    return sessions
+
+
+def version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)

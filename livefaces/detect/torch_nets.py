@@ -1,0 +1,149 @@
+"""The three MTCNN networks in PyTorch (same layer names as facenet-pytorch's state dicts).
+
+Only the exporter (``scripts/export_onnx.py``), the tests and the optional torch engine import
+this module; running livefaces never needs torch.
+
+The ``*Wrapped`` modules are what gets exported: they take **float32 NHWC RGB** images (values 0-255), do the
+``(x - 127.5) / 128`` normalisation and the NHWC→NCHW transpose inside the graph, and return
+only the face probability, so the numpy side never touches pixel data after resizing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
+        self.softmax4_1 = nn.Softmax(dim=1)
+        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.prelu1(self.conv1(x))
+        x = self.pool1(x)
+        x = self.prelu2(self.conv2(x))
+        x = self.prelu3(self.conv3(x))
+        return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
+
+
+class RNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
+        self.prelu1 = nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
+        self.prelu2 = nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
+        self.prelu3 = nn.PReLU(64)
+        self.dense4 = nn.Linear(576, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.softmax5_1 = nn.Softmax(dim=1)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x))
+        x = x.permute(0, 3, 2, 1).contiguous()
+        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
+        return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
+
+
+class ONet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
+        self.prelu1 = nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.prelu2 = nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
+        self.prelu3 = nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.softmax6_1 = nn.Softmax(dim=1)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = x.permute(0, 3, 2, 1).contiguous()
+        x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
+        return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    """NHWC pixels 0-255 (float32) → NCHW in MTCNN's input range."""
+    return ((x - 127.5) * 0.0078125).permute(0, 3, 1, 2)
+
+
+class PNetWrapped(nn.Module):
+    """``image`` float32 (N, H, W, 3) → ``prob`` (N, H', W'), ``reg`` (N, 4, H', W')."""
+
+    def __init__(self, net: PNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reg, prob = self.net(_normalise(image))
+        return prob[:, 1], reg
+
+
+class RNetWrapped(nn.Module):
+    """``image`` float32 (N, 24, 24, 3) → ``prob`` (N,), ``reg`` (N, 4)."""
+
+    def __init__(self, net: RNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reg, prob = self.net(_normalise(image))
+        return prob[:, 1], reg
+
+
+class ONetWrapped(nn.Module):
+    """``image`` float32 (N, 48, 48, 3) → ``prob`` (N,), ``reg`` (N, 4), ``points`` (N, 10).
+
+    ``points`` holds 5 x fractions then 5 y fractions of the (square) input box.
+    """
+
+    def __init__(self, net: ONet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        reg, points, prob = self.net(_normalise(image))
+        return prob[:, 1], reg, points
+
+
+def load_nets(weights_dir: str) -> tuple[PNet, RNet, ONet]:
+    """Load facenet-pytorch's ``{pnet,rnet,onet}.pt`` state dicts from ``weights_dir``."""
+    import os
+
+    nets = (PNet(), RNet(), ONet())
+    for name, net in zip(("pnet", "rnet", "onet"), nets):
+        state = torch.load(os.path.join(weights_dir, f"{name}.pt"), map_location="cpu")
+        net.load_state_dict(state)
+        net.eval()
+    return nets

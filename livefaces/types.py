@@ -1,0 +1,151 @@
+"""Plain data types shared by every livefaces module.
+
+Coordinates are always pixels of the *original* input image, origin top-left, x to the
+right, y down. Boxes are ``(x1, y1, x2, y2)`` float32; landmarks are ``(x, y)`` float32 in the
+order of :data:`LANDMARK_NAMES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+"""Order of the 5 landmarks in :attr:`Faces.landmarks` (left/right as seen in the image)."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face, a row of :class:`Faces` (convenience view, not used on hot paths)."""
+
+    box: tuple[float, float, float, float]
+    confidence: float
+    landmarks: tuple[tuple[float, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape used by ``livefaces detect --json``."""
+        return {
+            "box": [round(v, 2) for v in self.box],
+            "confidence": round(self.confidence, 6),
+            "landmarks": {
+                name: [round(x, 2), round(y, 2)]
+                for name, (x, y) in zip(LANDMARK_NAMES, self.landmarks)
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Faces:
+    """The faces found in one image, as parallel arrays (N may be 0, never ``None``).
+
+    Attributes:
+        boxes: ``(N, 4)`` float32, ``x1, y1, x2, y2`` in input pixels.
+        scores: ``(N,)`` float32 O-Net confidence in ``[0, 1]``.
+        landmarks: ``(N, 5, 2)`` float32, ``(x, y)`` per point, order :data:`LANDMARK_NAMES`.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.boxes.shape != (n, 4) or self.landmarks.shape != (n, 5, 2):
+            raise ValueError(
+                f"Faces arrays disagree: boxes {self.boxes.shape}, scores {self.scores.shape}, "
+                f"landmarks {self.landmarks.shape}"
+            )
+
+    @classmethod
+    def empty(cls) -> Faces:
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            landmarks=np.zeros((0, 5, 2), np.float32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __iter__(self) -> Iterator[Face]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> Face:
+        b = self.boxes[i]
+        return Face(
+            box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+            confidence=float(self.scores[i]),
+            landmarks=tuple((float(x), float(y)) for x, y in self.landmarks[i]),
+        )
+
+    def select(self, index: np.ndarray) -> Faces:
+        """A subset by boolean mask or integer index array."""
+        return Faces(self.boxes[index], self.scores[index], self.landmarks[index])
+
+    def scaled(self, factor: float) -> Faces:
+        """Coordinates multiplied by ``factor`` (e.g. back from a downscaled frame)."""
+        return Faces(
+            (self.boxes * factor).astype(np.float32),
+            self.scores,
+            (self.landmarks * factor).astype(np.float32),
+        )
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One dict per face in the ``livefaces detect --json`` shape."""
+        return [f.to_dict() for f in self]
+
+    def to_mtcnn(self) -> list[dict[str, Any]]:
+        """ipazc ``mtcnn``'s ``detect_faces`` format, for a one-line switch::
+
+            faces = detector.detect(rgb).to_mtcnn()
+            # [{"box": [x, y, w, h], "confidence": c, "keypoints": {"left_eye": (x, y), ...}}]
+
+        Box values are ints as in ``mtcnn`` (x, y clipped at 0); keypoints are int tuples.
+        """
+        out = []
+        for f in self:
+            x1, y1, x2, y2 = f.box
+            x, y = max(0, int(round(x1))), max(0, int(round(y1)))
+            out.append(
+                {
+                    "box": [x, y, int(round(x2)) - x, int(round(y2)) - y],
+                    "confidence": f.confidence,
+                    "keypoints": {
+                        name: (int(round(px)), int(round(py)))
+                        for name, (px, py) in zip(LANDMARK_NAMES, f.landmarks)
+                    },
+                }
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded video frame.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 **RGB**.
+        source: display name of the source (credentials already removed).
+        index: 0-based frame number within the source (counts decoded frames).
+        pts: presentation time in seconds from the stream, or ``None`` if unknown.
+        captured: ``time.monotonic()`` when the frame left the decoder.
+    """
+
+    image: np.ndarray
+    source: str
+    index: int
+    pts: float | None
+    captured: float
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """A frame with its faces; ``detected`` is False when faces were carried by the tracker."""
+
+    frame: Frame
+    faces: Faces
+    detected: bool
+    track_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))

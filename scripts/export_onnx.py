@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Export facenet-pytorch's MTCNN weights to the ONNX files livefaces runs.
+
+    pip install torch==2.13.0 onnx && pip install --no-deps facenet-pytorch==2.6.0
+    python scripts/export_onnx.py            # writes models/{pnet,rnet,onet}.onnx + MANIFEST.json
+
+The weights are read straight from the installed wheel's ``facenet_pytorch/data/*.pt`` (the
+package itself is never imported: it needs torchvision). The graphs take float32 NHWC RGB (0-255) and
+normalise inside, see ``livefaces/detect/torch_nets.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OPSET = 17
+
+# name -> (input names, output names, example input shape, dynamic axes)
+SPECS = {
+    "pnet": (
+        ["image"],
+        ["prob", "reg"],
+        (1, 48, 64, 3),
+        {"image": {0: "batch", 1: "height", 2: "width"},
+         "prob": {0: "batch", 1: "out_height", 2: "out_width"},
+         "reg": {0: "batch", 2: "out_height", 3: "out_width"}},
+    ),
+    "rnet": (["image"], ["prob", "reg"], (2, 24, 24, 3),
+             {"image": {0: "batch"}, "prob": {0: "batch"}, "reg": {0: "batch"}}),
+    "onet": (["image"], ["prob", "reg", "points"], (2, 48, 48, 3),
+             {"image": {0: "batch"}, "prob": {0: "batch"}, "reg": {0: "batch"},
+              "points": {0: "batch"}}),
+}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def default_weights_dir() -> Path:
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("facenet-pytorch is not installed: pip install --no-deps facenet-pytorch==2.6.0")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def wrapped_nets(weights_dir: Path):  # type: ignore[no-untyped-def]
+    from livefaces.detect import torch_nets as tn
+
+    pnet, rnet, onet = tn.load_nets(str(weights_dir))
+    return {"pnet": tn.PNetWrapped(pnet).eval(), "rnet": tn.RNetWrapped(rnet).eval(),
+            "onet": tn.ONetWrapped(onet).eval()}
+
+
+def export(weights_dir: Path, out_dir: Path) -> dict:
+    import onnx
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict = {"opset": OPSET, "source": "facenet-pytorch 2.6.0 facenet_pytorch/data",
+                      "input_format": "float32 NHWC RGB 0-255, normalised inside the graph",
+                      "models": {}}
+    for name, module in wrapped_nets(weights_dir).items():
+        inputs, outputs, shape, dyn = SPECS[name]
+        path = out_dir / f"{name}.onnx"
+        example = torch.rand(shape) * 255
+        torch.onnx.export(module, (example,), str(path), input_names=inputs,
+                          output_names=outputs, dynamic_axes=dyn, opset_version=OPSET,
+                          dynamo=False)
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+
+        def dims(vi):  # type: ignore[no-untyped-def]
+            return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+        manifest["models"][name] = {
+            "file": path.name,
+            "sha256": sha256(path),
+            "weights": f"{name}.pt",
+            "weights_sha256": sha256(weights_dir / f"{name}.pt"),
+            "inputs": {vi.name: {"shape": dims(vi), "dtype": "float32"} for vi in model.graph.input},
+            "outputs": {vi.name: {"shape": dims(vi), "dtype": "float32"}
+                        for vi in model.graph.output},
+        }
+    (out_dir / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="folder with pnet.pt/rnet.pt/onet.pt (default: the installed facenet-pytorch wheel)")
+    ap.add_argument("--out", type=Path, default=ROOT / "models", help="output folder (default: models/)")
+    args = ap.parse_args()
+    manifest = export(args.weights or default_weights_dir(), args.out)
+    for name, entry in manifest["models"].items():
+        print(f"{name}: {args.out / entry['file']}  sha256 {entry['sha256'][:16]}…")
+
+
+if __name__ == "__main__":
+    main()

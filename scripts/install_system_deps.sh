@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages the integration tests start for real (servers, codecs, browser).
+# Installs only what is missing; needs root (or sudo) the first time.
+set -euo pipefail
+PACKAGES=(
+  ffmpeg
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing Debian packages: ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run it.
+#   bash scripts/test.sh            # whole suite
+#   bash scripts/test.sh -k fidelity  # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+# torch is pinned inside the [dev] extra (an unpinned torch pulls GBs of CUDA wheels).
+"$PY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+# facenet-pytorch: the source of the weights and the peer; it pins torch<2.3, hence --no-deps.
+"$PY" -m pip install -q --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
+bash scripts/install_system_deps.sh
+exec "$PY" -m pytest "$@"
