@@ -1,0 +1,54 @@
+"""Shared fixtures: a detector, the registry-shipped face photos, ../shared when present."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LIVEFACES_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from livefaces import Detector
+
+    return Detector()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut (NASA, public domain), RGB uint8 512×512."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    """matplotlib's grace_hopper sample (U.S. Navy, public domain), RGB uint8 600×512."""
+    import matplotlib.cbook
+
+    from livefaces.imageio import read_image
+
+    return read_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """``../shared`` (CI has it beside the checkout); tests needing it skip on a bare clone."""
+    if not (SHARED / "reference").is_dir():
+        pytest.skip(f"{SHARED} not present (CI provides it beside the checkout)")
+    return SHARED
+
+
+def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """Run ``python -m livefaces ARGS`` from this checkout; capture text output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "livefaces", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, **kw)
