@@ -5,7 +5,7 @@ Colours are RGB (images in livefaces are RGB). Nothing here shows a window or wr
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

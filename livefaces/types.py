@@ -7,8 +7,9 @@ order of :data:`LANDMARK_NAMES`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

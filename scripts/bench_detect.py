@@ -86,34 +86,45 @@ def main() -> int:
                     threads=args.threads)
     peer = load_peer(args.threads)
     frames = load_frames(args.video, args.frames)
-    print(f"# {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
-          f"{args.threads} threads each; video {args.video.name}, {len(frames)} frames × {args.rounds} rounds")
-    print("| size | facenet-pytorch ms | livefaces ms | speed-up | faces (peer / ours) |")
-    print("|---|---:|---:|---:|---|")
+    print(f"# {cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
+          f"{args.threads} threads each; {args.video.name}, {len(frames)} frames x {args.rounds} rounds")
+    print("| size | facenet-pytorch ms | livefaces ms | speed-up | CPU ms peer / ours | faces peer / ours |")
+    print("|---|---:|---:|---:|---:|---|")
     for w, h in SIZES:
         imgs = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]
-        t_peer, t_ours, n_peer, n_ours = [], [], 0, 0
+        runs: dict[str, list[tuple[float, float, int]]] = {"peer": [], "ours": []}
+
+        def timed(name: str, fn, img, runs=runs) -> None:  # type: ignore[no-untyped-def]
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = fn(img)
+            runs[name].append((time.perf_counter() - t0, time.process_time() - c0, n))
+
+        def run_peer(img) -> int:  # type: ignore[no-untyped-def]
+            boxes, _ = peer.detect(img)
+            return 0 if boxes is None else len(boxes)
+
         ours.detect(imgs[0])
         if peer is not None:
             peer.detect(imgs[0])
-        for r in range(args.rounds):
-            for img in imgs:
+        for _ in range(args.rounds):
+            for img in imgs:  # alternate, so both see the same machine state
                 if peer is not None:
-                    t0 = time.perf_counter()
-                    boxes, _ = peer.detect(img)
-                    t_peer.append(time.perf_counter() - t0)
-                    n_peer += 0 if boxes is None else len(boxes)
-                t0 = time.perf_counter()
-                faces = ours.detect(img)
-                t_ours.append(time.perf_counter() - t0)
-                n_ours += len(faces)
-        mo = statistics.median(t_ours) * 1000
-        if peer is not None:
-            mp = statistics.median(t_peer) * 1000
-            print(f"| {w}×{h} | {mp:.1f} | {mo:.1f} | **{mp / mo:.2f}×** | {n_peer // args.rounds} / {n_ours // args.rounds} |")
+                    timed("peer", run_peer, img)
+                timed("ours", lambda im: len(ours.detect(im)), img)
+
+        def med(name: str, k: int, runs=runs) -> float:
+            return statistics.median(r[k] for r in runs[name]) * 1000
+
+        faces = {k: sum(r[2] for r in v) // args.rounds for k, v in runs.items()}
+        if peer is None:
+            print(f"| {w}x{h} | (peer not importable) | {med('ours', 0):.1f} | - | - / {med('ours', 1):.0f} "
+                  f"| - / {faces['ours']} |")
         else:
-            print(f"| {w}×{h} | (peer not importable) | {mo:.1f} | – | – / {n_ours // args.rounds} |")
+            print(f"| {w}x{h} | {med('peer', 0):.1f} | {med('ours', 0):.1f} | "
+                  f"**{med('peer', 0) / med('ours', 0):.2f}x** | {med('peer', 1):.0f} / {med('ours', 1):.0f} "
+                  f"| {faces['peer']} / {faces['ours']} |")
         sys.stdout.flush()
+    print(f"# load average {os.getloadavg()[0]:.2f} at end")
     return 0
 
 

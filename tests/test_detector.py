@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livefaces import Detector, Faces, LANDMARK_NAMES
+from livefaces import LANDMARK_NAMES, Detector, Faces
 from livefaces.detect import runtime
 from livefaces.errors import InputError, LiveFacesError, ProviderError
 
@@ -93,8 +93,8 @@ def test_provider_choice_is_logged_and_cpu_forcible(caplog):
 
 
 def test_default_preference_is_cuda_then_cpu(monkeypatch):
-    monkeypatch.setattr(runtime, "available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    every = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(runtime, "available_providers", lambda: every)
     assert runtime.choose_providers(None) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
     assert runtime.choose_providers(None) == ["CPUExecutionProvider"]
@@ -116,3 +116,23 @@ def test_json_dict_shape(detector, astronaut):
     assert set(d) == {"box", "confidence", "landmarks"}
     assert list(d["landmarks"]) == list(LANDMARK_NAMES)
     assert len(d["box"]) == 4
+
+
+def test_running_livefaces_never_imports_torch(tmp_path):
+    """torch is a dev/export tool only: detection and the CLI work without it."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['torch'] = None  # any 'import torch' now fails\n"
+        "from livefaces import Detector\n"
+        "from livefaces.cli import main\n"
+        "faces = Detector().detect(np.zeros((120, 160, 3), np.uint8))\n"
+        "assert len(faces) == 0\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -49,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'  manifest':<22} PROBLEM: {e}")
         return EXIT_SETUP
     for name, ok in checks.items():
-        print(f"{'  ' + name:<22} {'ok (sha256 matches MANIFEST.json)' if ok else 'MISMATCH: reinstall or re-export'}")
+        verdict = 'ok (sha256 matches MANIFEST.json)' if ok else 'MISMATCH: reinstall or re-export'
+        print(f"{'  ' + name:<22} {verdict}")
     return EXIT_OK if all(checks.values()) else EXIT_SETUP

@@ -176,7 +176,6 @@ def area_crops(table: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
         ``(K, size, size, 3)`` float32 pixel values (0-255), equal (to float rounding) to
         ``torch.nn.functional.interpolate(crop, (size, size), mode="area")``.
     """
-    k = len(windows)
     stride = table.shape[1]
     pixels = table.reshape(-1, 3)  # one row per summed-area entry
     i = np.arange(size, dtype=np.int64)

@@ -9,9 +9,9 @@ resized with OpenCV's area interpolation instead of torch's ``interpolate(mode="
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
