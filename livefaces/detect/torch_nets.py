@@ -112,14 +112,49 @@ class ReluPReLU(nn.Module):
         return a * x + (1 - a) * torch.relu(x)
 
 
+class FaceLogit(nn.Module):
+    """The 2-way face/not-face layer reduced to one output: ``z1 - z0`` (weights subtracted).
+
+    ``softmax([z0, z1])[1] == sigmoid(z1 - z0)``, so the exported graphs compute one channel
+    and a ``Sigmoid`` (fused into the convolution by ONNX Runtime) instead of two channels and
+    a ``Softmax``. The wrappers below return ``[1 - p, p]`` so callers see the same shape.
+    """
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear) -> None:
+        super().__init__()
+        import copy
+
+        self.layer = copy.deepcopy(layer)
+        with torch.no_grad():
+            w, b = layer.weight, layer.bias
+            self.layer.weight = nn.Parameter((w[1] - w[0]).unsqueeze(0))
+            self.layer.bias = nn.Parameter((b[1] - b[0]).unsqueeze(0))
+        self.layer.out_features = 1 if isinstance(layer, nn.Linear) else None  # type: ignore[assignment]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(self.layer(x))
+        return torch.cat([1 - p, p], dim=1)
+
+
+class _Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def export_form(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with every ``PReLU`` replaced by :class:`ReluPReLU` (for ONNX export)."""
+    """A copy of ``net`` rewritten for fast ONNX Runtime execution (same outputs to ~1e-6):
+    every ``PReLU`` becomes :class:`ReluPReLU`, the face/not-face softmax becomes
+    :class:`FaceLogit`."""
     import copy
 
     out = copy.deepcopy(net)
     for name, child in list(out.named_children()):
         if isinstance(child, nn.PReLU):
             setattr(out, name, ReluPReLU(child))
+    for layer, softmax in (("conv4_1", "softmax4_1"), ("dense5_1", "softmax5_1"), ("dense6_1", "softmax6_1")):
+        if hasattr(out, layer):
+            setattr(out, layer, FaceLogit(getattr(out, layer)))
+            setattr(out, softmax, _Identity())
     return out.eval()
 
 
