@@ -92,8 +92,35 @@ def export(weights_dir: Path, out_dir: Path) -> dict:
             "outputs": {vi.name: {"shape": dims(vi), "dtype": "float32"}
                         for vi in model.graph.output},
         }
+    npz = out_dir / WEIGHTS_NPZ
+    write_weights_npz(weights_dir, npz)
+    manifest["weights_npz"] = {"file": npz.name, "sha256": sha256(npz),
+                               "keys": "<net>.<parameter> of facenet-pytorch's state dicts, float32"}
     (out_dir / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+WEIGHTS_NPZ = "mtcnn_weights.npz"
+
+
+def write_weights_npz(weights_dir: Path, path: Path) -> None:
+    """The original state dicts as one .npz (for the torch engine: no onnx parsing, no
+    facenet-pytorch at run time). Written with fixed zip timestamps so it is reproducible."""
+    import io
+    import zipfile
+
+    import numpy as np
+    import torch
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in ("pnet", "rnet", "onet"):
+            state = torch.load(weights_dir / f"{name}.pt", map_location="cpu")
+            for key, tensor in state.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, tensor.detach().numpy().astype(np.float32))
+                info = zipfile.ZipInfo(f"{name}.{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, buf.getvalue())
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def test_doctor_reports_providers_and_models():
     r = run_cli("doctor")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "CPUExecutionProvider" in r.stdout
-    assert r.stdout.count("ok (sha256 matches MANIFEST.json)") == 3
+    assert r.stdout.count("ok (sha256 matches MANIFEST.json)") == 4  # 3 nets + weights npz
 
 
 def test_cuda_without_gpu_is_a_one_line_error(tmp_path):

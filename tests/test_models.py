@@ -27,14 +27,16 @@ def test_manifest_checksums_match_committed_files():
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
         assert len(entry["weights_sha256"]) == 64
         assert list(entry["inputs"]) == ["image"]
-    assert runtime.verify_models(MODELS) == {"pnet": True, "rnet": True, "onet": True}
+    npz = manifest["weights_npz"]
+    assert hashlib.sha256((MODELS / npz["file"]).read_bytes()).hexdigest() == npz["sha256"]
+    assert runtime.verify_models(MODELS) == {"pnet": True, "rnet": True, "onet": True, "weights": True}
 
 
 def test_verify_models_detects_a_damaged_file(tmp_path):
     for f in MODELS.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
     (tmp_path / "rnet.onnx").write_bytes(b"garbage")
-    assert runtime.verify_models(tmp_path) == {"pnet": True, "rnet": False, "onet": True}
+    assert runtime.verify_models(tmp_path) == {"pnet": True, "rnet": False, "onet": True, "weights": True}
 
 
 def _weights_dir() -> Path:
@@ -84,3 +86,16 @@ def test_reexport_manifest_records_sources(reexported):
         # Same source weights as the committed models were made from.
         assert manifest["models"][name]["weights_sha256"] == committed["models"][name]["weights_sha256"]
         assert manifest["models"][name]["inputs"] == committed["models"][name]["inputs"]
+
+
+def test_weights_npz_equals_facenet_state_dicts():
+    torch = pytest.importorskip("torch")
+    from livefaces.detect import torch_nets as tn
+
+    from_npz = tn.load_nets_npz(str(MODELS / "mtcnn_weights.npz"))
+    from_pt = tn.load_nets(str(_weights_dir()))
+    for a, b in zip(from_npz, from_pt):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k

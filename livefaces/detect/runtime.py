@@ -62,6 +62,10 @@ def verify_models(directory: Path | None = None) -> dict[str, bool]:
         path = directory / entry["file"]
         ok = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
         result[name] = ok
+    if "weights_npz" in manifest:  # the torch engine's copy of the weights
+        entry = manifest["weights_npz"]
+        path = directory / entry["file"]
+        result["weights"] = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     return result
 
 

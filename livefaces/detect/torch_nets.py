@@ -202,6 +202,20 @@ class ONetWrapped(nn.Module):
         return prob[:, 1], reg, points
 
 
+def load_nets_npz(path: str) -> tuple[PNet, RNet, ONet]:
+    """Load the three nets from ``models/mtcnn_weights.npz`` (written by the exporter)."""
+    import numpy as np
+
+    nets = (PNet(), RNet(), ONet())
+    with np.load(path) as data:
+        for name, net in zip(("pnet", "rnet", "onet"), nets):
+            state = {k.split(".", 1)[1]: torch.from_numpy(data[k]) for k in data.files
+                     if k.startswith(name + ".")}
+            net.load_state_dict(state)
+            net.eval()
+    return nets
+
+
 def load_nets(weights_dir: str) -> tuple[PNet, RNet, ONet]:
     """Load facenet-pytorch's ``{pnet,rnet,onet}.pt`` state dicts from ``weights_dir``."""
     import os
