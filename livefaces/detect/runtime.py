@@ -65,7 +65,8 @@ def verify_models(directory: Path | None = None) -> dict[str, bool]:
     if "weights_npz" in manifest:  # the torch engine's copy of the weights
         entry = manifest["weights_npz"]
         path = directory / entry["file"]
-        result["weights"] = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        result["weights"] = digest == entry["sha256"]
     return result
 
 
