@@ -11,6 +11,9 @@ PACKAGES=(
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly
   gstreamer1.0-plugins-bad
+  # a real X server for the preview-window test (xvfb-run)
+  xvfb
+  xauth
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

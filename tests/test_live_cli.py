@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from live_helpers import interrupt, popen_cli, read_events, wait_event
 
@@ -143,3 +143,21 @@ def test_preview_without_display_is_a_clean_error():
     assert "Traceback" not in r.stderr and "cannot open a window" in r.stderr
 
 
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                    reason="xvfb missing: run scripts/install_system_deps.sh (scripts/test.sh does)")
+def test_preview_window_under_a_real_x_server(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 800x600x24", sys.executable, "-m",
+                        "livefaces", "preview", "synthetic:640x360@25", "--max-frames", "40",
+                        "--record", str(tmp_path / "p.mp4")],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "40 frames" in r.stderr and "Traceback" not in r.stderr
+    assert probe_frames(tmp_path / "p.mp4") >= 30
