@@ -4,6 +4,8 @@
 set -euo pipefail
 PACKAGES=(
   ffmpeg
+  mosquitto   # MQTT broker: tests/test_serve_mqtt.py
+  chromium    # headless browser: tests/test_serve_browser.py
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
