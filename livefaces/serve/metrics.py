@@ -102,3 +102,61 @@ def render(families: list[Family]) -> str:
             else:
                 lines.append(f"{f.name}{_fmt_labels(labels)} {_fmt_value(float(value))}")
     return "\n".join(lines) + "\n"
+
+
+def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN001 (a serve.hub.Hub)
+    """The ``/metrics`` page: per-camera families from ``hub.status()`` and its latency
+    histograms, plus the MQTT publisher's counters when ``publisher_stats`` is given."""
+    status = hub.status()
+    fam = {
+        "up": Family("livefaces_camera_up", "gauge", "1 when the camera delivered a frame in the last 10 s"),
+        "capture": Family("livefaces_capture_fps", "gauge", "frames per second decoded from the camera"),
+        "detect": Family("livefaces_detect_fps", "gauge",
+                         "detections per second (frames the detector ran on)"),
+        "result": Family("livefaces_result_fps", "gauge", "results per second (detected or tracked frames)"),
+        "drops": Family("livefaces_frames_dropped_total", "counter",
+                        "frames decoded but never processed (newest-wins ring buffer)"),
+        "reconnects": Family("livefaces_reconnects_total", "counter", "times the camera was reopened"),
+        "faces_now": Family("livefaces_faces_current", "gauge", "faces in the newest result"),
+        "faces_seen": Family("livefaces_faces_seen_total", "counter", "faces that appeared (new tracks)"),
+        "events": Family("livefaces_events_total", "counter", "events produced for the camera"),
+        "published": Family("livefaces_events_published_total", "counter",
+                            "events acknowledged by the MQTT broker"),
+        "latency": Family("livefaces_detect_latency_seconds", "histogram",
+                          "time from frame capture to detection result"),
+    }
+    for name, st in status.items():
+        lab = {"camera": name}
+        age = st.get("last_seen_age_s")
+        fam["up"].add(lab, 1.0 if age is not None and age < 10 else 0.0)
+        fam["capture"].add(lab, float(st.get("capture_fps", st.get("result_fps", 0.0)) or 0.0))
+        fam["detect"].add(lab, float(st.get("detect_fps", 0.0)))
+        fam["result"].add(lab, float(st.get("result_fps", 0.0)))
+        fam["drops"].add(lab, float(st.get("dropped", 0) or 0))
+        fam["reconnects"].add(lab, float(st.get("reconnects", 0) or 0))
+        fam["faces_now"].add(lab, float(st.get("faces_now", 0)))
+        fam["faces_seen"].add(lab, float(st.get("faces_seen", 0)))
+        fam["events"].add(lab, float(st.get("events", 0)))
+        if publisher_stats is not None:
+            fam["published"].add(lab, float(publisher_stats.get("published_per_camera", {}).get(name, 0)))
+        fam["latency"].add(lab, hub.latency[name])
+    out = [f for f in fam.values() if f.samples]
+    out.append(Family("livefaces_event_ring_dropped_total", "counter",
+                      "events pushed out of the web UI's recent-events ring").add({}, hub.events_dropped))
+    out.append(Family("livefaces_uptime_seconds", "gauge", "seconds since start")
+               .add({}, round(hub.clock() - hub.started, 3)))
+    if publisher_stats is not None:
+        lab = {"publisher": "mqtt"}
+        out += [
+            Family("livefaces_publisher_connected", "gauge", "1 while connected to the broker")
+            .add(lab, 1.0 if publisher_stats.get("connected") else 0.0),
+            Family("livefaces_publisher_buffered", "gauge", "events waiting for the broker")
+            .add(lab, float(publisher_stats.get("buffered", 0))),
+            Family("livefaces_publisher_dropped_total", "counter",
+                   "events dropped because the buffer was full while the broker was away")
+            .add(lab, float(publisher_stats.get("dropped", 0))),
+            Family("livefaces_publisher_errors_total", "counter",
+                   "connection failures, lost connections and refused publishes")
+            .add(lab, float(publisher_stats.get("errors", 0))),
+        ]
+    return render(out)
