@@ -207,7 +207,7 @@ def live_server(astronaut, detector):
                 tracks_seen += 1
                 hub.put_event({"schema": 1, "type": "face.appeared" if tracks_seen == 1 else "face.updated",
                                "source": "lobby", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                               "track_id": 0, "after": {"confidence": float(faces.scores[0])}})
+                               "track_id": 0, "confidence": float(faces.scores[0])})
             stop.wait(0.2)
 
     t = threading.Thread(target=feed, daemon=True)
