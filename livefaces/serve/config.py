@@ -327,7 +327,7 @@ class _Validator:
         return v
 
     def fields(self, node: yaml.Node, path: str, spec: dict[str, Callable[[Any], tuple[Any, str | None]]],
-               required: tuple[str, ...] = ()) -> dict[str, Any]:
+               required: tuple[str, ...] = (), at: yaml.Node | None = None) -> dict[str, Any]:
         m = self.mapping(node, path)
         if m is None:
             return {}
@@ -356,7 +356,7 @@ class _Validator:
             out[key] = val
         for r in required:
             if r not in m:
-                self.problem(node, path, f"'{r}' is required")
+                self.problem(at or node, path, f"'{r}' is required")
         return out
 
 
@@ -414,14 +414,14 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
                     (yaml.ScalarNode("tag:yaml.org,2002:str", "url", knode.start_mark, knode.end_mark), vnode)
                 ], vnode.start_mark, vnode.end_mark), cpath, CAMERA_FIELDS)  # "name: url" shorthand
             else:
-                vals = v.fields(vnode, cpath, CAMERA_FIELDS, required=("url",))
+                vals = v.fields(vnode, cpath, CAMERA_FIELDS, required=("url",), at=knode)
             if "url" in vals:
                 cameras.append(CameraConfig(name=name, **{**defaults, **vals}))
     web = WebConfig(**v.fields(top["web"][1], "web", WEB_FIELDS)) if "web" in top else WebConfig()
     mqtt = None
     if "mqtt" in top:
         mnode = top["mqtt"][1]
-        mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",))
+        mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",), at=top["mqtt"][0])
         if "host" in mvals:
             mqtt = MqttConfig(**mvals)
     det = DetectorConfig(**v.fields(top["detector"][1], "detector", DETECTOR_FIELDS)) \
