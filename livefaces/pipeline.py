@@ -144,6 +144,7 @@ class _Src:
     latency: LatencyWindow = field(default_factory=LatencyWindow)
     states: dict[int, dict[str, Any]] = field(default_factory=dict)  # last event state per track
     first_seen: dict[int, float] = field(default_factory=dict)  # wall time per track
+    last_seen: dict[int, dict[str, Any]] = field(default_factory=dict)  # newest detected state
 
 
 SourceLike = FrameSource | str | int | os.PathLike
@@ -319,6 +320,8 @@ class Pipeline:
         appeared = set(upd.appeared)
         for i, tid in enumerate(upd.ids.tolist()):
             is_new = tid in appeared
+            if upd.detected[i]:
+                s.last_seen[tid] = {"i": i, "frame": frame, "wall": captured_wall, "upd": upd}
             if not is_new and not (upd.detected[i] and self._limiter.allow(s.source.name, tid,
                                                                             frame.captured)):
                 continue
@@ -338,10 +341,15 @@ class Pipeline:
         before = s.states.pop(tr.id, None)
         first = s.first_seen.pop(tr.id, wall)
         self._limiter.forget(s.source.name, tr.id)
-        st = dict(before) if before else {}
-        # the last state seen by the detector, kept from the track
-        st.update({"box": [round(float(v), 2) for v in tr.box],
-                   "confidence": round(float(tr.score), 5), "detected": False})
+        seen = s.last_seen.pop(tr.id, None)
+        if seen is not None:  # the last frame on which the detector saw it
+            f, u, i = seen["frame"], seen["upd"], seen["i"]
+            st = face_state(u.faces.boxes[i], u.faces.scores[i], u.faces.landmarks[i],
+                            detected=True, frame_index=f.index, pts=f.pts,
+                            captured_wall=seen["wall"], width=f.image.shape[1],
+                            height=f.image.shape[0])
+        else:
+            st = dict(before) if before else {}
         ev = face_event(FACE_LOST, s.source.name, tr.id, st, before, first_seen_wall=first,
                         now_wall=wall)
         ev["reason"] = reason

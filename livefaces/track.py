@@ -12,7 +12,9 @@ detector call :meth:`Tracker.update`; on the others :meth:`Tracker.predict`. Bot
   and never fly away.
 * Smoothing: a detected box is blended with the prediction (``smoothing``), which removes
   the frame-to-frame jitter of the detector without lagging behind real motion.
-* Lifetime: a track unseen by the detector for ``max_age`` seconds is lost.
+* Lifetime: a new track is reported ("appeared") once confirmed: ``min_hits`` detections, or
+  one detection scoring ``confirm_score`` or more; a track unseen by the detector for
+  ``max_age`` seconds is lost (unconfirmed tracks vanish silently).
 
 Times are seconds on any monotonic clock (the pipeline passes stream pts or capture time).
 """
@@ -34,6 +36,10 @@ class TrackerOptions:
     """weight of the new detection in the blended box (1.0: raw detections)"""
     velocity_smoothing: float = 0.5
     max_extrapolation: float = 0.5
+    min_hits: int = 2
+    """detections needed before a new track is reported (a one-frame false positive is not)"""
+    confirm_score: float = 0.95
+    """...unless its first detection scores at least this (reported at once)"""
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Track:
     first_seen: float
     hits: int = 1
     detected: bool = True  # box came from the detector on the current frame
+    confirmed: bool = False
     anchor: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     """(4,) the smoothed box at time ``t`` (the origin of predictions)"""
 
@@ -106,7 +113,10 @@ class Tracker:
     def _expire(self, t: float) -> list[Track]:
         keep, lost = [], []
         for tr in self.tracks:
-            (lost if t - tr.t > self.options.max_age else keep).append(tr)
+            if t - tr.t <= self.options.max_age:
+                keep.append(tr)
+            elif tr.confirmed:
+                lost.append(tr)
         self.tracks = keep
         return lost
 
@@ -178,6 +188,10 @@ class Tracker:
             tr.hits += 1
             tr.detected = True
         appeared = []
+        for tr in self.tracks:
+            if not tr.confirmed and tr.hits >= o.min_hits:
+                tr.confirmed = True
+                appeared.append(tr.id)
         for di in range(len(faces)):
             if di in used_d:
                 continue
@@ -186,7 +200,9 @@ class Tracker:
                        float(faces.scores[di]), np.zeros(4, np.float32), t, t)
             self._next_id += 1
             self.tracks.append(tr)
-            appeared.append(tr.id)
+            if tr.score >= o.confirm_score or o.min_hits <= 1:
+                tr.confirmed = True
+                appeared.append(tr.id)
         lost = self._expire(t)
         for tr in self.tracks:
             if not tr.detected:  # coasting through a missed detection
@@ -197,17 +213,17 @@ class Tracker:
         return self._result(appeared, lost)
 
     def clear(self) -> list[Track]:
-        """Drop every track (the source went away); returns them as lost."""
-        lost, self.tracks = self.tracks, []
+        """Drop every track (the source went away); returns the confirmed ones as lost."""
+        lost, self.tracks = [tr for tr in self.tracks if tr.confirmed], []
         return lost
 
     def _result(self, appeared: list[int], lost: list[Track]) -> TrackUpdate:
-        n = len(self.tracks)
-        if n == 0:
+        shown = [tr for tr in self.tracks if tr.confirmed]
+        if not shown:
             faces = Faces.empty()
         else:
-            faces = Faces(np.stack([tr.box for tr in self.tracks]).astype(np.float32),
-                          np.array([tr.score for tr in self.tracks], np.float32),
-                          np.stack([tr.landmarks for tr in self.tracks]).astype(np.float32))
-        return TrackUpdate(faces, np.array([tr.id for tr in self.tracks], np.int64),
-                           np.array([tr.detected for tr in self.tracks], bool), appeared, lost)
+            faces = Faces(np.stack([tr.box for tr in shown]).astype(np.float32),
+                          np.array([tr.score for tr in shown], np.float32),
+                          np.stack([tr.landmarks for tr in shown]).astype(np.float32))
+        return TrackUpdate(faces, np.array([tr.id for tr in shown], np.int64),
+                           np.array([tr.detected for tr in shown], bool), appeared, lost)

@@ -4,8 +4,15 @@
 set -euo pipefail
 PACKAGES=(
   ffmpeg
-  mosquitto   # MQTT broker: tests/test_serve_mqtt.py
-  chromium    # headless browser: tests/test_serve_browser.py
+  # RTSP server for the live-pipeline tests (tests/rtsp_server.py, run by /usr/bin/python3)
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-plugins-bad
+  mosquitto   # MQTT broker: tests/test_serve_mqtt.py, tests/test_serve_e2e.py
+  chromium    # headless browser: tests/test_serve_web.py, tests/test_serve_e2e.py
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
