@@ -120,8 +120,15 @@ detector:
         async def drive():
             async with aiohttp.ClientSession() as session:
                 page = await open_page(browser, session, base + f"?token={TOKEN}")
-                await page.wait_js("(() => { const i = document.querySelector('.cam img.live');"
-                                   " return i && i.naturalWidth === 640; })()", timeout=60)
+                try:
+                    await page.wait_js("(() => { const i = document.querySelector('.cam img.live');"
+                                       " return i && i.naturalWidth === 640; })()", timeout=60)
+                except AssertionError:
+                    state = await page.eval("(() => { const i = document.querySelector('.cam img.live');"
+                                            " return i ? [i.src, i.complete, i.naturalWidth] : "
+                                            "document.body.innerHTML.slice(0, 500); })()")
+                    raise AssertionError(f"live view never showed a frame: {state}; "
+                                         f"server log: {''.join(stderr_lines)[-2000:]}") from None
                 n = await page.wait_js("document.querySelectorAll('#events li').length >= 2 && "
                                        "document.querySelectorAll('#events li').length", timeout=60)
                 best = (0, b"", {})

@@ -150,10 +150,12 @@ def test_broker_restart_buffers_and_resumes(broker):
         broker.start()
         assert pub.wait_connected(20), "publisher did not reconnect"
         pub.publish(_event("cam", 21))
-        sub.wait_for(lambda m: len([1 for t, _, _ in m if t == "livefaces/cam/events"]) >= 22, timeout=30)
+        # QoS 1 is at-least-once: a message in flight when the broker died may come twice
+        sub.wait_for(lambda m: len({json.loads(p)["seq"] for t, p, _ in m
+                                    if t == "livefaces/cam/events"}) >= 22, timeout=30)
         seqs = [e["seq"] for e in sub.events("livefaces/cam/events")]
         assert sorted(set(seqs)) == list(range(22))
-        assert seqs[-1] == 21  # in order: the buffer went first
+        assert seqs.index(21) > max(seqs.index(i) for i in range(1, 21))  # the buffer went first
         st = pub.stats()
         assert st["dropped"] == 0 and st["buffered"] == 0
         assert st["errors"] >= 1 and st["connects"] >= 2
