@@ -130,3 +130,23 @@ def test_load_config_reads_file(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("cameras:\n  a: clip.mp4\n")
     assert load_config(f).cameras[0].url == "clip.mp4"
+
+
+def test_per_camera_rate_keeps_the_average():
+    """15 fps camera, 5/s asked: a minimum-gap rule gives ~4.3/s; the schedule gives 5/s."""
+    import numpy as np
+
+    from livefaces.serve.app import PerCameraRate
+    from livefaces.types import Frame
+
+    pol = PerCameraRate({"a": 5.0, "b": 2.0})
+    img = np.zeros((2, 2, 3), np.uint8)
+    counts = {"a": 0, "b": 0}
+    for i in range(15 * 20):  # 20 s of frames at 15 fps
+        now = i / 15
+        for cam in counts:
+            f = Frame(img, cam, i, now, now)
+            if pol.due(f, True, now):
+                pol.detected(f, now)
+                counts[cam] += 1
+    assert abs(counts["a"] - 100) <= 1 and abs(counts["b"] - 40) <= 1

@@ -220,14 +220,17 @@ def live_server(astronaut, detector):
 
 
 def count_box_pixels(png: bytes, rect: dict) -> int:
-    """Pixels of the box colour (render.BOX_COLOUR = RGB (0, 220, 0), JPEG-tolerant) inside rect."""
+    """Pixels of a box colour inside rect, JPEG-tolerant: render.BOX_COLOUR = RGB (0, 220, 0)
+    (detected on this frame) or TRACKED_COLOUR = (255, 190, 0) (carried by the tracker)."""
     from PIL import Image
 
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     x0, y0 = int(rect["x"]), int(rect["y"])
     crop = img[y0:y0 + int(rect["height"]), x0:x0 + int(rect["width"])]
     r, g, b = crop[..., 0], crop[..., 1], crop[..., 2]
-    return int(((g > 170) & (r < 90) & (b < 90)).sum())
+    green = (g > 170) & (r < 90) & (b < 90)
+    amber = (r > 215) & (g > 150) & (g < 230) & (b < 70)
+    return int((green | amber).sum())
 
 
 def test_browser_shows_live_view_with_face_box_and_events(live_server, tmp_path):

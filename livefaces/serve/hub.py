@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..render import annotate
+from ..render import render_result as _render_result
 from ..types import FrameResult
 from .config import CameraConfig
 from .metrics import Histogram
@@ -218,9 +218,9 @@ class Hub:
 
 
 def render_result(result: FrameResult) -> np.ndarray:
-    """The annotated RGB image of a result (boxes, landmarks, track ids)."""
-    ids = result.track_ids if len(result.track_ids) == len(result.faces) else None
-    return annotate(result.frame.image, result.faces, track_ids=ids, detected=result.detected)
+    """The annotated RGB image of a result (boxes green where detected on this frame, amber
+    where carried by the tracker; landmarks, track ids)."""
+    return _render_result(result)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
