@@ -460,7 +460,7 @@ class Pipeline:
 
 def stream(source: SourceLike, *, detector: Any = None, policy: DetectPolicy | None = None,
            capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
-           max_frames: int | None = None, duration: float | None = None, buffer: int = 8,
+           max_frames: int | None = None, duration: float | None = None, buffer: int = 32,
            **source_options: Any) -> Iterator[FrameResult]:
     """Iterate over the results of one source::
 

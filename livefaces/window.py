@@ -6,6 +6,8 @@ loop the CLI runs on its main thread, not a sink.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 
 import cv2
@@ -17,7 +19,15 @@ QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q, Esc
 
 
 def check_display() -> None:
-    """Raise a one-line error if no window can be opened (no display, headless OpenCV)."""
+    """Raise a one-line error if no window can be opened (no display, headless OpenCV).
+
+    Checked before any GUI call: OpenCV's Qt build aborts the process without a display."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("QT_QPA_PLATFORM")):
+        raise LiveFacesError(
+            "cannot open a window: no display (DISPLAY is not set); run it on a desktop, or use "
+            "'livefaces watch' with --record OUT.mp4 instead")
     try:
         cv2.namedWindow("livefaces-check", cv2.WINDOW_AUTOSIZE)
         cv2.destroyWindow("livefaces-check")

@@ -11,6 +11,9 @@ PACKAGES=(
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly
   gstreamer1.0-plugins-bad
+  # a real X server for the preview-window test (xvfb-run)
+  xvfb
+  xauth
   mosquitto   # MQTT broker: tests/test_serve_mqtt.py, tests/test_serve_e2e.py
   chromium    # headless browser: tests/test_serve_web.py, tests/test_serve_e2e.py
 )

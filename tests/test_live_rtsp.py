@@ -6,9 +6,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from live_helpers import SYSTEM_PYTHON, RtspServer, free_port, interrupt, popen_cli, read_events, \
-    wait_event, write_face_frames
+from live_helpers import (
+    SYSTEM_PYTHON,
+    RtspServer,
+    free_port,
+    interrupt,
+    popen_cli,
+    read_events,
+    wait_event,
+    write_face_frames,
+)
 
 
 def _has_gst_rtsp() -> bool:
