@@ -14,6 +14,8 @@ PACKAGES=(
   # a real X server for the preview-window test (xvfb-run)
   xvfb
   xauth
+  mosquitto   # MQTT broker: tests/test_serve_mqtt.py, tests/test_serve_e2e.py
+  chromium    # headless browser: tests/test_serve_web.py, tests/test_serve_e2e.py
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,160 @@
+"""``livefaces serve``: watch several cameras in one process, with a web UI, an API and MQTT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error
+
+NAME = "serve"
+HELP = "watch cameras: live web view, JSON API, Prometheus metrics, MQTT events"
+DESCRIPTION = """\
+Run several cameras in one process with ONE shared detector (detection batched across
+cameras). Opens a web page with a live annotated view of every camera, an event feed and
+per-camera status; a JSON API (/api/cameras, /api/events?since=, snapshots); /health;
+/metrics for Prometheus; and, with an 'mqtt:' section, publishes events to MQTT
+(livefaces/<camera>/events, livefaces/<camera>/status, retained livefaces/available).
+
+Cameras come from a YAML file (--config; see docs/serve.md) or from the command line as
+[NAME=]URL items. Binds 127.0.0.1 unless told otherwise; any other address needs a token
+(--token, $LIVEFACES_TOKEN or web.token), sent as 'Authorization: Bearer TOKEN' or by
+opening the page once as http://HOST:PORT/?token=TOKEN (it is then kept in a cookie).
+Camera passwords are never shown: not on the page, in the API, logs or metrics."""
+EPILOG = """\
+examples:
+  livefaces serve --config cameras.yaml
+  livefaces serve --config cameras.yaml --check-config      # validate only
+  livefaces serve front=rtsp://viewer:PASS@192.168.1.20/stream2 back=rtsp://192.168.1.21/live
+  LIVEFACES_TOKEN=$(openssl rand -hex 16) livefaces serve --config cameras.yaml --host 0.0.0.0
+  livefaces serve clip.mp4 --port 8780 --duration 60         # a file plays like a camera
+
+then open http://127.0.0.1:8780/ ; 'curl -s localhost:8780/api/events?since=0' for events."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="[NAME=]URL",
+                   help="cameras (RTSP/HTTP URL, video file, webcam number); instead of --config")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML configuration (docs/serve.md)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the configuration, print a summary, and exit (0 = valid, 3 = not)")
+    g = p.add_argument_group("overrides (win over the file)")
+    g.add_argument("--host", help="address to bind (default 127.0.0.1; others need a token)")
+    g.add_argument("--port", type=int, help="port (default 8780; 0 = any free port)")
+    g.add_argument("--token", help="access token (better: $LIVEFACES_TOKEN, not visible in ps)")
+    g.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker for events")
+    g.add_argument("--detect-fps", type=float, default=5.0, metavar="F",
+                   help="detections per second per camera, for command-line sources (default 5)")
+    g.add_argument("--min-face", type=float, default=20.0, metavar="PX",
+                   help="smallest face in pixels, for command-line sources (default 20)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="stop after S seconds (default: run until Ctrl-C)")
+
+
+def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from ..serve.config import (
+        ConfigError,
+        MqttConfig,
+        config_from_sources,
+        is_loopback,
+        load_config,
+    )
+
+    if args.config and args.sources:
+        raise ConfigError(["give either --config FILE or [NAME=]URL sources, not both"])
+    if args.config:
+        cfg = load_config(args.config)
+    else:
+        cfg = config_from_sources(args.sources, detect_fps=args.detect_fps, min_face_size=args.min_face)
+    web = cfg.web
+    token = args.token or web.token or os.environ.get("LIVEFACES_TOKEN") or None
+    web = dataclasses.replace(web, host=args.host or web.host,
+                              port=web.port if args.port is None else args.port, token=token)
+    if web.enabled and not is_loopback(web.host) and not web.token:
+        raise ConfigError([f"binding {web.host} (not loopback) needs an access token: set "
+                           "LIVEFACES_TOKEN, --token or web.token, or bind 127.0.0.1"])
+    mqtt = cfg.mqtt
+    if args.mqtt:
+        host, sep, port = args.mqtt.rpartition(":")
+        if not sep:
+            host, port = args.mqtt, "1883"
+        try:
+            mqtt = MqttConfig(host=host, port=int(port))
+        except ValueError as e:
+            raise ConfigError([f"--mqtt {args.mqtt!r}: expected HOST or HOST:PORT"]) from e
+    return dataclasses.replace(cfg, web=web, mqtt=mqtt)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import aiohttp  # noqa: F401
+        import paho.mqtt  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as e:
+        error(f"livefaces serve needs extra packages ({e.name} is missing): "
+              "pip install 'livefaces[serve]'")
+        return EXIT_SETUP
+    from ..serve.config import ConfigError
+
+    if not args.config and not args.sources:
+        error("no cameras: give --config FILE or one or more [NAME=]URL sources (see --help)")
+        return EXIT_USAGE
+    try:
+        cfg = _build_config(args)
+    except ConfigError as e:
+        error(str(e))
+        return EXIT_SETUP
+    if args.check_config:
+        print(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)")
+        for c in cfg.cameras:
+            state = "enabled " if c.enabled else "disabled"
+            print(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face {c.min_face_size:g} px  "
+                  f"{c.safe_url}")
+        w = cfg.web
+        print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
+        if cfg.mqtt:
+            print(f"  mqtt: {cfg.mqtt.host}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
+        return EXIT_OK
+
+    from ..serve.app import CameraServer
+
+    log = logging.getLogger("livefaces.serve")
+    try:
+        server = CameraServer(cfg)
+    except ValueError as e:
+        error(str(e))
+        return EXIT_SETUP
+    stop = threading.Event()
+    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        try:
+            server.start()
+        except OSError as e:
+            error(f"cannot listen on {cfg.web.host}:{cfg.web.port} ({e.strerror or e}); "
+                  "choose another --port")
+            server.stop()
+            return EXIT_SETUP
+        if server.web is not None:
+            print(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.url}",
+                  file=sys.stderr, flush=True)
+        log.info("detector shared by %s", ", ".join(c.name for c in cfg.enabled_cameras))
+        try:
+            stop.wait(args.duration) if args.duration else _wait_forever(stop)
+        except KeyboardInterrupt:
+            server.stop()
+            return EXIT_INTERRUPTED
+        server.stop()
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+
+
+def _wait_forever(stop: threading.Event) -> None:
+    while not stop.wait(1.0):  # short waits keep Ctrl-C responsive
+        pass

@@ -1,0 +1,245 @@
+"""MQTT publisher (the only module that imports paho-mqtt).
+
+Topics, with ``prefix`` = ``livefaces`` by default::
+
+    <prefix>/available          "online" / "offline", retained; "offline" is also the last will
+    <prefix>/<camera>/events    one JSON event (the JSON Lines schema) per face.* event, QoS 1
+    <prefix>/<camera>/status    the latest source.status event of the camera, retained, QoS 1
+
+Delivery: QoS 1. While the broker is unreachable, events wait in a bounded buffer
+(``buffer`` events, policy **drop oldest**, counted in ``dropped``); paho reconnects in its
+own network thread with exponential backoff (``reconnect_min_s`` doubling up to
+``reconnect_max_s``) and the buffer is flushed in order on reconnect. Messages already handed
+to paho when a connection breaks are re-sent by paho (QoS 1: at least once).
+
+:meth:`MqttPublisher.publish` never blocks on the network and never raises for broker trouble.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES_TO_STATUS = ("source.status",)
+
+
+class MqttPublisher:
+    """Publish event dicts to an MQTT broker; see the module docstring for topics and policy.
+
+    Args:
+        host, port: the broker.
+        username, password: optional credentials (never logged).
+        client_id: MQTT client id (unique per broker).
+        topic_prefix: first topic level.
+        buffer: events kept while disconnected (drop oldest beyond).
+        keepalive: seconds between pings; a dead broker is noticed within ~1.5x this.
+        reconnect_min_s, reconnect_max_s: backoff bounds for reconnect attempts.
+    """
+
+    def __init__(self, host: str, port: int = 1883, *, username: str | None = None,
+                 password: str | None = None, client_id: str = "livefaces",
+                 topic_prefix: str = "livefaces", buffer: int = 1000, keepalive: int = 30,
+                 reconnect_min_s: int = 1, reconnect_max_s: int = 30):
+        self.host, self.port = host, int(port)
+        self.prefix = topic_prefix.rstrip("/")
+        self.availability_topic = f"{self.prefix}/available"
+        self._buffer: collections.deque[tuple[str, bytes, bool]] = collections.deque()
+        self._capacity = int(buffer)
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._closed = False
+        self._counts = {"published": 0, "dropped": 0, "errors": 0, "connects": 0, "disconnects": 0}
+        self._per_camera: dict[str, int] = collections.defaultdict(int)
+        # mid -> camera of messages handed to paho; a PUBACK can beat publish() returning,
+        # hence the "acked early" set. _mid_lock is innermost: never held while calling paho.
+        self._mid_camera: dict[int, str] = {}
+        self._acked_early: set[int] = set()
+        self._mid_lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv311, clean_session=True)
+        if username:
+            c.username_pw_set(username, password)
+        c.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        c.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
+        c.max_queued_messages_set(self._capacity)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_connect_fail = self._on_connect_fail
+        self._client = c
+        self._keepalive = int(keepalive)
+        self._started = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._sender, name="livefaces-mqtt", daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> MqttPublisher:
+        """Begin connecting in the background (returns at once; the broker may be down)."""
+        if not self._started:
+            self._started = True
+            self._client.connect_async(self.host, self.port, keepalive=self._keepalive)
+            self._client.loop_start()
+            self._thread.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Publish ``offline`` (retained), give in-flight messages up to ``timeout`` s, stop."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(timeout)
+            if self._connected.is_set():
+                self._flush(final=True)  # the sender has stopped: we are the only flusher
+                info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
+                try:
+                    info.wait_for_publish(timeout)
+                except (RuntimeError, ValueError):  # not queued / disconnected meanwhile
+                    pass
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def __enter__(self) -> MqttPublisher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Queue one event for its camera's topic; never blocks, never raises for the broker."""
+        if self._closed:
+            return
+        camera = str(event.get("source", "unknown"))
+        kind = "status" if event.get("type") in EVENT_TYPES_TO_STATUS else "events"
+        topic = f"{self.prefix}/{_topic_level(camera)}/{kind}"
+        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        with self._lock:
+            if len(self._buffer) >= self._capacity:
+                self._buffer.popleft()
+                self._counts["dropped"] += 1
+            self._buffer.append((topic, payload, kind == "status"))
+        self._wake.set()
+
+    def _sender(self) -> None:
+        """The one thread that hands buffered messages to paho (no lock held across paho calls,
+        so paho's callbacks can never deadlock against :meth:`publish`)."""
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._connected.is_set():
+                self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        while self._connected.is_set() and (final or not self._stop.is_set()):
+            with self._lock:
+                if not self._buffer:
+                    return
+                item = self._buffer[0]
+            topic, payload, retain = item
+            info = self._client.publish(topic, payload, qos=1, retain=retain)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE or (final and info.rc != mqtt.MQTT_ERR_SUCCESS):
+                return  # paho's queue is full: keep it; on_publish wakes us when there is room
+            with self._lock:
+                if self._buffer and self._buffer[0] is item:  # not dropped meanwhile
+                    self._buffer.popleft()
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                # NO_CONN still means paho kept it (QoS 1) and sends it after reconnecting
+                self._counts["errors"] += 1
+                log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            else:
+                self._track(info.mid, topic.split("/")[-2])
+
+    def _track(self, mid: int, camera: str) -> None:
+        with self._mid_lock:
+            if mid in self._acked_early:
+                self._acked_early.discard(mid)
+                if not camera:  # availability message: not an event
+                    return
+                self._counts["published"] += 1
+                self._per_camera[camera] += 1
+            else:
+                self._mid_camera[mid] = camera
+
+    # ------------------------------------------------------------------ paho callbacks
+    # (run in paho's network thread)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self._counts["errors"] += 1
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        self._counts["connects"] += 1
+        log.info("MQTT connected to %s:%d", self.host, self.port)
+        info = client.publish(self.availability_topic, "online", qos=1, retain=True)
+        self._track(info.mid, "")
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self._counts["disconnects"] += 1
+        if not self._closed:
+            self._counts["errors"] += 1
+            log.warning("MQTT connection to %s:%d lost (%s); reconnecting with backoff",
+                        self.host, self.port, reason)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._counts["errors"] += 1
+        log.info("MQTT broker %s:%d unreachable; retrying with backoff", self.host, self.port)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        with self._mid_lock:
+            cam = self._mid_camera.pop(mid, None)
+            if cam == "":
+                pass
+            elif cam is not None:
+                self._counts["published"] += 1
+                self._per_camera[cam] += 1
+            else:  # availability messages, or an event whose publish() has not returned yet
+                if len(self._acked_early) > 10_000:
+                    self._acked_early.clear()
+                self._acked_early.add(mid)
+        if self._buffer:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``published`` (acknowledged by the broker), ``dropped`` (buffer overflow),
+        ``errors`` (connect failures, lost connections, refused publishes), ``buffered``,
+        ``connected``, ``published_per_camera``."""
+        with self._lock, self._mid_lock:
+            buffered = len(self._buffer)
+            per_camera = dict(self._per_camera)
+        return {**self._counts, "buffered": buffered, "connected": self._connected.is_set(),
+                "published_per_camera": per_camera}
+
+
+def _topic_level(name: str) -> str:
+    """A safe single topic level (camera names are validated, this is belt and braces)."""
+    return "".join(ch if ch not in "/#+" else "_" for ch in name) or "unknown"

@@ -1,0 +1,455 @@
+"""``livefaces serve`` configuration: a YAML file validated into frozen dataclasses.
+
+The file (see ``docs/serve.md`` for the full reference)::
+
+    defaults:              # applied to every camera unless the camera says otherwise
+      detect_fps: 5
+      min_face_size: 40
+    cameras:               # name -> settings; names become MQTT topic levels and URL parts
+      front_door:
+        url: rtsp://viewer:${FRONT_PASSWORD}@192.168.1.20:554/stream2
+      garage:
+        url: rtsp://192.168.1.21/live
+        detect_fps: 2
+        enabled: false
+    web: {host: 127.0.0.1, port: 8780, token: "${LIVEFACES_TOKEN}", stream_fps: 5}
+    mqtt: {host: 127.0.0.1, port: 1883}
+    detector: {threads: 2}
+
+Every mistake is reported as ``FILE:LINE: dotted.field: what is wrong`` (all of them at once,
+not just the first) by :class:`ConfigError`. Unknown keys are errors (a typo must not be
+silently ignored). ``${VAR}`` in strings is replaced by the environment variable ``VAR`` so
+passwords and tokens can stay out of the file.
+
+Only PyYAML is used: its composed node tree carries the line of every key and value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+from ..errors import LiveFacesError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(LiveFacesError, ValueError):
+    """The serve configuration is invalid; ``problems`` holds one line per mistake."""
+
+    def __init__(self, problems: list[str]):
+        # in file order, so the messages read top to bottom like the file
+        self.problems = sorted(problems, key=_line_of)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the configuration"
+        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+def _line_of(problem: str) -> int:
+    m = re.match(r"^.*?:(\d+): ", problem)
+    return int(m.group(1)) if m else 0
+
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera. ``url`` may hold credentials: show :attr:`safe_url`, never ``url``.
+
+    Attributes:
+        name: ``[A-Za-z0-9_-]{1,64}``; used in MQTT topics, URLs and metric labels.
+        url: RTSP/HTTP URL, a video file path, or ``webcam:N``.
+        detect_fps: detections per second to aim for (frames in between are tracked).
+        min_face_size: smallest face to find, in pixels of the camera frame.
+        enabled: disabled cameras are listed but not opened.
+    """
+
+    name: str
+    url: str
+    detect_fps: float = 5.0
+    min_face_size: float = 20.0
+    enabled: bool = True
+
+    def __repr__(self) -> str:  # the dataclass repr would print the password
+        return (f"CameraConfig(name={self.name!r}, url={self.safe_url!r}, detect_fps={self.detect_fps}, "
+                f"min_face_size={self.min_face_size}, enabled={self.enabled})")
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The HTTP server. ``token`` is required when ``host`` is not a loopback address."""
+
+    host: str = "127.0.0.1"
+    port: int = 8780
+    token: str | None = None
+    stream_fps: float = 5.0
+    jpeg_quality: int = 80
+    enabled: bool = True
+
+    def __repr__(self) -> str:
+        return (f"WebConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, "
+                f"stream_fps={self.stream_fps}, jpeg_quality={self.jpeg_quality}, enabled={self.enabled})")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT broker events go to (``None`` in :class:`ServeConfig` = no MQTT)."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    topic_prefix: str = "livefaces"
+    client_id: str = "livefaces"
+    keepalive: int = 30
+    buffer: int = 1000
+
+    def __repr__(self) -> str:
+        return (f"MqttConfig(host={self.host!r}, port={self.port}, username={self.username!r}, "
+                f"password={'***' if self.password else None}, topic_prefix={self.topic_prefix!r}, "
+                f"client_id={self.client_id!r}, keepalive={self.keepalive}, buffer={self.buffer})")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Options of the one shared :class:`~livefaces.detect.Detector`."""
+
+    threads: int | None = None
+    providers: str | None = None
+    factor: float = 0.709
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    cameras: tuple[CameraConfig, ...]
+    web: WebConfig = field(default_factory=WebConfig)
+    mqtt: MqttConfig | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    source: str = "<command line>"
+
+    @property
+    def enabled_cameras(self) -> tuple[CameraConfig, ...]:
+        return tuple(c for c in self.cameras if c.enabled)
+
+    def camera(self, name: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.name == name), None)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (the user name is kept, it helps).
+
+    >>> redact_url("rtsp://admin:hunter2@10.0.0.5:554/s1")
+    'rtsp://admin:***@10.0.0.5:554/s1'
+
+    Query parameters that look like secrets (``password``, ``pass``, ``pwd``, ``token``,
+    ``key``, ``secret``, ``auth``) are redacted too. Strings that are not URLs come back as is.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if not parts.scheme or not parts.netloc:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = parts.query
+    if query:
+        query = re.sub(r"(?i)(^|[&;])((?:pass(?:word)?|pwd|token|key|secret|auth)[^=&;]*)=[^&;]*",
+                       r"\1\2=***", query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPs (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- validation
+
+_Check = Callable[[Any], str | None]
+
+
+def _num(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+         lo_open: bool = False) -> Callable[[Any], tuple[Any, str | None]]:
+    def conv(v: Any) -> tuple[Any, str | None]:
+        kind = "an integer" if integer else "a number"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return None, f"must be {kind}"
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return None, f"must be {'>' if lo_open else '>='} {lo:g}"
+        if hi is not None and v > hi:
+            return None, f"must be <= {hi:g}"
+        return (int(v) if integer else float(v)), None
+    return conv
+
+
+def _str(*, allow_empty: bool = False, pattern: re.Pattern[str] | None = None, hint: str = ""
+         ) -> Callable[[Any], tuple[Any, str | None]]:
+    def conv(v: Any) -> tuple[Any, str | None]:
+        if not isinstance(v, str):
+            return None, "must be a string" + (f" ({hint})" if hint else "")
+        if not allow_empty and not v:
+            return None, "must not be empty"
+        if pattern is not None and not pattern.match(v):
+            return None, f"must match {pattern.pattern}" + (f" ({hint})" if hint else "")
+        return v, None
+    return conv
+
+
+def _bool(v: Any) -> tuple[Any, str | None]:
+    if not isinstance(v, bool):
+        return None, "must be true or false"
+    return v, None
+
+
+def _choice(*options: str) -> Callable[[Any], tuple[Any, str | None]]:
+    def conv(v: Any) -> tuple[Any, str | None]:
+        if v not in options:
+            return None, "must be one of " + ", ".join(options)
+        return v, None
+    return conv
+
+
+def _thresholds(v: Any) -> tuple[Any, str | None]:
+    if (not isinstance(v, list) or len(v) != 3
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1 for x in v)):
+        return None, "must be a list of 3 numbers between 0 and 1 (P-Net, R-Net, O-Net)"
+    return tuple(float(x) for x in v), None
+
+
+def _optional(conv: Callable[[Any], tuple[Any, str | None]]) -> Callable[[Any], tuple[Any, str | None]]:
+    def c(v: Any) -> tuple[Any, str | None]:
+        return (None, None) if v is None else conv(v)
+    return c
+
+
+CAMERA_FIELDS = {
+    "url": _str(hint="rtsp://..., a video file, or webcam:N"),
+    "detect_fps": _num(0, 60, lo_open=True),
+    "min_face_size": _num(12, 4096),
+    "enabled": _bool,
+}
+DEFAULT_FIELDS = {k: v for k, v in CAMERA_FIELDS.items() if k != "url"}
+WEB_FIELDS = {
+    "host": _str(),
+    "port": _num(0, 65535, integer=True),
+    "token": _optional(_str()),
+    "stream_fps": _num(0, 30, lo_open=True),
+    "jpeg_quality": _num(10, 100, integer=True),
+    "enabled": _bool,
+}
+MQTT_FIELDS = {
+    "host": _str(),
+    "port": _num(1, 65535, integer=True),
+    "username": _optional(_str()),
+    "password": _optional(_str()),
+    "topic_prefix": _str(pattern=re.compile(r"^[^#+\s]+$"), hint="no '#', '+' or spaces"),
+    "client_id": _str(),
+    "keepalive": _num(5, 3600, integer=True),
+    "buffer": _num(1, 1_000_000, integer=True),
+}
+DETECTOR_FIELDS = {
+    "threads": _optional(_num(1, 256, integer=True)),
+    "providers": _optional(_choice("cpu", "cuda")),
+    "factor": _num(0.1, 0.95),
+    "thresholds": _thresholds,
+}
+TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector")
+
+
+class _Validator:
+    def __init__(self, filename: str, env: dict[str, str]):
+        self.filename = filename
+        self.env = env
+        self.problems: list[str] = []
+
+    def problem(self, node: yaml.Node | None, path: str, msg: str) -> None:
+        line = f"{node.start_mark.line + 1}" if node is not None else "?"
+        self.problems.append(f"{self.filename}:{line}: {path}: {msg}" if path else
+                             f"{self.filename}:{line}: {msg}")
+
+    def mapping(self, node: yaml.Node, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+        """``{key: (key_node, value_node)}``; reports non-mappings and duplicate keys."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path, "must be a mapping of 'key: value' lines")
+            return None
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self.problem(k, path, "keys must be plain names")
+                continue
+            if key in out:
+                self.problem(k, _join(path, key),
+                             f"given twice (first on line {out[key][0].start_mark.line + 1})")
+                continue
+            out[key] = (k, v)
+        return out
+
+    def value(self, node: yaml.Node) -> Any:
+        """The Python value of a node, with ``${VAR}`` expanded in strings."""
+        v = yaml.SafeLoader(b"").construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        return self._expand(v)
+
+    def _expand(self, v: Any) -> Any:
+        if isinstance(v, str):
+            return _ENV_RE.sub(lambda m: self.env.get(m.group(1), "\0" + m.group(1)), v)
+        if isinstance(v, list):
+            return [self._expand(x) for x in v]
+        return v
+
+    def fields(self, node: yaml.Node, path: str, spec: dict[str, Callable[[Any], tuple[Any, str | None]]],
+               required: tuple[str, ...] = (), at: yaml.Node | None = None) -> dict[str, Any]:
+        m = self.mapping(node, path)
+        if m is None:
+            return {}
+        out: dict[str, Any] = {}
+        for key, (knode, vnode) in m.items():
+            fpath = _join(path, key)
+            if key not in spec:
+                self.problem(knode, fpath, "unknown setting (allowed: " + ", ".join(spec) + ")")
+                continue
+            try:
+                raw = self.value(vnode)
+            except yaml.YAMLError as e:
+                self.problem(vnode, fpath, f"cannot read value ({e})")
+                continue
+            if isinstance(raw, str) and "\0" in raw:
+                missing = re.findall(r"\0([A-Za-z0-9_]+)", raw)
+                self.problem(vnode, fpath, f"environment variable {missing[0]} is not set")
+                continue
+            val, err = spec[key](raw)
+            if err:
+                shown = "<hidden>" if key in ("password", "token") else repr(raw)
+                if key == "url" and isinstance(raw, str):
+                    shown = repr(redact_url(raw))
+                self.problem(vnode, fpath, f"{err} (got {shown})")
+                continue
+            out[key] = val
+        for r in required:
+            if r not in m:
+                self.problem(at or node, path, f"'{r}' is required")
+        return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> ServeConfig:
+    """Read and validate a serve config file; raises :class:`ConfigError` listing every mistake."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{p}: cannot read the file ({e.__class__.__name__}: {e})"]) from e
+    return parse_config(text, filename=str(p), env=env)
+
+
+def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] | None = None
+                 ) -> ServeConfig:
+    """Validate YAML ``text``; ``filename`` is used in the messages."""
+    v = _Validator(filename, dict(os.environ) if env is None else env)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        raise ConfigError([f"{filename}:{line}: not valid YAML: {e.problem}"]) from e
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{filename}: not valid YAML: {e}"]) from e
+    if root is None:
+        raise ConfigError([f"{filename}:1: the file is empty; it needs at least a 'cameras:' section"])
+    top = v.mapping(root, "")
+    if top is None:
+        raise ConfigError(v.problems)
+    for key, (knode, _) in top.items():
+        if key not in TOP_FIELDS:
+            v.problem(knode, key, "unknown section (allowed: " + ", ".join(TOP_FIELDS) + ")")
+
+    defaults = v.fields(top["defaults"][1], "defaults", DEFAULT_FIELDS) if "defaults" in top else {}
+    cameras: list[CameraConfig] = []
+    if "cameras" not in top:
+        v.problem(root, "cameras", "section is required (a mapping of camera name -> settings)")
+    else:
+        cnode = top["cameras"][1]
+        cams = v.mapping(cnode, "cameras")
+        if cams is not None and not cams:
+            v.problem(cnode, "cameras", "needs at least one camera")
+        for name, (knode, vnode) in (cams or {}).items():
+            cpath = f"cameras.{name}"
+            if not NAME_RE.match(name):
+                v.problem(knode, cpath, "camera names may only use letters, digits, '_' and '-' "
+                          "(they become MQTT topic levels and URL parts)")
+            if isinstance(vnode, yaml.ScalarNode) and vnode.tag == "tag:yaml.org,2002:str":
+                vals = v.fields(yaml.MappingNode("tag:yaml.org,2002:map", [
+                    (yaml.ScalarNode("tag:yaml.org,2002:str", "url", knode.start_mark, knode.end_mark), vnode)
+                ], vnode.start_mark, vnode.end_mark), cpath, CAMERA_FIELDS)  # "name: url" shorthand
+            else:
+                vals = v.fields(vnode, cpath, CAMERA_FIELDS, required=("url",), at=knode)
+            if "url" in vals:
+                cameras.append(CameraConfig(name=name, **{**defaults, **vals}))
+    web = WebConfig(**v.fields(top["web"][1], "web", WEB_FIELDS)) if "web" in top else WebConfig()
+    mqtt = None
+    if "mqtt" in top:
+        mnode = top["mqtt"][1]
+        mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",), at=top["mqtt"][0])
+        if "host" in mvals:
+            mqtt = MqttConfig(**mvals)
+    det = DetectorConfig(**v.fields(top["detector"][1], "detector", DETECTOR_FIELDS)) \
+        if "detector" in top else DetectorConfig()
+    if "web" in top and web.enabled and not is_loopback(web.host) and not web.token:
+        v.problem(top["web"][1], "web.token", f"is required when web.host is {web.host!r} (not "
+                  "loopback): set web.token (e.g. token: \"${LIVEFACES_TOKEN}\") or bind 127.0.0.1")
+    if v.problems:
+        raise ConfigError(v.problems)
+    return ServeConfig(cameras=tuple(cameras), web=web, mqtt=mqtt, detector=det, source=filename)
+
+
+def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = 20.0
+                        ) -> ServeConfig:
+    """A config from command-line ``[NAME=]URL`` items (names default to ``cam1``, ``cam2``...)."""
+    problems, cams = [], []
+    for i, item in enumerate(sources, 1):
+        name, url = f"cam{i}", item
+        head, sep, rest = item.partition("=")
+        if sep and NAME_RE.match(head) and "://" not in head:
+            name, url = head, rest
+        if any(c.name == name for c in cams):
+            problems.append(f"source {i}: camera name {name!r} given twice")
+        if not url:
+            problems.append(f"source {i}: empty URL")
+        cams.append(CameraConfig(name=name, url=url, detect_fps=detect_fps, min_face_size=min_face_size))
+    if not cams:
+        problems.append("no cameras: give --config FILE or one or more [NAME=]URL sources")
+    if problems:
+        raise ConfigError(problems)
+    return ServeConfig(cameras=tuple(cams))

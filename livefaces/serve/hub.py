@@ -1,0 +1,232 @@
+"""The in-process meeting point between the pipeline (writer threads) and the web server.
+
+The pipeline hands every :class:`~livefaces.types.FrameResult` and every event dict to the
+hub; those calls are O(1) and never block (a lock held for a few assignments). The web
+server reads from it: the latest result per camera (annotated and JPEG-encoded lazily, once
+per frame, only when someone looks), the recent events (a bounded ring, oldest dropped, each
+with an increasing id for ``since`` queries) and per-camera statistics.
+
+Nothing here knows about HTTP, MQTT or the detector.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..render import render_result as _render_result
+from ..types import FrameResult
+from .config import CameraConfig
+from .metrics import Histogram
+
+StatsProvider = Callable[[], dict[str, dict[str, Any]]]
+
+
+@dataclass
+class _CameraState:
+    config: CameraConfig
+    seq: int = 0
+    result: FrameResult | None = None
+    last_seen_wall: float | None = None
+    last_seen_mono: float | None = None
+    jpeg_seq: int = -1
+    jpeg: bytes | None = None
+    frames: int = 0
+    detections: int = 0
+    faces_seen: int = 0
+    events: int = 0
+
+
+class _Rate:
+    """Events per second over a sliding window (monotonic seconds)."""
+
+    def __init__(self, window: float = 5.0):
+        self.window = window
+        self.times: collections.deque[float] = collections.deque(maxlen=4096)
+
+    def tick(self, t: float) -> None:
+        self.times.append(t)
+
+    def rate(self, now: float) -> float:
+        while self.times and self.times[0] < now - self.window:
+            self.times.popleft()
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-6)
+
+
+class Hub:
+    """Latest frames, recent events and statistics for a set of cameras (thread-safe).
+
+    Args:
+        cameras: every configured camera (disabled ones are listed, never fed).
+        events_capacity: recent events kept for ``/api/events`` (oldest dropped, counted in
+            :attr:`events_dropped`).
+        jpeg_quality: 1-100 for the annotated snapshots.
+        clock: monotonic seconds (injectable in tests).
+    """
+
+    def __init__(self, cameras: tuple[CameraConfig, ...] | list[CameraConfig], *,
+                 events_capacity: int = 1000, jpeg_quality: int = 80,
+                 clock: Callable[[], float] = time.monotonic):
+        self._cams = {c.name: _CameraState(c) for c in cameras}
+        self._lock = threading.Lock()
+        self._events: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(
+            maxlen=events_capacity)
+        self._event_id = 0
+        self.events_dropped = 0
+        self.jpeg_quality = int(jpeg_quality)
+        self.clock = clock
+        self.started = clock()
+        self._detect_rate = {n: _Rate() for n in self._cams}
+        self._frame_rate = {n: _Rate() for n in self._cams}
+        self.latency = {n: Histogram() for n in self._cams}
+        self._stats_providers: list[StatsProvider] = []
+        self._jpeg_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writers (pipeline)
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(self._cams)
+
+    def camera(self, name: str) -> CameraConfig | None:
+        st = self._cams.get(name)
+        return st.config if st else None
+
+    def put_result(self, camera: str, result: FrameResult) -> None:
+        """Record the newest result of ``camera`` (unknown names are ignored)."""
+        st = self._cams.get(camera)
+        if st is None:
+            return
+        now = self.clock()
+        with self._lock:
+            st.seq += 1
+            st.result = result
+            st.frames += 1
+            st.last_seen_mono = now
+            st.last_seen_wall = time.time()
+            self._frame_rate[camera].tick(now)
+            if result.detected:
+                st.detections += 1
+                self._detect_rate[camera].tick(now)
+        if result.detected:
+            self.latency[camera].observe(max(0.0, now - result.frame.captured))
+
+    def put_event(self, event: dict[str, Any]) -> None:
+        """Append an event dict (the JSON Lines schema) to the recent-events ring."""
+        cam = event.get("source")
+        with self._lock:
+            if len(self._events) == self._events.maxlen:
+                self.events_dropped += 1
+            self._event_id += 1
+            self._events.append((self._event_id, event))
+            st = self._cams.get(cam) if isinstance(cam, str) else None
+            if st is not None:
+                st.events += 1
+                if event.get("type") == "face.appeared":
+                    st.faces_seen += 1
+
+    def add_stats_provider(self, fn: StatsProvider) -> None:
+        """``fn() -> {camera: {stat: value}}`` merged into :meth:`status` (e.g. capture stats)."""
+        self._stats_providers.append(fn)
+
+    # ------------------------------------------------------------------ readers (web)
+
+    def events_since(self, since: int = 0, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+        """Events with id > ``since`` (oldest first, at most ``limit``, the newest ones when
+        more) and the cursor to pass as ``since`` next time."""
+        with self._lock:
+            items = [(i, e) for i, e in self._events if i > since]
+            last = self._event_id
+        if len(items) > limit:
+            items = items[-limit:]
+        return [e for _, e in items], (items[-1][0] if items else last)
+
+    def frame_seq(self, camera: str) -> int:
+        st = self._cams.get(camera)
+        return st.seq if st else 0
+
+    def latest(self, camera: str) -> tuple[int, FrameResult] | None:
+        st = self._cams.get(camera)
+        if st is None:
+            return None
+        with self._lock:
+            return (st.seq, st.result) if st.result is not None else None
+
+    def jpeg(self, camera: str) -> tuple[int, bytes] | None:
+        """``(seq, JPEG bytes)`` of the newest annotated frame, encoded at most once per frame."""
+        st = self._cams.get(camera)
+        if st is None:
+            return None
+        with self._jpeg_lock:
+            with self._lock:
+                seq, result, cached, cseq = st.seq, st.result, st.jpeg, st.jpeg_seq
+            if result is None:
+                return None
+            if cseq == seq and cached is not None:
+                return seq, cached
+            data = encode_jpeg(render_result(result), self.jpeg_quality)
+            with self._lock:
+                st.jpeg, st.jpeg_seq = data, seq
+            return seq, data
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per-camera status: config (password-free), rates, counters, provider stats."""
+        now = self.clock()
+        extra: dict[str, dict[str, Any]] = {}
+        for fn in self._stats_providers:
+            try:
+                for cam, d in fn().items():
+                    extra.setdefault(cam, {}).update(d)
+            except Exception:  # a stats bug must not take the page down
+                continue
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for name, st in self._cams.items():
+                c = st.config
+                r = st.result
+                out[name] = {
+                    "name": name,
+                    "url": c.safe_url,
+                    "enabled": c.enabled,
+                    "detect_fps_target": c.detect_fps,
+                    "min_face_size": c.min_face_size,
+                    "frames": st.frames,
+                    "detections": st.detections,
+                    "result_fps": round(self._frame_rate[name].rate(now), 2),
+                    "detect_fps": round(self._detect_rate[name].rate(now), 2),
+                    "faces_now": len(r.faces) if r is not None else 0,
+                    "faces_seen": st.faces_seen,
+                    "events": st.events,
+                    "last_seen": (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_seen_wall))
+                                  if st.last_seen_wall else None),
+                    "last_seen_age_s": (round(now - st.last_seen_mono, 3)
+                                        if st.last_seen_mono is not None else None),
+                    "frame_size": ([int(r.frame.image.shape[1]), int(r.frame.image.shape[0])]
+                                   if r is not None else None),
+                }
+                out[name].update(extra.get(name, {}))
+        return out
+
+
+def render_result(result: FrameResult) -> np.ndarray:
+    """The annotated RGB image of a result (boxes green where detected on this frame, amber
+    where carried by the tracker; landmarks, track ids)."""
+    return _render_result(result)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
+    """JPEG bytes of an ``(H, W, 3)`` uint8 RGB image."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)

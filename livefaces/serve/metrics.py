@@ -1,0 +1,162 @@
+"""A tiny Prometheus text-format (0.0.4) writer and a thread-safe histogram.
+
+No client library: the values already live in the pipeline's and publisher's snapshots, so
+a scrape just reads them and formats them (nothing to register, no global state).
+Label values are camera names (validated ``[A-Za-z0-9_-]``), never URLs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from dataclasses import dataclass, field
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: seconds; capture-to-result latency of a detection
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+
+
+class Histogram:
+    """Cumulative-bucket histogram (seconds), safe to ``observe`` from any thread."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self.buckets = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.buckets) + 1)  # last = +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        i = bisect.bisect_left(self.buckets, value)
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += value
+
+    def snapshot(self) -> tuple[list[tuple[float, int]], float, int]:
+        """``([(upper_bound, cumulative_count), ...], sum, count)``; last bound is +Inf."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cum, out = 0, []
+        for b, c in zip((*self.buckets, math.inf), counts, strict=False):
+            cum += c
+            out.append((b, cum))
+        return out, total, cum
+
+    def quantile(self, q: float) -> float:
+        """Upper bucket bound below which a fraction ``q`` of the observations fall (NaN if none)."""
+        buckets, _, n = self.snapshot()
+        if n == 0:
+            return math.nan
+        for b, c in buckets:
+            if c >= q * n:
+                return b
+        return math.inf
+
+
+@dataclass
+class Family:
+    """One metric family: ``samples`` are ``(labels, value)``; for histograms value is a Histogram."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    help: str
+    samples: list[tuple[dict[str, str], float | Histogram]] = field(default_factory=list)
+
+    def add(self, labels: dict[str, str], value: float | Histogram) -> Family:
+        self.samples.append((labels, value))
+        return self
+
+
+def _fmt_labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    esc = (v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for v in labels.values())
+    return "{" + ",".join(f'{k}="{v}"' for k, v in zip(labels, esc, strict=False)) + "}"
+
+
+def _fmt_value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(float(v))
+
+
+def render(families: list[Family]) -> str:
+    """The text exposition of ``families`` (ends with a newline)."""
+    lines: list[str] = []
+    for f in families:
+        lines.append(f"# HELP {f.name} {f.help}")
+        lines.append(f"# TYPE {f.name} {f.kind}")
+        for labels, value in f.samples:
+            if isinstance(value, Histogram):
+                buckets, total, n = value.snapshot()
+                for b, c in buckets:
+                    le = "+Inf" if math.isinf(b) else repr(b)
+                    lines.append(f"{f.name}_bucket{_fmt_labels({**labels, 'le': le})} {c}")
+                lines.append(f"{f.name}_sum{_fmt_labels(labels)} {_fmt_value(total)}")
+                lines.append(f"{f.name}_count{_fmt_labels(labels)} {n}")
+            else:
+                lines.append(f"{f.name}{_fmt_labels(labels)} {_fmt_value(float(value))}")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN001 (a serve.hub.Hub)
+    """The ``/metrics`` page: per-camera families from ``hub.status()`` and its latency
+    histograms, plus the MQTT publisher's counters when ``publisher_stats`` is given."""
+    status = hub.status()
+    fam = {
+        "up": Family("livefaces_camera_up", "gauge", "1 when the camera delivered a frame in the last 10 s"),
+        "capture": Family("livefaces_capture_fps", "gauge", "frames per second decoded from the camera"),
+        "detect": Family("livefaces_detect_fps", "gauge",
+                         "detections per second (frames the detector ran on)"),
+        "result": Family("livefaces_result_fps", "gauge", "results per second (detected or tracked frames)"),
+        "drops": Family("livefaces_frames_dropped_total", "counter",
+                        "frames decoded but never processed (newest-wins ring buffer)"),
+        "reconnects": Family("livefaces_reconnects_total", "counter", "times the camera was reopened"),
+        "faces_now": Family("livefaces_faces_current", "gauge", "faces in the newest result"),
+        "faces_seen": Family("livefaces_faces_seen_total", "counter", "faces that appeared (new tracks)"),
+        "events": Family("livefaces_events_total", "counter", "events produced for the camera"),
+        "published": Family("livefaces_events_published_total", "counter",
+                            "events acknowledged by the MQTT broker"),
+        "latency": Family("livefaces_detect_latency_seconds", "histogram",
+                          "time from frame capture to detection result"),
+    }
+    for name, st in status.items():
+        lab = {"camera": name}
+        age = st.get("last_seen_age_s")
+        fam["up"].add(lab, 1.0 if age is not None and age < 10 else 0.0)
+        fam["capture"].add(lab, float(st.get("capture_fps", st.get("result_fps", 0.0)) or 0.0))
+        fam["detect"].add(lab, float(st.get("detect_fps", 0.0)))
+        fam["result"].add(lab, float(st.get("result_fps", 0.0)))
+        fam["drops"].add(lab, float(st.get("dropped", 0) or 0))
+        fam["reconnects"].add(lab, float(st.get("reconnects", 0) or 0))
+        fam["faces_now"].add(lab, float(st.get("faces_now", 0)))
+        fam["faces_seen"].add(lab, float(st.get("faces_seen", 0)))
+        fam["events"].add(lab, float(st.get("events", 0)))
+        if publisher_stats is not None:
+            fam["published"].add(lab, float(publisher_stats.get("published_per_camera", {}).get(name, 0)))
+        fam["latency"].add(lab, hub.latency[name])
+    out = [f for f in fam.values() if f.samples]
+    out.append(Family("livefaces_event_ring_dropped_total", "counter",
+                      "events pushed out of the web UI's recent-events ring").add({}, hub.events_dropped))
+    out.append(Family("livefaces_uptime_seconds", "gauge", "seconds since start")
+               .add({}, round(hub.clock() - hub.started, 3)))
+    if publisher_stats is not None:
+        lab = {"publisher": "mqtt"}
+        out += [
+            Family("livefaces_publisher_connected", "gauge", "1 while connected to the broker")
+            .add(lab, 1.0 if publisher_stats.get("connected") else 0.0),
+            Family("livefaces_publisher_buffered", "gauge", "events waiting for the broker")
+            .add(lab, float(publisher_stats.get("buffered", 0))),
+            Family("livefaces_publisher_dropped_total", "counter",
+                   "events dropped because the buffer was full while the broker was away")
+            .add(lab, float(publisher_stats.get("dropped", 0))),
+            Family("livefaces_publisher_errors_total", "counter",
+                   "connection failures, lost connections and refused publishes")
+            .add(lab, float(publisher_stats.get("errors", 0))),
+        ]
+    return render(out)

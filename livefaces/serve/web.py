@@ -1,0 +1,302 @@
+"""The web UI and JSON API of ``livefaces serve`` (the only module that imports aiohttp).
+
+Why aiohttp: one well-kept dependency gives the HTTP server, streaming responses (MJPEG),
+and an HTTP/WebSocket client (used by the tests to drive Chromium over the DevTools
+protocol); no separate ASGI server is needed, and it runs on its own event loop in one
+background thread beside the pipeline's threads.
+
+Routes (all but ``/health`` need the token when one is configured)::
+
+    GET /                                   the page: live view per camera, status, event feed
+    GET /health                             {"status": "ok", ...}  (no token needed)
+    GET /metrics                            Prometheus text format
+    GET /api/cameras                        [{name, url (password-free), status...}, ...]
+    GET /api/cameras/{name}                 one camera (404 when unknown)
+    GET /api/cameras/{name}/snapshot.jpg    newest annotated frame (503 before the first)
+    GET /api/cameras/{name}/stream.mjpeg    live annotated MJPEG, ?fps= capped by web.stream_fps
+    GET /api/events?since=ID&limit=N        {"events": [...], "next": ID} (JSON Lines schema)
+
+Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
+with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the URL
+without it, so the token does not stay in the address bar. Requests are logged (at DEBUG)
+without their query strings, so a token in a URL never reaches a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from .config import WebConfig, is_loopback
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+COOKIE = "livefaces_token"
+_PAGE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
+_BOUNDARY = "livefacesframe"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _AccessLogger(AbstractAccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        # path only: a ?token= must never reach a log line
+        self.logger.debug("%s %s -> %s (%.1f ms)", request.method, request.path, response.status,
+                          time * 1000)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message, "status": status}, status=status)
+
+
+class WebServer:
+    """Serve ``hub`` over HTTP on a background thread.
+
+    Args:
+        hub: where frames, events and status come from.
+        config: host, port (0 = any free port; see :attr:`port` after :meth:`start`), token,
+            stream_fps (per-client MJPEG cap).
+        metrics: ``() -> str`` the Prometheus text for ``/metrics``.
+        health: ``() -> dict`` extra fields for ``/health``.
+    """
+
+    def __init__(self, hub: Hub, config: WebConfig, *, metrics: Callable[[], str] | None = None,
+                 health: Callable[[], dict[str, Any]] | None = None):
+        if not is_loopback(config.host) and not config.token:
+            raise ValueError("a token is required when binding a non-loopback address")
+        self.hub = hub
+        self.config = config
+        self._metrics = metrics
+        self._health = health
+        self._token = config.token
+        self.port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.streams_open = 0
+
+    # ------------------------------------------------------------------ app
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors_mw, self._auth_mw])
+        r = app.router
+        r.add_get("/", self.page)
+        r.add_get("/health", self.health)
+        r.add_get("/metrics", self.metrics)
+        r.add_get("/api/cameras", self.cameras)
+        r.add_get("/api/cameras/{name}", self.camera)
+        r.add_get("/api/cameras/{name}/snapshot.jpg", self.snapshot)
+        r.add_get("/api/cameras/{name}/stream.mjpeg", self.stream)
+        r.add_get("/api/events", self.events)
+        return app
+
+    @web.middleware
+    async def _errors_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status >= 400:
+                return _error(e.status, e.reason)
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _error(500, "internal error (see the server log)")
+
+    def _authorised(self, request: web.Request) -> bool:
+        if not self._token:
+            return True
+        given = request.headers.get("Authorization", "")
+        cand = [given[7:]] if given.lower().startswith("bearer ") else []
+        cand += [request.cookies.get(COOKIE, ""), request.query.get("token", "")]
+        return any(c and hmac.compare_digest(c.encode(), self._token.encode()) for c in cand)
+
+    @web.middleware
+    async def _auth_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/health" or not self._token:
+            return await handler(request)
+        if not self._authorised(request):
+            return _error(401, "a token is needed: send 'Authorization: Bearer TOKEN' or open "
+                               "the page once as /?token=TOKEN")
+        if "token" in request.query:  # move it from the URL into a cookie
+            q = request.rel_url.query.copy()
+            del q["token"]
+            resp = web.HTTPFound(str(request.rel_url.with_query(q)))
+            resp.set_cookie(COOKIE, self._token, httponly=True, samesite="Strict", path="/")
+            raise resp
+        return await handler(request)
+
+    def _camera_or_404(self, request: web.Request) -> str:
+        name = request.match_info["name"]
+        if self.hub.camera(name) is None:
+            raise web.HTTPNotFound(reason=f"no camera named {name!r}")
+        return name
+
+    # ------------------------------------------------------------------ handlers
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(text=_PAGE, content_type="text/html",
+                            headers={"Cache-Control": "no-store",
+                                     "Content-Security-Policy": "default-src 'self'; "
+                                     "script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; "
+                                     "img-src 'self' blob:"})
+
+    async def health(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = {"status": "ok", "cameras": len(self.hub.camera_names),
+                                "uptime_s": round(self.hub.clock() - self.hub.started, 1)}
+        if self._health:
+            body.update(self._health())
+        return _json(body)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        from .metrics import CONTENT_TYPE, metrics_text
+
+        text = self._metrics() if self._metrics else metrics_text(self.hub)
+        return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+
+    async def cameras(self, request: web.Request) -> web.Response:
+        return _json({"cameras": list(self.hub.status().values())})
+
+    async def camera(self, request: web.Request) -> web.Response:
+        name = self._camera_or_404(request)
+        return _json(self.hub.status()[name])
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        name = self._camera_or_404(request)
+        got = await asyncio.get_running_loop().run_in_executor(None, self.hub.jpeg, name)
+        if got is None:
+            return _error(503, f"camera {name!r} has not delivered a frame yet")
+        seq, data = got
+        return web.Response(body=data, content_type="image/jpeg",
+                            headers={"Cache-Control": "no-store", "X-Frame-Seq": str(seq)})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        name = self._camera_or_404(request)
+        cap = float(self.config.stream_fps)
+        try:
+            fps = min(cap, float(request.query.get("fps", cap)))
+        except ValueError:
+            return _error(400, "fps must be a number")
+        if fps <= 0:
+            return _error(400, "fps must be > 0")
+        resp = web.StreamResponse(headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+            "Cache-Control": "no-store", "Pragma": "no-cache"})
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        interval, last = 1.0 / fps, -1
+        assert self._stopping is not None
+        self.streams_open += 1
+        try:
+            while not self._stopping.is_set():
+                t0 = time.monotonic()
+                if self.hub.frame_seq(name) != last:
+                    got = await loop.run_in_executor(None, self.hub.jpeg, name)
+                    if got is not None:
+                        last, data = got
+                        await resp.write(
+                            f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}"
+                            f"\r\n\r\n".encode() + data + b"\r\n")
+                # the per-client frame-rate cap: at most one frame per interval
+                try:
+                    await asyncio.wait_for(self._stopping.wait(),
+                                           max(0.005, interval - (time.monotonic() - t0)))
+                except asyncio.TimeoutError:
+                    pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the client went away
+        finally:
+            self.streams_open -= 1
+        return resp
+
+    async def events(self, request: web.Request) -> web.Response:
+        try:
+            since = int(request.query.get("since", "0"))
+            limit = max(1, min(1000, int(request.query.get("limit", "200"))))
+        except ValueError:
+            return _error(400, "since and limit must be integers (since = the 'next' of the last answer)")
+        events, nxt = self.hub.events_since(since, limit)
+        return _json({"events": events, "next": nxt})
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> WebServer:
+        """Bind and serve on a background thread; raises OSError if the port is taken."""
+        self._thread = threading.Thread(target=self._run, name="livefaces-web", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the web server did not start in time")
+        if self._startup_error is not None:
+            raise self._startup_error
+        return self
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.port}/"
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._startup())
+        except BaseException as e:  # port in use, bad address: reported by start()
+            self._startup_error = e
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._cleanup())
+            loop.close()
+
+    async def _startup(self) -> None:
+        self._stopping = asyncio.Event()
+        self._runner = web.AppRunner(self.make_app(), access_log_class=_AccessLogger,
+                                     access_log=log, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server
+        socks = getattr(server, "sockets", None) or []
+        self.port = socks[0].getsockname()[1] if socks else self.config.port
+
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close streams and the listening socket; returns within ``timeout`` seconds."""
+        loop = self._loop
+        if loop is None or self._thread is None or not loop.is_running():
+            return
+        def _stop() -> None:
+            assert self._stopping is not None
+            self._stopping.set()
+            loop.stop()
+        loop.call_soon_threadsafe(_stop)
+        self._thread.join(timeout)
