@@ -91,3 +91,29 @@ def test_engine_choice():
     assert make_engine("torch", "cpu").provider == "torch:cpu"
     labels = [label for label, _ in engine_report()]
     assert "engine torch" in labels and "engine onnx" in labels
+
+
+def test_livefaces_runs_without_torch(tmp_path, astronaut):
+    """torch stays optional: with it unimportable, extract and doctor still work."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from livefaces.imageio import write_image
+
+    write_image(tmp_path / "a.jpg", astronaut)
+    code = f"""
+import sys
+sys.modules["torch"] = None  # any 'import torch' now raises ImportError
+from livefaces.cli import main
+assert main(["doctor"]) == 0
+assert main(["extract", {str(tmp_path / "a.jpg")!r}, "--out", {str(tmp_path / "o")!r}]) == 0
+assert main(["extract", {str(tmp_path / "a.jpg")!r}, "--out", {str(tmp_path / "t")!r},
+             "--engine", "torch"]) == 3
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "engine torch" in r.stdout and "not available" in r.stdout
+    assert "the torch engine needs PyTorch" in r.stderr
