@@ -2,6 +2,7 @@
 
 >>> from livefaces import Detector
 >>> faces = Detector().detect(rgb_image)   # boxes (N,4), scores (N,), landmarks (N,5,2)
+>>> for result in livefaces.stream("rtsp://cam/stream", duration=10): ...   # live video
 """
 
 from .detect import Detector
@@ -11,4 +12,12 @@ from .types import LANDMARK_NAMES, Face, Faces, Frame, FrameResult
 __version__ = "0.1.0"
 
 __all__ = ["Detector", "Face", "Faces", "Frame", "FrameResult", "LANDMARK_NAMES",
-           "LiveFacesError", "__version__"]
+           "LiveFacesError", "Pipeline", "stream", "__version__"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy: the live pipeline imports PyAV
+    if name in ("Pipeline", "stream"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'livefaces' has no attribute {name!r}")

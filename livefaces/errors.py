@@ -8,7 +8,9 @@ builtin that fits, so ``except OSError`` keeps working for I/O problems::
     ├── ImageReadError(LiveFacesError, OSError)     a file that is missing or not an image
     ├── ModelError(LiveFacesError, RuntimeError)    model files missing or not matching MANIFEST
     ├── ProviderError(LiveFacesError, RuntimeError) an ONNX Runtime provider asked for is absent
-    └── SourceError(LiveFacesError, OSError)        a video source cannot be opened or read
+    ├── SourceError(LiveFacesError, OSError)        a video source cannot be opened or read
+    │   └── StalledError(SourceError)               no frame within the watchdog timeout
+    └── EndOfStream(LiveFacesError, EOFError)       a file or folder has no more frames
 
 Messages are one line and say what to do.
 """
@@ -38,3 +40,11 @@ class ProviderError(LiveFacesError, RuntimeError):
 
 class SourceError(LiveFacesError, OSError):
     """A video source cannot be opened or read."""
+
+
+class EndOfStream(LiveFacesError, EOFError):
+    """A finite source (file, image folder) has no more frames. Not a failure."""
+
+
+class StalledError(SourceError):
+    """A live source delivered no frame for longer than the watchdog allows."""

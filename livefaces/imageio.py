@@ -11,7 +11,9 @@ import numpy as np
 from .errors import ImageReadError
 
 #: File name endings treated as images when walking folders.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"}
+)
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

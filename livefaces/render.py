@@ -5,12 +5,13 @@ Colours are RGB (images in livefaces are RGB). Nothing here shows a window or wr
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .types import Faces
+from .types import Faces, FrameResult
 
 BOX_COLOUR = (0, 220, 0)
 TRACKED_COLOUR = (255, 190, 0)
@@ -37,10 +38,17 @@ def annotate(
     detections).
     """
     out = np.ascontiguousarray(image).copy()
+    _draw_faces(out, faces, track_ids, np.full(len(faces), detected, bool), show_scores)
+    return out
+
+
+def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.ndarray | None,
+                detected: np.ndarray, show_scores: bool) -> None:
+    """Draw in place; per-face colour: detected (green) or carried by the tracker (amber)."""
     s = _scale(out)
     thick = max(1, int(round(2 * s)))
-    colour = BOX_COLOUR if detected else TRACKED_COLOUR
     for i in range(len(faces)):
+        colour = BOX_COLOUR if detected[i] else TRACKED_COLOUR
         x1, y1, x2, y2 = (int(round(float(v))) for v in faces.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
         for (px, py), c in zip(faces.landmarks[i], LANDMARK_COLOURS):
@@ -53,6 +61,80 @@ def annotate(
             parts.append(f"{float(faces.scores[i]):.2f}")
         if parts:
             _label(out, " ".join(parts), (x1, y1), colour, s)
+
+
+@dataclass(frozen=True)
+class HudInfo:
+    """Numbers for the heads-up display (top-left corner). ``None`` fields are left out.
+
+    Attributes:
+        capture_fps: frames per second arriving from the source.
+        detect_fps: detector runs per second on this source.
+        dropped: frames lost since start (buffers full).
+        latency_ms: capture → result latency of recent frames, milliseconds.
+        status: source status (connected, reconnecting, ...).
+        source: source name (already redacted).
+    """
+
+    capture_fps: float | None = None
+    detect_fps: float | None = None
+    dropped: int | None = None
+    latency_ms: float | None = None
+    status: str | None = None
+    source: str | None = None
+
+
+def draw_hud(image: np.ndarray, hud: HudInfo) -> np.ndarray:
+    """A copy of ``image`` with ``hud`` as text lines on a dark panel, top-left."""
+    out = np.ascontiguousarray(image).copy()
+    _draw_hud(out, hud)
+    return out
+
+
+def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
+    lines = []
+    if hud.source:
+        lines.append(hud.source if len(hud.source) <= 48 else "..." + hud.source[-45:])
+    nums = []
+    if hud.capture_fps is not None:
+        nums.append(f"capture {hud.capture_fps:4.1f} fps")
+    if hud.detect_fps is not None:
+        nums.append(f"detect {hud.detect_fps:4.1f} fps")
+    if nums:
+        lines.append("  ".join(nums))
+    nums = []
+    if hud.dropped is not None:
+        nums.append(f"dropped {hud.dropped}")
+    if hud.latency_ms is not None:
+        nums.append(f"latency {hud.latency_ms:4.0f} ms")
+    if nums:
+        lines.append("  ".join(nums))
+    if hud.status and hud.status != "connected":
+        lines.append(hud.status.upper())
+    if not lines:
+        return
+    s = _scale(out)
+    font, fs, th = cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, max(1, int(round(s)))
+    sizes = [cv2.getTextSize(t, font, fs, th)[0] for t in lines]
+    lh = max(h for _, h in sizes) + int(6 * s)
+    w = max(w for w, _ in sizes) + int(10 * s)
+    h = lh * len(lines) + int(4 * s)
+    w, h = min(w, out.shape[1]), min(h, out.shape[0])
+    out[:h, :w] = (out[:h, :w].astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken
+    for i, t in enumerate(lines):
+        cv2.putText(out, t, (int(5 * s), lh * (i + 1) - int(2 * s)), font, fs, (255, 255, 255), th,
+                    cv2.LINE_AA)
+
+
+def render_result(result: FrameResult, hud: HudInfo | None = None, *,
+                  show_scores: bool = True) -> np.ndarray:
+    """The frame of ``result`` with its faces (green: detected on this frame, amber: carried
+    by the tracker), track ids, scores and, if given, the HUD. Returns a new RGB image."""
+    out = np.ascontiguousarray(result.frame.image).copy()
+    ids = result.track_ids if len(result.track_ids) == len(result.faces) else None
+    _draw_faces(out, result.faces, ids, result.detected_mask(), show_scores)
+    if hud is not None:
+        _draw_hud(out, hud)
     return out
 
 

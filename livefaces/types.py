@@ -7,8 +7,9 @@ order of :data:`LANDMARK_NAMES`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -143,9 +144,26 @@ class Frame:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """A frame with its faces; ``detected`` is False when faces were carried by the tracker."""
+    """A frame with its faces; ``detected`` is False when faces were carried by the tracker.
+
+    Attributes:
+        frame: the decoded frame.
+        faces: faces on this frame (detected, or carried by the tracker), frame pixels.
+        detected: True if this frame went through the detector.
+        track_ids: ``(N,)`` int64 stable ids parallel to ``faces`` (empty: no tracker).
+        face_detected: ``(N,)`` bool, per face: True if the detector found it on this frame,
+            False if the tracker carried it (a missed detection, or a skipped frame). Empty
+            means "every face as ``detected``"; use :meth:`detected_mask`.
+    """
 
     frame: Frame
     faces: Faces
     detected: bool
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    face_detected: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
+
+    def detected_mask(self) -> np.ndarray:
+        """``(N,)`` bool: which faces the detector found on this very frame."""
+        if len(self.face_detected) == len(self.faces):
+            return self.face_detected
+        return np.full(len(self.faces), self.detected, bool)

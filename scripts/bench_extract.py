@@ -113,6 +113,57 @@ def run_livefaces(videos: list[Path], args: argparse.Namespace, engine: str, dev
     return frames_total, report.frames, report.faces, seconds, str(getattr(det, "provider", engine))
 
 
+def detect_only(args: argparse.Namespace) -> int:
+    """Detector throughput on decoded frames held in memory (no decode, no writing)."""
+    import cv2
+    import torch
+
+    from livefaces.detect.engine import make_engine
+    from livefaces.extract.decode import iter_video
+
+    frames = [f for _, _, f in iter_video(args.video, 1)][: args.frames]
+    if args.resize != 1:
+        frames = [cv2.resize(f, (int(f.shape[1] * args.resize), int(f.shape[0] * args.resize)),
+                             interpolation=cv2.INTER_AREA) for f in frames]
+    batches = [frames[i:i + args.batch] for i in range(0, len(frames), args.batch)]
+    runs = {}
+    for spec in args.engines.split(","):
+        engine, device = spec.split(":")
+        det = make_engine(engine, device, min_face_size=args.min_face, factor=args.factor,
+                          threads=args.threads)
+        runs[f"livefaces {engine} engine ({getattr(det, 'provider', device)})"] = det.detect_batch
+    if not args.no_peer:
+        from facenet_pytorch import MTCNN
+
+        mtcnn = MTCNN(min_face_size=args.min_face, factor=args.factor, keep_all=True,
+                      device=args.peer_device)
+        runs[f"facenet-pytorch MTCNN ({args.peer_device})"] = lambda b: mtcnn.detect(b)
+    best: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for name, fn in runs.items():
+            fn(batches[0])  # warm-up (cudnn autotune, allocations)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for b in batches:
+                fn(b)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[name] = min(best.get(name, 1e9), time.perf_counter() - t0)
+    h, w = frames[0].shape[:2]
+    print(f"detection only: {len(frames)} frames of {w}x{h} from {args.video.name}, batch {args.batch}, "
+          f"min face {args.min_face:g}, factor {args.factor:g}; best of {args.repeat}")
+    peer = best.get(f"facenet-pytorch MTCNN ({args.peer_device})")
+    print()
+    print("| detector | frames/s | vs facenet-pytorch | 72,000 frames (2 h at 10 fps) |")
+    print("|---|---:|---:|---:|")
+    for name, sec in best.items():
+        fps = len(frames) / sec
+        ratio = f"{peer / sec:.2f}×" if peer else "-"
+        print(f"| {name} | {fps:.1f} | {ratio} | {72000 / fps / 60:.1f} min |")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video", nargs="?", type=Path, default=DEFAULT_VIDEO)
@@ -132,7 +183,13 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3,
                    help="alternate the runs N times and keep each one's fastest (default 3): "
                         "the machine may be shared")
+    p.add_argument("--detect-only", action="store_true",
+                   help="time only the detectors on decoded frames in memory (GPU figure: use "
+                        "--resize 1 --batch 64 --engines torch:cuda --peer-device cuda)")
+    p.add_argument("--frames", type=int, default=256, help="--detect-only: frames to use")
     args = p.parse_args()
+    if args.detect_only:
+        return detect_only(args)
 
     import torch
 

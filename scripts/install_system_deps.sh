@@ -4,6 +4,16 @@
 set -euo pipefail
 PACKAGES=(
   ffmpeg
+  # RTSP server for the live-pipeline tests (tests/rtsp_server.py, run by /usr/bin/python3)
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-plugins-bad
+  # a real X server for the preview-window test (xvfb-run)
+  xvfb
+  xauth
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,7 +10,6 @@ import pytest
 from livefaces.compare import iou_matrix
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LiveFacesError
 from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_SETUP
 
 #: sub-command modules, in the order ``--help`` lists them
-COMMANDS = ["demo", "detect", "doctor", "extract"]
+COMMANDS = ["demo", "detect", "doctor", "extract", "preview", "watch"]
 
 __doc__ = (__doc__ or "") + "\n".join(f"    {code:>3}  {what}" for code, what in EXIT_CODES.items())
 

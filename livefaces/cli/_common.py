@@ -6,8 +6,8 @@ import argparse
 import glob
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..imageio import IMAGE_SUFFIXES
 

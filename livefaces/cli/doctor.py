@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001
         print(f"{'  manifest':<22} PROBLEM: {e}")
         return EXIT_SETUP
-    for name, ok in checks.items():
-        print(f"{'  ' + name:<22} {'ok (sha256 matches MANIFEST.json)' if ok else 'MISMATCH: reinstall or re-export'}")
+    for name, ok in checks.items():  # pnet, rnet, onet, weights (the torch engine's copy)
+        verdict = 'ok (sha256 matches MANIFEST.json)' if ok else 'MISMATCH: reinstall or re-export'
+        print(f"{'  ' + name:<22} {verdict}")
     return EXIT_OK if all(checks.values()) else EXIT_SETUP

@@ -79,7 +79,7 @@ def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
             return "torch", device if dev == "cuda" else "cuda"
         if dev == "cuda":
             raise ProviderError("no CUDA engine here: install onnxruntime-gpu, or a CUDA build of "
-                                "torch plus 'livefaces[torch]'; 'livefaces doctor' shows what is found")
+                                "torch; 'livefaces doctor' shows what is found")
         return "onnx", "cpu"
     if engine == "onnx":
         if dev == "auto":
@@ -128,9 +128,7 @@ def engine_report() -> list[tuple[str, str]]:
         rows.append(("engine onnx", f"not available ({type(e).__name__})"))
     ok, what = _torch_cuda()
     if importlib.util.find_spec("torch") is None:
-        rows.append(("engine torch", "not available: pip install 'livefaces[torch]'"))
-    elif importlib.util.find_spec("onnx") is None:
-        rows.append(("engine torch", f"torch {what}; needs the 'onnx' package to read weights"))
+        rows.append(("engine torch", "not available: install torch (a CUDA build for GPUs)"))
     else:
         rows.append(("engine torch", f"cpu{', cuda' if ok else ''} (torch {what})"))
     for dev in ("cpu", "cuda"):

@@ -10,10 +10,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -62,6 +62,11 @@ def verify_models(directory: Path | None = None) -> dict[str, bool]:
         path = directory / entry["file"]
         ok = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
         result[name] = ok
+    if "weights_npz" in manifest:  # the torch engine's copy of the weights
+        entry = manifest["weights_npz"]
+        path = directory / entry["file"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        result["weights"] = digest == entry["sha256"]
     return result
 
 

@@ -8,8 +8,8 @@ averaging from an integer summed-area table, the same arithmetic as the ONNX eng
 and the final boxes/landmarks coming out (plus the candidate *counts* that data-dependent
 shapes need, which are synchronisations, not copies).
 
-Weights come from the committed ONNX files (their initializers, read with the ``onnx``
-package), so neither facenet-pytorch nor any new file is needed. torch is imported here and
+Weights come from ``models/mtcnn_weights.npz`` (facenet-pytorch's state dicts, shipped and
+checksummed beside the ONNX files), so facenet-pytorch is not needed at run time. torch is imported here and
 nowhere else at run time; ``import livefaces`` never needs it.
 """
 
@@ -38,57 +38,28 @@ def _torch() -> Any:
         import torch
     except ImportError as e:
         raise ProviderError(
-            "the torch engine needs PyTorch: pip install 'livefaces[torch]' "
-            "(or use --engine onnx)"
+            "the torch engine needs PyTorch: install torch (a CUDA build for GPUs, see "
+            "https://pytorch.org/get-started/locally/), or use --engine onnx"
         ) from e
     return torch
 
 
 def load_torch_nets(directory: Path | None = None):  # type: ignore[no-untyped-def]
-    """Build the three wrapped nets of :mod:`torch_nets` with weights read from the ONNX files.
-
-    The exported graphs keep the module names (``net.conv1.weight`` ...) except for PReLU
-    slopes folded to ``(C, 1, 1)`` constants with generated names; those are matched to the
-    PReLU modules in graph order. Returns ``{"pnet": PNetWrapped, ...}`` in eval mode on CPU.
-    """
-    torch = _torch()
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as e:
-        raise ProviderError("the torch engine reads its weights with the 'onnx' package: "
-                            "pip install 'livefaces[torch]' (or pip install onnx)") from e
+    """The three wrapped nets of :mod:`torch_nets` (NHWC 0-255 in, face probability out),
+    with facenet-pytorch's weights from ``models/mtcnn_weights.npz``, eval mode, on CPU."""
+    _torch()
     from . import torch_nets as tn
     from .runtime import models_dir
 
-    directory = directory or models_dir()
-    classes = {"pnet": (tn.PNet, tn.PNetWrapped), "rnet": (tn.RNet, tn.RNetWrapped),
-               "onet": (tn.ONet, tn.ONetWrapped)}
-    nets = {}
-    for name, (net_cls, wrap_cls) in classes.items():
-        path = directory / f"{name}.onnx"
-        if not path.is_file():
-            raise ModelError(f"model file {path} is missing; reinstall livefaces")
-        graph = onnx.load(str(path)).graph
-        init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-        wrapped = wrap_cls(net_cls())
-        state = wrapped.state_dict()
-        prelus = [k for k in state if k.split(".")[-2].startswith("prelu")]
-        slopes = [n.input[1] for n in graph.node if n.op_type == "PRelu"]
-        new = {}
-        for key, value in state.items():
-            if key in init:
-                arr = init[key]
-            elif key in prelus and len(slopes) == len(prelus):
-                arr = init[slopes[prelus.index(key)]]
-            else:
-                raise ModelError(f"{path}: no weights for {key}; re-export the models")
-            if arr.size != value.numel():
-                raise ModelError(f"{path}: {key} has {arr.size} values, expected {value.numel()}")
-            new[key] = torch.from_numpy(np.ascontiguousarray(arr).reshape(tuple(value.shape)).copy())
-        wrapped.load_state_dict(new)
-        nets[name] = wrapped.eval()
-    return nets
+    path = (directory or models_dir()) / "mtcnn_weights.npz"
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; reinstall livefaces or run scripts/export_onnx.py")
+    try:
+        pnet, rnet, onet = tn.load_nets_npz(str(path))
+    except Exception as e:  # noqa: BLE001 - a damaged file: zip/npz/state-dict errors
+        raise ModelError(f"cannot load {path}: {e}; reinstall livefaces") from e
+    return {"pnet": tn.PNetWrapped(pnet).eval(), "rnet": tn.RNetWrapped(rnet).eval(),
+            "onet": tn.ONetWrapped(onet).eval()}
 
 
 def nms_grouped(boxes, scores, groups, threshold: float, mode: str = "union"):  # type: ignore[no-untyped-def]
@@ -99,7 +70,7 @@ def nms_grouped(boxes, scores, groups, threshold: float, mode: str = "union"):  
         mode: ``"union"`` = torchvision ``batched_nms`` (IoU, areas without ``+1``, suppress
             ``> threshold``); ``"min"`` = facenet-pytorch ``nms_numpy(..., 'Min')``.
     Returns:
-        int64 indices into ``boxes`` of the kept boxes, sorted by group then score (desc).
+        int64 indices into ``boxes`` of the kept boxes, in score order (desc) across groups.
 
     Boxes are laid out per group in score order, padded to ``(G, M)``; blocks of ``B`` columns
     are resolved in order: first against the boxes already kept in earlier blocks, then inside
@@ -111,8 +82,13 @@ def nms_grouped(boxes, scores, groups, threshold: float, mode: str = "union"):  
     k = boxes.shape[0]
     if k == 0:
         return torch.zeros((0,), dtype=torch.int64, device=dev)
-    order = torch.argsort(scores, descending=True, stable=True)
-    order = order[torch.argsort(groups[order], stable=True)]
+    # Score order: "union" sorts as torchvision/facenet-pytorch do (torch's default, unstable
+    # sort over the whole array), so boxes with *equal* scores (P-Net's softmax saturates to
+    # 1.0) are taken in the peer's order; "min" keeps the numpy engine's stable order.
+    ranked = torch.argsort(scores, descending=True, stable=(mode != "union"))
+    rank = torch.empty_like(ranked)
+    rank[ranked] = torch.arange(k, device=dev)
+    order = ranked[torch.argsort(groups[ranked], stable=True)]
     g_sorted = groups[order]
     uniq, counts = torch.unique_consecutive(g_sorted, return_counts=True)
     n_groups = uniq.shape[0]
@@ -167,7 +143,8 @@ def nms_grouped(boxes, scores, groups, threshold: float, mode: str = "union"):  
                     break
                 cur = nxt
             keep[gs, cs] = cur
-    return order[keep[gi, pos]]
+    kept = order[keep[gi, pos]]
+    return kept[torch.argsort(rank[kept])]  # in score order across groups, as batched_nms
 
 
 class TorchDetector:
@@ -252,9 +229,9 @@ class TorchDetector:
         nchw = images.permute(0, 3, 1, 2).to(torch.float32)
 
         # stage 1: P-Net over the pyramid
-        cands, groups = [], []
+        cands, groups = [], []  # per level: candidates kept by the level's NMS, image index
         scales = bx.pyramid_scales(h, w, self.min_face_size, self.factor)
-        for level, scale in enumerate(scales):
+        for scale in scales:
             hs, ws = bx.scaled_size(h, w, scale)
             lvl = torch.nn.functional.adaptive_avg_pool2d(nchw, (hs, ws))
             prob, reg = self._nets["pnet"](lvl.permute(0, 2, 3, 1))
@@ -266,14 +243,13 @@ class TorchDetector:
             c = torch.stack([torch.floor((2 * xf + 1) / s), torch.floor((2 * yf + 1) / s),
                              torch.floor((2 * xf + 12) / s), torch.floor((2 * yf + 12) / s),
                              prob[img, ys, xs], *reg[img, :, ys, xs].unbind(1)], dim=1)
-            cands.append(c)
-            groups.append(img * len(scales) + level)
+            pick = nms_grouped(c[:, :4], c[:, 4], img, 0.5)  # per image, one call per level
+            cands.append(c[pick])
+            groups.append(img[pick])
         if not cands:
             return [Faces.empty() for _ in range(n)]
         c = torch.cat(cands)
         g = torch.cat(groups)
-        pick = nms_grouped(c[:, :4], c[:, 4], g, 0.5)
-        c, g = c[pick], g[pick] // len(scales)
         pick = nms_grouped(c[:, :4], c[:, 4], g, 0.7)
         c, g = c[pick], g[pick]
         bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]

@@ -1,0 +1,201 @@
+"""PyAV (FFmpeg) behind one module: decoding files and network streams, encoding MP4.
+
+Nothing else in livefaces imports ``av``. Errors leave this module as
+:class:`~livefaces.errors.SourceError` with one-line messages that say what to do and never
+contain credentials (URLs are redacted; FFmpeg's own log output is left off).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import av.error
+import numpy as np
+
+from .errors import EndOfStream, SourceError, StalledError
+from .sources.redact import redact_text, redact_url
+
+#: FFmpeg demuxer options that cut buffering for live sources
+LOW_LATENCY = {"fflags": "nobuffer", "flags": "low_delay", "max_delay": "500000",
+               "analyzeduration": "1000000", "probesize": "1000000"}
+
+
+def _explain(e: BaseException, url: str, live: bool) -> str:
+    """One line, credentials removed, saying what went wrong and what to do."""
+    name = redact_url(url)
+    if isinstance(e, av.error.HTTPUnauthorizedError) or isinstance(e, av.error.HTTPForbiddenError):
+        return (f"{name}: the server refused the credentials (401/403); put a valid user name and "
+                f"password in the URL: scheme://USER:PASSWORD@host/path")
+    if isinstance(e, av.error.HTTPNotFoundError):
+        return f"{name}: the server has no stream at this path (404); check the path in the URL"
+    if isinstance(e, av.error.ConnectionRefusedError):
+        return (f"{name}: connection refused; check the host and port, and that the camera or "
+                f"server is running")
+    if isinstance(e, av.error.ProtocolNotFoundError):
+        return f"{name}: FFmpeg cannot read this kind of URL; use rtsp://, rtsps://, http(s)://"
+    if isinstance(e, av.error.FileNotFoundError):
+        return f"{name}: no such file; check the path"
+    if isinstance(e, av.error.PermissionError):
+        return f"{name}: permission denied; check the file's permissions"
+    if isinstance(e, av.error.ExitError) or isinstance(e, TimeoutError):
+        return (f"{name}: no answer in time (timed out); check the host is reachable and the "
+                f"stream is running")
+    if isinstance(e, av.error.InvalidDataError):
+        if live:
+            return f"{name}: the server sent data FFmpeg cannot read; check the URL and stream"
+        return (f"{name}: not a video FFmpeg can read (damaged, truncated or another kind of "
+                f"file); check the file plays in a video player")
+    strerror = getattr(e, "strerror", None) or type(e).__name__
+    return f"{name}: {redact_text(str(strerror), url)}"
+
+
+class AVInput:
+    """One opened container with a video stream; :meth:`frames` yields decoded RGB frames.
+
+    Args:
+        url: file path or URL (may contain credentials: they are only handed to FFmpeg).
+        live: network/live source: low-latency demuxer options and slice-threaded decoding.
+        options: extra FFmpeg demuxer options (merged over the defaults).
+        open_timeout: seconds allowed for connecting and probing.
+        read_timeout: seconds a read may block (the stall watchdog); ``None`` for files.
+    """
+
+    def __init__(self, url: str, *, live: bool, options: dict[str, str] | None = None,
+                 open_timeout: float = 10.0, read_timeout: float | None = None) -> None:
+        self.url = url
+        self.live = live
+        opts = dict(LOW_LATENCY) if live else {}
+        opts.update(options or {})
+        timeout = (open_timeout, read_timeout) if live else None
+        try:
+            self._container = av.open(url, mode="r", options=opts, timeout=timeout)
+        except (av.error.FFmpegError, OSError) as e:
+            raise SourceError(_explain(e, url, live)) from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"{redact_url(url)}: has no video stream; give a video file or stream")
+        self.stream = self._container.streams.video[0]
+        self.stream.thread_type = "SLICE" if live else "AUTO"
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps: float | None = float(rate) if rate else None
+        self.width = self.stream.codec_context.width
+        self.height = self.stream.codec_context.height
+
+    def frames(self, stall_timeout: float | None = None) -> Iterator[tuple[np.ndarray, float | None]]:
+        """Yield ``(rgb (H, W, 3) uint8, pts seconds or None)`` until the end.
+
+        Raises :class:`EndOfStream` at the end, :class:`StalledError` when ``stall_timeout``
+        seconds pass without a decoded frame, :class:`SourceError` on read errors.
+        """
+        last = time.monotonic()
+        try:
+            for packet in self._container.demux(self.stream):
+                for frame in packet.decode():
+                    last = time.monotonic()
+                    pts = float(frame.time) if frame.time is not None else None
+                    yield frame.to_ndarray(format="rgb24"), pts
+                if stall_timeout is not None and time.monotonic() - last > stall_timeout:
+                    raise StalledError(f"{redact_url(self.url)}: no frame for {stall_timeout:g} s")
+        except av.error.EOFError:
+            pass
+        except (av.error.FFmpegError, OSError) as e:
+            if stall_timeout is not None and time.monotonic() - last >= stall_timeout * 0.9:
+                raise StalledError(
+                    f"{redact_url(self.url)}: no frame for {stall_timeout:g} s") from None
+            raise SourceError(_explain(e, self.url, self.live)) from None
+        raise EndOfStream(redact_url(self.url))
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - closing a broken stream must not raise
+            pass
+
+
+class AVWriter:
+    """Writes RGB frames to a video file (H.264 in MP4 by default), finalised by :meth:`close`.
+
+    Frames are timed by the ``pts`` given to :meth:`write` (seconds; e.g. the capture time),
+    so dropped or skipped frames keep the recording's clock right. The file is written to a
+    temporary name and renamed on close, so a crash never leaves a half-written file under
+    the final name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fps: float = 25.0, codec: str = "libx264",
+                 crf: int = 23, preset: str = "veryfast") -> None:
+        self.path = os.fspath(path)
+        root, ext = os.path.splitext(self.path)
+        self._tmp = f"{root}.part{ext or '.mp4'}"
+        self._fps = fps
+        self._codec = codec
+        self._options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
+        self._container: av.container.OutputContainer | None = None
+        self._stream = None
+        self._t0: float | None = None
+        self._last_pts = -1
+        self.frames = 0
+        self._tb = Fraction(1, 1000)
+
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
+        """Append one ``(H, W, 3)`` uint8 RGB frame shown at ``t`` seconds (any origin)."""
+        h, w = rgb.shape[:2]
+        if self._container is None:
+            try:
+                self._container = av.open(self._tmp, mode="w", format="mp4")
+            except (av.error.FFmpegError, OSError) as e:
+                raise SourceError(f"{self.path}: cannot write ({getattr(e, 'strerror', e)}); "
+                                  f"check the folder exists and is writable") from None
+            s = self._container.add_stream(self._codec, rate=Fraction(self._fps).limit_denominator(1000),
+                                           options=self._options)
+            s.width, s.height = w - w % 2, h - h % 2
+            s.pix_fmt = "yuv420p"
+            s.time_base = self._tb
+            self._stream = s
+        s = self._stream
+        assert s is not None
+        if (w, h) != (s.width, s.height):
+            rgb = np.ascontiguousarray(rgb[: s.height, : s.width])
+        if t is None:
+            t = self.frames / self._fps
+        if self._t0 is None:
+            self._t0 = t
+        pts = int(round((t - self._t0) * 1000))
+        pts = max(pts, self._last_pts + 1)
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = pts
+        frame.time_base = self._tb
+        for packet in s.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder, write the MP4 index and move the file to its final name."""
+        if self._container is None:
+            return
+        try:
+            assert self._stream is not None
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+            os.replace(self._tmp, self.path)
+
+
+def probe_frames(path: str | os.PathLike[str]) -> int:
+    """Decode every video frame of a file and count them (tests, checks)."""
+    inp = AVInput(os.fspath(path), live=False)
+    n = 0
+    try:
+        for _ in inp.frames():
+            n += 1
+    except EndOfStream:
+        pass
+    finally:
+        inp.close()
+    return n

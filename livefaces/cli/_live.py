@@ -1,0 +1,192 @@
+"""What ``livefaces watch`` and ``livefaces preview`` share: options, pipeline, signals."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..capture import CaptureOptions
+from ..errors import LiveFacesError
+from ..render import HudInfo
+from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate
+from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_SETUP, add_detector_arguments, error
+
+SOURCE_HELP = """\
+sources:
+  0, /dev/video0                 webcam
+  clip.mp4                       video file (--loop to repeat, --realtime to pace it)
+  rtsp://USER:PASS@host/path     RTSP/RTSPS camera (TCP; --transport udp for UDP)
+  http(s)://host/stream          HTTP(S) stream (HLS, MJPEG, MP4)
+  photos/                        folder of images, in name order
+  synthetic:1280x720@25          a moving test face, no hardware needed
+  (none)                         the bundled demo clip
+credentials in URLs are never printed, logged or written into events.
+"""
+
+
+def demo_clip() -> str:
+    p = Path(str(resources.files("livefaces.data") / "demo.mp4"))
+    return str(p) if p.is_file() else "synthetic:"
+
+
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", default=None, metavar="SOURCE",
+                   help="webcam number, file, folder, rtsp:// or http(s):// URL "
+                        "(default: the bundled demo clip)")
+    g = p.add_argument_group("source")
+    g.add_argument("--transport", choices=["tcp", "udp"], default="tcp",
+                   help="RTSP transport (default: tcp)")
+    g.add_argument("--loop", action="store_true", help="files and folders: start over at the end")
+    g.add_argument("--realtime", action="store_true",
+                   help="files and folders: deliver frames at their frame rate, like a camera")
+    g.add_argument("--stall-timeout", type=float, default=10.0, metavar="S",
+                   help="watchdog: no frame for S seconds counts as a failure and reconnects "
+                        "(default: 10)")
+    g.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
+                   help="time allowed to connect to a stream (default: 10)")
+    g.add_argument("--retry", action="store_true",
+                   help="keep retrying a live source that cannot be reached at start "
+                        "(default: give up with an error; after a first connection, "
+                        "live sources always reconnect)")
+    g = p.add_argument_group("detection schedule (default: adaptive)")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--detect-every", type=int, metavar="N",
+                   help="run the detector on every N-th frame; the tracker carries the others")
+    m.add_argument("--detect-fps", type=float, metavar="F", help="run the detector F times a second")
+    m.add_argument("--latency-budget", type=float, default=100.0, metavar="MS",
+                   help="adaptive mode: keep one detection under MS milliseconds by shrinking "
+                        "the image the detector sees when needed (default: 100)")
+    g = p.add_argument_group("output and limits")
+    g.add_argument("--record", type=Path, metavar="OUT.mp4",
+                   help="write an annotated MP4 (finalised and playable after Ctrl-C)")
+    g.add_argument("--snapshots", type=Path, metavar="DIR",
+                   help="save a crop of each new face (with a margin) into DIR")
+    g.add_argument("--update-interval", type=float, default=1.0, metavar="S",
+                   help="at most one face.updated event per face every S seconds (default: 1)")
+    g.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    g.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    add_detector_arguments(p)
+
+
+def make_policy(args: argparse.Namespace) -> DetectPolicy:
+    if args.detect_every is not None:
+        return EveryN(n=args.detect_every)
+    if args.detect_fps is not None:
+        return FixedRate(fps=args.detect_fps)
+    return Adaptive(budget=args.latency_budget / 1000.0)
+
+
+def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
+    """The pipeline for ``args`` (not started) plus the source's ``live`` flag.
+
+    Raises LiveFacesError/ValueError for unusable input (one line)."""
+    from ..pipeline import Pipeline
+    from ..publish.record import RecordSink
+    from ..publish.snapshots import SnapshotSink
+    from ..sources import open_source
+    from ._common import make_detector
+
+    spec = args.source if args.source is not None else demo_clip()
+    source = open_source(spec, transport=args.transport, loop=args.loop, realtime=args.realtime)
+    try:
+        policy = make_policy(args)
+    except ValueError as e:
+        raise LiveFacesError(str(e)) from None
+    capture = CaptureOptions(stall_timeout=args.stall_timeout, open_timeout=args.open_timeout,
+                             retry_at_start=args.retry)
+    hud_cache: dict[str, Any] = {"t": 0.0, "stats": None}
+    holder: dict[str, Any] = {}
+
+    def hud(name: str) -> HudInfo | None:
+        p = holder.get("p")
+        if p is None:
+            return None
+        now = time.monotonic()
+        if now - hud_cache["t"] > 0.5:
+            hud_cache["t"], hud_cache["stats"] = now, p.stats()
+        try:
+            s = hud_cache["stats"].source(name)
+        except KeyError:
+            return None
+        return HudInfo(s.capture_fps, s.detect_fps, s.dropped, s.latency_ms_p50, s.status, s.name)
+
+    if args.snapshots:
+        try:
+            sinks.append(SnapshotSink(args.snapshots))
+        except OSError as e:
+            raise LiveFacesError(f"{args.snapshots}: cannot create folder ({e.strerror})") from None
+    if args.record:
+        if not args.record.parent.is_dir():
+            raise LiveFacesError(f"{args.record}: folder {args.record.parent} does not exist")
+        sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=hud,
+                                live=source.live))
+    detector = make_detector(args)
+    p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
+                 update_interval=args.update_interval, max_frames=args.max_frames,
+                 duration=args.duration)
+    holder["p"] = p
+    return p, source.live, hud
+
+
+class Signals:
+    """SIGINT/SIGTERM: the first asks ``stop`` politely, the second exits at once (130)."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.stop = stop
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            print("livefaces: stopping (press Ctrl-C again to quit at once)", file=sys.stderr)
+            self.stop()
+        else:
+            print("livefaces: forced exit", file=sys.stderr)
+            os._exit(EXIT_INTERRUPTED)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.count > 0
+
+
+def finish(p: Any, interrupted: bool, quiet: bool = False) -> int:
+    """Stop ``p`` (2 s), report, and choose the exit code."""
+    p.stop(2.0)
+    st = p.stats()
+    s = st.source()
+    for sk in st.sinks:
+        if sk.error:
+            error(f"{sk.name}: {sk.error}")
+    if not quiet:
+        lat = "" if s.latency_ms_p50 is None else \
+            f", latency p50 {s.latency_ms_p50:.0f} ms p95 {s.latency_ms_p95:.0f} ms"
+        print(f"livefaces: {s.name}: {s.frames_processed} frames ({s.frames_detected} detected, "
+              f"{s.frames_tracked} tracked), {s.dropped} dropped, {s.reconnects} reconnects"
+              f"{lat}", file=sys.stderr)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if s.status == "failed":
+        error(s.error or f"{s.name}: failed")
+        return EXIT_SETUP if s.frames_captured == 0 else EXIT_PARTIAL
+    if any(sk.error for sk in st.sinks):
+        return EXIT_PARTIAL
+    return EXIT_OK

@@ -1,0 +1,50 @@
+"""``livefaces preview``: a window with boxes, landmarks, track ids and a HUD."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..publish.memory import QueueSink
+from ..render import render_result
+from ._live import SOURCE_HELP, Signals, add_live_arguments, build, finish
+
+NAME = "preview"
+HELP = "show a live source in a window with faces, landmarks, track ids and a HUD"
+DESCRIPTION = """\
+Open a window showing the source with every face boxed (green: found by the detector on this
+frame, amber: carried by the tracker between detections), its 5 landmarks, confidence and
+track id, and a HUD with capture fps, detection fps, dropped frames and latency.
+
+q or Esc closes the window; Ctrl-C stops too (a second Ctrl-C quits at once).
+"""
+EPILOG = SOURCE_HELP + """
+examples:
+  livefaces preview 0
+  livefaces preview rtsp://admin:secret@192.168.1.20/stream1 --record session.mp4
+  livefaces preview clip.mp4 --realtime --detect-every 3
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_live_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..window import check_display, run_window
+
+    check_display()
+    q = QueueSink(2, "drop_oldest")
+    p, live, hud = build(args, [q])
+    if not live:  # a file or folder: show every frame rather than racing through it
+        q.result_policy = "wait"
+        q.queue.policy = "wait"
+
+    def next_image():  # noqa: ANN202
+        r = q.queue.get(timeout=0.02) if not q.queue.closed or len(q.queue) else None
+        return None if r is None else render_result(r, hud(r.frame.source))
+
+    with Signals(p.request_stop) as sig:
+        p.start()
+        run_window(next_image, lambda: not sig.interrupted and not (p.done and not len(q.queue)),
+                   title=f"livefaces - {p.stats().source().name}")
+        return finish(p, sig.interrupted)

@@ -1,0 +1,143 @@
+"""Where results and events go: the :class:`Sink` protocol and a bounded runner for it.
+
+A sink gets every :class:`~livefaces.types.FrameResult` (``on_result``) and every event dict
+(``on_event``, see :mod:`livefaces.events`). The pipeline runs each sink on its own thread
+behind a :class:`SinkRunner`, so a slow sink (a window, an encoder, a network publisher)
+never slows detection. The runner holds two bounded queues:
+
+* results: ``result_policy`` ``"drop_oldest"`` (default: a slow sink sees the newest frames,
+  drops are counted in ``results_dropped``) or ``"wait"`` (nothing is lost; the pipeline
+  waits — for file processing and :func:`livefaces.stream`);
+* events: ``drop_oldest`` with a large bound (``event_queue``), drops counted in
+  ``events_dropped``.
+
+Shipped sinks: :class:`~livefaces.publish.jsonl.JsonlPublisher` (JSON Lines) and the fakes
+:class:`~livefaces.publish.memory.MemoryPublisher` / :class:`~livefaces.publish.memory.QueueSink`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol, runtime_checkable
+
+from ..ringbuffer import Closed, DropPolicy, RingBuffer
+from ..types import FrameResult
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Receives results and events on one thread (its runner's); must not raise on purpose."""
+
+    def on_result(self, result: FrameResult) -> None: ...
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+    def close(self) -> None:
+        """Flush and release (files finalised). Called once, on the runner's thread."""
+
+
+class BaseSink:
+    """Convenience base: ignores what it is not interested in."""
+
+    #: drop policy for results when the sink falls behind
+    result_policy: DropPolicy = "drop_oldest"
+    result_queue: int = 8
+    event_queue: int = 10000
+
+    def on_result(self, result: FrameResult) -> None:
+        pass
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SinkRunner:
+    """Runs ``sink`` on its own thread behind bounded queues (see module docs)."""
+
+    def __init__(self, sink: Sink, stop: threading.Event | None = None) -> None:
+        self.sink = sink
+        self.name = type(sink).__name__
+        self._wake = threading.Condition()
+        self.results: RingBuffer[FrameResult] = RingBuffer(
+            getattr(sink, "result_queue", 8), getattr(sink, "result_policy", "drop_oldest"),
+            notify=self._wake)
+        self.events: RingBuffer[dict] = RingBuffer(getattr(sink, "event_queue", 10000),
+                                                   "drop_oldest", notify=self._wake)
+        self._stop = stop or threading.Event()
+        self.errors = 0
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"sink[{self.name}]", daemon=True)
+
+    @property
+    def results_dropped(self) -> int:
+        return self.results.dropped
+
+    @property
+    def events_dropped(self) -> int:
+        return self.events.dropped
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put_result(self, result: FrameResult) -> None:
+        if self.results.policy == "wait":
+            while not self.results.put(result, timeout=0.2):
+                if self._stop.is_set() or self.results.closed:
+                    return
+        else:
+            self.results.put(result)
+
+    def put_event(self, event: dict) -> None:
+        self.events.put(event)
+
+    def _call(self, fn, item) -> None:  # noqa: ANN001
+        try:
+            fn(item)
+        except Exception as e:  # noqa: BLE001 - one bad sink must not stop the others
+            self.errors += 1
+            if self.error is None:
+                log.error("sink %s failed: %s", self.name, e)
+            self.error = f"{type(e).__name__}: {e}"
+
+    def _run(self) -> None:
+        try:
+            results_open = events_open = True
+            while results_open or events_open:
+                with self._wake:
+                    if not len(self.events) and not len(self.results) \
+                            and not (self.events.closed or self.results.closed):
+                        self._wake.wait(0.1)
+                if events_open:
+                    try:
+                        for e in self.events.get_all():
+                            self._call(self.sink.on_event, e)
+                    except Closed:
+                        events_open = False
+                if results_open:
+                    try:
+                        for r in self.results.get_all():
+                            self._call(self.sink.on_result, r)
+                            if len(self.events):  # keep events prompt behind slow results
+                                for e in self.events.get_all():
+                                    self._call(self.sink.on_event, e)
+                    except Closed:
+                        results_open = False
+        finally:
+            try:
+                self.sink.close()
+            except Exception as e:  # noqa: BLE001
+                log.error("sink %s failed to close: %s", self.name, e)
+                self.error = f"close: {type(e).__name__}: {e}"
+
+    def close(self, timeout: float) -> bool:
+        """Deliver what is queued, close the sink; True if done within ``timeout`` s."""
+        self.results.close()
+        self.events.close()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -1,0 +1,51 @@
+"""JSON Lines events: one event per line, flushed per line (``tail -f``/pipes see it at once)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import IO, Any
+
+from ..errors import LiveFacesError
+from . import BaseSink
+
+
+class JsonlPublisher(BaseSink):
+    """Writes each event as one JSON line to ``target`` (a path, ``"-"`` for stdout, or an
+    open text file). Files are appended to, so restarts never erase earlier events.
+    ``written`` counts lines; ``on_written(event)`` (optional) is called after each flush.
+    """
+
+    def __init__(self, target: str | os.PathLike[str] | IO[str], on_written=None) -> None:  # noqa: ANN001
+        self._own = False
+        if hasattr(target, "write"):
+            self._f: IO[str] = target  # type: ignore[assignment]
+        elif os.fspath(target) == "-":  # type: ignore[arg-type]
+            self._f = sys.stdout
+        else:
+            try:
+                self._f = open(os.fspath(target), "a", encoding="utf-8")  # type: ignore[arg-type]  # noqa: SIM115
+            except OSError as e:
+                raise LiveFacesError(f"{target}: cannot open for writing ({e.strerror}); check the "
+                                     f"folder exists and is writable") from None
+            self._own = True
+        self.written = 0
+        self.on_written = on_written
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.written += 1
+        if self.on_written is not None:
+            self.on_written(event)
+
+    on_event = publish
+
+    def close(self) -> None:
+        try:
+            self._f.flush()
+        except (OSError, ValueError):
+            pass
+        if self._own:
+            self._f.close()

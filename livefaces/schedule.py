@@ -1,0 +1,121 @@
+"""Which frames go through the detector (the others are carried by the tracker).
+
+Three policies; all keep per-source state keyed by source name, and see every frame:
+
+* :class:`EveryN` — ``--detect-every N``: frames whose index is N past the last detected one.
+* :class:`FixedRate` — ``--detect-fps F``: at most F detections per second per source.
+* :class:`Adaptive` (default) — keeps the detector inside a latency budget. For live sources
+  it detects as often as a duty-cycle limit allows (the detector may use at most
+  ``max_duty`` of the wall time, leaving CPU for decoding, tracking, drawing and encoding),
+  and if one detection batch takes longer than ``budget`` seconds it shrinks the image the
+  detector sees (``scale``, down to ``min_scale``; faces smaller than ``min_face / scale``
+  are then missed) and grows it back when there is room. Files and folders that are not
+  paced in real time have no latency to keep: every frame is detected.
+
+Only the newest waiting frame of a live source can be chosen; older ones are tracked, so a
+slow detector never delays the frames behind it by more than one detection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .types import Frame
+
+
+@dataclass
+class _State:
+    last_index: int | None = None
+    last_time: float | None = None
+
+
+@dataclass
+class DetectPolicy:
+    """Base: subclasses implement :meth:`_due`. ``scale`` is the detector input scale."""
+
+    scale: float = 1.0
+    detect_seconds: float = 0.0
+    """exponential average of the seconds one detection batch takes"""
+    _state: dict[str, _State] = field(default_factory=dict, repr=False)
+
+    def due(self, frame: Frame, live: bool, now: float) -> bool:
+        st = self._state.setdefault(frame.source, _State())
+        if st.last_index is None or not self._applies(live):
+            return True
+        return self._due(st, frame, now)
+
+    def _applies(self, live: bool) -> bool:
+        return True
+
+    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+        raise NotImplementedError
+
+    def detected(self, frame: Frame, now: float) -> None:
+        st = self._state.setdefault(frame.source, _State())
+        st.last_index, st.last_time = frame.index, now
+
+    def observe(self, seconds: float) -> None:
+        """Feed the duration of one detection batch."""
+        a = 0.2 if self.detect_seconds else 1.0
+        self.detect_seconds = a * seconds + (1 - a) * self.detect_seconds
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+@dataclass
+class EveryN(DetectPolicy):
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"--detect-every must be >= 1, got {self.n}")
+
+    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+        assert st.last_index is not None
+        return frame.index - st.last_index >= self.n
+
+    def describe(self) -> str:
+        return f"every {self.n} frame(s)"
+
+
+@dataclass
+class FixedRate(DetectPolicy):
+    fps: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError(f"--detect-fps must be > 0, got {self.fps}")
+
+    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+        assert st.last_time is not None
+        return now - st.last_time >= 1.0 / self.fps - 1e-3
+
+    def describe(self) -> str:
+        return f"{self.fps:g} detections/s"
+
+
+@dataclass
+class Adaptive(DetectPolicy):
+    budget: float = 0.1
+    max_duty: float = 0.5
+    min_scale: float = 0.5
+
+    def _applies(self, live: bool) -> bool:
+        return live
+
+    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+        assert st.last_time is not None
+        gap = self.detect_seconds * (1.0 / self.max_duty - 1.0)
+        return now - st.last_time >= gap
+
+    def observe(self, seconds: float) -> None:
+        super().observe(seconds)
+        if self.detect_seconds > self.budget and self.scale > self.min_scale:
+            self.scale = max(self.min_scale, self.scale * 0.9)
+            self.detect_seconds *= 0.81  # expected effect, so one slow batch is not counted twice
+        elif self.detect_seconds < 0.6 * self.budget and self.scale < 1.0:
+            self.scale = min(1.0, self.scale * 1.05)
+
+    def describe(self) -> str:
+        return f"adaptive (budget {self.budget * 1000:.0f} ms, detector scale {self.scale:.2f})"

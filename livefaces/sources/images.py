@@ -1,0 +1,75 @@
+"""A folder of still images as a frame source (name order, recursive)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from ..errors import EndOfStream, ImageReadError, SourceError
+from ..imageio import IMAGE_SUFFIXES, read_image
+from ..types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class ImageFolderSource:
+    """Every image under ``folder`` (sorted, recursive) as one frame each.
+
+    ``pts`` is ``index / fps``; unreadable images are skipped (and logged). ``loop`` starts
+    over at the end; ``realtime`` paces frames at ``fps``.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, fps: float = 25.0, loop: bool = False,
+                 realtime: bool = False) -> None:
+        self.folder = Path(folder)
+        self.name = str(folder)
+        self.fps = fps
+        self.loop = loop
+        self.realtime = realtime
+        self.live = realtime
+        self._paths: list[Path] = []
+        self._pos = 0
+        self._index = 0
+        self._t0: float | None = None
+
+    def open(self, open_timeout: float = 10.0, stall_timeout: float = 10.0) -> None:
+        paths = []
+        for dirpath, dirnames, filenames in os.walk(self.folder):
+            dirnames.sort()
+            paths += [Path(dirpath) / f for f in sorted(filenames)
+                      if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        if not paths:
+            raise SourceError(f"{self.name}: no images in this folder (looked for "
+                              f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._paths = paths
+        self._pos = 0
+
+    def read(self) -> Frame:
+        while True:
+            if self._pos >= len(self._paths):
+                if not self.loop or not self._paths:
+                    raise EndOfStream(self.name)
+                self._pos = 0
+            path = self._paths[self._pos]
+            self._pos += 1
+            try:
+                image = read_image(path)
+                break
+            except ImageReadError as e:
+                log.warning("skipping %s", e)
+        pts = self._index / self.fps
+        if self.realtime:
+            now = time.monotonic()
+            if self._t0 is None:
+                self._t0 = now
+            delay = self._t0 + pts - now
+            if delay > 0:
+                time.sleep(min(delay, 1.0))
+        frame = Frame(image, str(path), self._index, pts, time.monotonic())
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,229 @@
+"""Tracking: stable ids for faces across frames, and boxes carried between detections.
+
+A :class:`Tracker` follows the faces of ONE source. On frames that went through the
+detector call :meth:`Tracker.update`; on the others :meth:`Tracker.predict`. Both return a
+:class:`TrackUpdate` with a box for every live track, so every output frame has faces.
+
+* Matching: greedy by IoU between each track's predicted box and the detections (a centre
+  distance fallback catches fast motion between sparse detections).
+* Motion: a constant-velocity model per track (box corners, px/s) estimated from successive
+  detections and smoothed exponentially; predictions never extrapolate more than
+  ``max_extrapolation`` seconds, so carried boxes move with the face instead of freezing,
+  and never fly away.
+* Smoothing: a detected box is blended with the prediction (``smoothing``), which removes
+  the frame-to-frame jitter of the detector without lagging behind real motion.
+* Lifetime: a new track is reported ("appeared") once confirmed: ``min_hits`` detections, or
+  one detection scoring ``confirm_score`` or more; a track unseen by the detector for
+  ``max_age`` seconds is lost (unconfirmed tracks vanish silently).
+
+Times are seconds on any monotonic clock (the pipeline passes stream pts or capture time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .types import Faces
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    iou_threshold: float = 0.3
+    max_age: float = 1.0
+    smoothing: float = 0.6
+    """weight of the new detection in the blended box (1.0: raw detections)"""
+    velocity_smoothing: float = 0.5
+    max_extrapolation: float = 0.5
+    min_hits: int = 2
+    """detections needed before a new track is reported (a one-frame false positive is not)"""
+    confirm_score: float = 0.95
+    """...unless its first detection scores at least this (reported at once)"""
+
+
+@dataclass
+class Track:
+    """One followed face; arrays in input pixels."""
+
+    id: int
+    box: np.ndarray  # (4,) float32 xyxy, current (smoothed / predicted) box
+    landmarks: np.ndarray  # (5, 2) float32
+    score: float
+    velocity: np.ndarray  # (4,) float32 px/s of the box corners
+    t: float  # time of the last detection that matched
+    first_seen: float
+    hits: int = 1
+    detected: bool = True  # box came from the detector on the current frame
+    confirmed: bool = False
+    anchor: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    """(4,) the smoothed box at time ``t`` (the origin of predictions)"""
+
+    def __post_init__(self) -> None:
+        if not self.anchor.any():
+            self.anchor = self.box.copy()
+
+
+@dataclass
+class TrackUpdate:
+    """Result of one tracker step.
+
+    Attributes:
+        faces: every live track's box/score/landmarks on this frame.
+        ids: ``(N,)`` int64 track ids, parallel to ``faces``.
+        detected: ``(N,)`` bool, True where the face was matched by the detector this frame.
+        appeared: ids of tracks created on this frame.
+        lost: tracks dropped on this frame (their last state).
+    """
+
+    faces: Faces
+    ids: np.ndarray
+    detected: np.ndarray
+    appeared: list[int] = field(default_factory=list)
+    lost: list[Track] = field(default_factory=list)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between boxes ``a`` (N, 4) and ``b`` (M, 4), xyxy → (N, M) float32."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)).astype(np.float32)
+
+
+class Tracker:
+    """Face tracker for one source (not thread-safe; the detect loop owns it)."""
+
+    def __init__(self, options: TrackerOptions = TrackerOptions(), first_id: int = 1) -> None:
+        self.options = options
+        self.tracks: list[Track] = []
+        self._next_id = first_id
+        self._t: float | None = None
+
+    def _predicted(self, tr: Track, t: float) -> np.ndarray:
+        dt = min(max(t - tr.t, 0.0), self.options.max_extrapolation)
+        return (tr.anchor + tr.velocity * dt).astype(np.float32)
+
+    def _expire(self, t: float) -> list[Track]:
+        keep, lost = [], []
+        for tr in self.tracks:
+            if t - tr.t <= self.options.max_age:
+                keep.append(tr)
+            elif tr.confirmed:
+                lost.append(tr)
+        self.tracks = keep
+        return lost
+
+    def predict(self, t: float) -> TrackUpdate:
+        """Carry every track to time ``t`` without a detection."""
+        lost = self._expire(t)
+        for tr in self.tracks:
+            new_box = self._predicted(tr, t)
+            shift = ((new_box[:2] + new_box[2:]) - (tr.box[:2] + tr.box[2:])) / 2
+            tr.landmarks = (tr.landmarks + shift).astype(np.float32)
+            tr.box = new_box
+            tr.detected = False
+        return self._result([], lost)
+
+    def update(self, faces: Faces, t: float) -> TrackUpdate:
+        """Match ``faces`` (detected on the frame at time ``t``) to the tracks."""
+        o = self.options
+        preds = np.array([self._predicted(tr, t) for tr in self.tracks], np.float32).reshape(-1, 4)
+        iou = iou_matrix(preds, faces.boxes)
+        pairs: list[tuple[int, int]] = []
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        if iou.size:
+            for flat in np.argsort(-iou, axis=None):
+                ti, di = divmod(int(flat), iou.shape[1])
+                if iou[ti, di] < o.iou_threshold:
+                    break
+                if ti in used_t or di in used_d:
+                    continue
+                pairs.append((ti, di))
+                used_t.add(ti)
+                used_d.add(di)
+            # fallback for fast motion: nearest centre within one box size
+            for ti in range(len(preds)):
+                if ti in used_t:
+                    continue
+                c = (preds[ti, :2] + preds[ti, 2:]) / 2
+                size = max(preds[ti, 2] - preds[ti, 0], preds[ti, 3] - preds[ti, 1])
+                best, best_d = -1, 1.0 * size
+                for di in range(len(faces)):
+                    if di in used_d:
+                        continue
+                    dc = (faces.boxes[di, :2] + faces.boxes[di, 2:]) / 2
+                    d = float(np.hypot(*(dc - c)))
+                    if d < best_d:
+                        best, best_d = di, d
+                if best >= 0:
+                    pairs.append((ti, best))
+                    used_t.add(ti)
+                    used_d.add(best)
+        for tr in self.tracks:
+            tr.detected = False
+        for ti, di in pairs:
+            tr = self.tracks[ti]
+            det = faces.boxes[di].astype(np.float32)
+            dt = t - tr.t
+            if dt > 1e-3:
+                v = (det - tr.anchor) / dt
+                a = o.velocity_smoothing
+                tr.velocity = (a * v + (1 - a) * tr.velocity).astype(np.float32)
+            pred = preds[ti]
+            box = (o.smoothing * det + (1 - o.smoothing) * pred).astype(np.float32)
+            shift = ((box[:2] + box[2:]) - (det[:2] + det[2:])) / 2
+            tr.box = box
+            tr.anchor = box
+            tr.landmarks = (faces.landmarks[di] + shift).astype(np.float32)
+            tr.score = float(faces.scores[di])
+            tr.t = t
+            tr.hits += 1
+            tr.detected = True
+        appeared = []
+        for tr in self.tracks:
+            if not tr.confirmed and tr.hits >= o.min_hits:
+                tr.confirmed = True
+                appeared.append(tr.id)
+        for di in range(len(faces)):
+            if di in used_d:
+                continue
+            box = faces.boxes[di].astype(np.float32).copy()
+            tr = Track(self._next_id, box, faces.landmarks[di].astype(np.float32).copy(),
+                       float(faces.scores[di]), np.zeros(4, np.float32), t, t)
+            self._next_id += 1
+            self.tracks.append(tr)
+            if tr.score >= o.confirm_score or o.min_hits <= 1:
+                tr.confirmed = True
+                appeared.append(tr.id)
+        lost = self._expire(t)
+        for tr in self.tracks:
+            if not tr.detected:  # coasting through a missed detection
+                new_box = self._predicted(tr, t)
+                shift = ((new_box[:2] + new_box[2:]) - (tr.box[:2] + tr.box[2:])) / 2
+                tr.landmarks = (tr.landmarks + shift).astype(np.float32)
+                tr.box = new_box
+        return self._result(appeared, lost)
+
+    def clear(self) -> list[Track]:
+        """Drop every track (the source went away); returns the confirmed ones as lost."""
+        lost, self.tracks = [tr for tr in self.tracks if tr.confirmed], []
+        return lost
+
+    def _result(self, appeared: list[int], lost: list[Track]) -> TrackUpdate:
+        shown = [tr for tr in self.tracks if tr.confirmed]
+        if not shown:
+            faces = Faces.empty()
+        else:
+            faces = Faces(np.stack([tr.box for tr in shown]).astype(np.float32),
+                          np.array([tr.score for tr in shown], np.float32),
+                          np.stack([tr.landmarks for tr in shown]).astype(np.float32))
+        return TrackUpdate(faces, np.array([tr.id for tr in shown], np.int64),
+                           np.array([tr.detected for tr in shown], bool), appeared, lost)

@@ -1,0 +1,90 @@
+"""The command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from livefaces.imageio import read_image, write_image
+
+
+def test_detect_json_files_dirs_globs_and_errors(tmp_path, astronaut, grace_hopper):
+    (tmp_path / "sub").mkdir()
+    write_image(tmp_path / "a.png", astronaut)
+    write_image(tmp_path / "sub" / "b.jpg", grace_hopper)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (tmp_path / "notes.txt").write_text("ignored when walking folders")
+    r = run_cli("detect", str(tmp_path / "sub"), str(tmp_path / "*.png"), str(tmp_path / "broken.jpg"),
+                str(tmp_path / "missing.jpg"), "--json")
+    assert r.returncode == 1, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [rec["source"] for rec in lines] == [str(tmp_path / "sub" / "b.jpg"), str(tmp_path / "a.png")]
+    for rec in lines:
+        assert len(rec["faces"]) == 1
+        face = rec["faces"][0]
+        assert set(face["landmarks"]) == {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right"}
+        assert 0.99 < face["confidence"] <= 1
+    assert lines[1]["width"] == 512 and lines[1]["height"] == 512
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 2 and "broken.jpg" in err[0] and "missing.jpg" in err[1]
+    assert "Traceback" not in r.stderr
+
+
+def test_detect_annotate_writes_copies_with_boxes(tmp_path, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "astro.png", astronaut)
+    r = run_cli("detect", str(src), "--annotate", str(tmp_path / "out"), "--min-face", "40")
+    assert r.returncode == 0, r.stderr
+    assert "astro.png: 1 face" in r.stdout
+    out = read_image(tmp_path / "out" / "astro.png")
+    assert out.shape == astronaut.shape
+    changed = np.any(out != astronaut, axis=2)
+    assert changed.sum() > 500  # box outline, landmarks and the score label were drawn
+    ys, xs = np.nonzero(changed)
+    assert 150 < xs.mean() < 300 and 40 < ys.mean() < 200  # ... around the face
+
+
+def test_demo_writes_annotated_sample(tmp_path):
+    r = run_cli("demo", "--out", str(tmp_path / "demo.jpg"))
+    assert r.returncode == 0, r.stderr
+    assert "1 face(s)" in r.stdout
+    assert read_image(tmp_path / "demo.jpg").shape == (600, 512, 3)
+
+
+def test_doctor_reports_providers_and_models():
+    r = run_cli("doctor")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "CPUExecutionProvider" in r.stdout
+    assert r.stdout.count("ok (sha256 matches MANIFEST.json)") == 4  # 3 nets + weights npz
+
+
+def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an NVIDIA GPU")
+    r = run_cli("detect", "--providers", "cuda", str(tmp_path))
+    assert r.returncode == 3
+    assert r.stderr.count("\n") == 1 and "onnxruntime-gpu" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_teaches():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "exit codes" in r.stdout and "detect" in r.stdout
+    r = run_cli("detect", "--help")
+    assert "examples:" in r.stdout and "--min-face" in r.stdout and "--json line format" in r.stdout
+
+
+def test_usage_errors_exit_2():
+    r = run_cli("detect")
+    assert r.returncode == 2 and "PATH" in r.stderr
+    r = run_cli("detect", "x.jpg", "--factor", "abc")
+    assert r.returncode == 2
+
+
+def test_bad_setting_is_one_line_error(tmp_path):
+    r = run_cli("detect", str(tmp_path), "--factor", "1.5")
+    assert r.returncode == 3 and "factor" in r.stderr and "Traceback" not in r.stderr
