@@ -6,7 +6,7 @@ import pytest
 
 from livefaces.serve.config import ConfigError, config_from_sources, load_config, parse_config
 
-from .conftest import run_cli
+from conftest import run_cli
 
 GOOD = """\
 defaults:

@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from ._mosquitto import Broker
+from _mosquitto import Broker
 from .test_serve_mqtt import Subscriber
 from .test_serve_web import count_box_pixels
 
@@ -113,7 +113,7 @@ detector:
         assert any(t == "livefaces/available" and p == b"online" for t, p, _ in msgs)
 
         # the browser: live view with a face box, event feed filling
-        from ._chromium import Browser, open_page
+        from _chromium import Browser, open_page
 
         browser = Browser(tmp_path / "profile")
 

@@ -13,7 +13,7 @@ import pytest
 
 from livefaces.publish.mqtt import MqttPublisher
 
-from ._mosquitto import Broker
+from _mosquitto import Broker
 
 
 @pytest.fixture

@@ -234,7 +234,7 @@ def count_box_pixels(png: bytes, rect: dict) -> int:
 
 
 def test_browser_shows_live_view_with_face_box_and_events(live_server, tmp_path):
-    from ._chromium import Browser, open_page
+    from _chromium import Browser, open_page
 
     browser = Browser(tmp_path / "profile")
 

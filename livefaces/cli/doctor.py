@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     have = runtime.available_providers()
     print(f"{'providers available':<22} {', '.join(have)}")
     print(f"{'provider chosen':<22} {runtime.choose_providers(None)[0]}")
+    from ..detect.engine import engine_report  # engines: onnx / torch, cpu / cuda
+    for name, value in engine_report():
+        print(f"{name:<22} {value}")
     directory = runtime.models_dir()
     print(f"{'models':<22} {directory}")
     try:

@@ -1,0 +1,58 @@
+"""Face crops: plain (box + margin, facenet-pytorch style) and aligned by the 5 landmarks.
+
+Aligned crops map the 5 landmarks with a similarity transform (rotation, uniform scale,
+translation; ``cv2.estimateAffinePartial2D``) onto :data:`ARCFACE_TEMPLATE`, the 112×112
+reference used by ArcFace/InsightFace-style face-recognition models.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Landmark positions ``(5, 2)`` (x, y) in a 112×112 crop, order ``types.LANDMARK_NAMES``
+#: (left/right as seen in the image); InsightFace's ``arcface_dst``.
+ARCFACE_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def crop_box(image: np.ndarray, box: np.ndarray, size: int = 160, margin: float = 0) -> np.ndarray:
+    """Crop ``box`` (x1, y1, x2, y2 in ``image`` pixels) plus a margin, resized to ``size²``.
+
+    As facenet-pytorch's ``extract_face``: ``margin`` is in pixels of the *output* crop, the
+    region is clamped to the image (not padded) and resized with area interpolation, so the
+    aspect ratio follows the box. Returns ``(size, size, 3)`` uint8, same channel order as
+    ``image``.
+    """
+    h, w = image.shape[:2]
+    bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
+    mx = margin * bw / (size - margin) if margin else 0.0
+    my = margin * bh / (size - margin) if margin else 0.0
+    x1 = int(max(box[0] - mx / 2, 0))
+    y1 = int(max(box[1] - my / 2, 0))
+    x2 = int(min(box[2] + mx / 2, w))
+    y2 = int(min(box[3] + my / 2, h))
+    if x2 <= x1 or y2 <= y1:  # a box entirely outside the image (cannot come from MTCNN)
+        return np.zeros((size, size, 3), np.uint8)
+    return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def alignment_matrix(landmarks: np.ndarray, size: int = 112, margin: float = 0) -> np.ndarray:
+    """The ``(2, 3)`` similarity transform taking ``landmarks`` ``(5, 2)`` onto the template
+    scaled to ``size`` pixels, shrunk by ``margin`` output pixels (``margin/2`` on each side)."""
+    dst = ARCFACE_TEMPLATE * ((size - margin) / 112.0) + margin / 2.0
+    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), dst, method=cv2.LMEDS)
+    if matrix is None:  # degenerate landmarks (all equal): fall back to least squares
+        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), dst, method=0)
+    if matrix is None:
+        matrix = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+    return matrix
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, margin: float = 0) -> np.ndarray:
+    """Crop aligned by the 5 landmarks: ``(size, size, 3)`` uint8 (border pixels black)."""
+    matrix = alignment_matrix(landmarks, size, margin)
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

@@ -1,0 +1,137 @@
+"""``livefaces extract``: every face of videos and image folders, as crops + index.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..extract import ExtractOptions, Progress, extract
+from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, error
+
+NAME = "extract"
+HELP = "save every face of videos, image folders or globs as crops + index.jsonl"
+DESCRIPTION = """\
+Detect faces in every (or every Nth) frame of videos and in images, and save each face as a
+crop plus one line in DIR/index.jsonl. INPUT may be a video, an image, a folder (searched
+recursively for images and videos) or a quoted glob.
+
+Frames are decoded in one thread, detected in batches across frames, and crops are written
+in another thread. Re-running the same command resumes: inputs listed in DIR/done.jsonl are
+skipped, unfinished ones are redone. Ctrl-C stops cleanly (exit 130); files written so far are
+complete.
+"""
+EPILOG = """\
+examples:
+  livefaces extract movie.mp4 --out faces/
+  livefaces extract movie.mp4 --out faces/ --stride 3 --resize 0.5 --batch-size 60
+  livefaces extract photos/ 'clips/*.mp4' --out faces/ --align          # 112x112 aligned
+  livefaces extract movie.mp4 --out faces/ --engine torch --device cuda
+
+index.jsonl line (coordinates in pixels of the original frame, origin top-left):
+  {"source": "movie.mp4", "frame": 120, "pts": 4.004, "box": [x1, y1, x2, y2],
+   "landmarks": [[x, y] x 5], "confidence": 0.999, "crop": "movie/000120_0.jpg"}
+landmark order: left_eye, right_eye, nose, mouth_left, mouth_right (as seen in the image).
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, images, folders or globs")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created)")
+    g = p.add_argument_group("frames")
+    g.add_argument("--stride", type=int, default=1, metavar="N",
+                   help="detect on every Nth video frame (default: 1, all frames)")
+    g.add_argument("--resize", type=float, default=1.0, metavar="F",
+                   help="scale frames by F before detection, e.g. 0.5 (default: 1); boxes and "
+                        "crops stay in original pixels")
+    g.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="frames per detector call (default: 32)")
+    c = p.add_argument_group("crops")
+    c.add_argument("--crop-size", type=int, default=None, metavar="PX",
+                   help="crop side in pixels (default: 160, or 112 with --align)")
+    c.add_argument("--margin", type=float, default=0, metavar="PX",
+                   help="extra border in pixels of the crop, as facenet-pytorch (default: 0)")
+    c.add_argument("--align", action="store_true",
+                   help="align crops by the 5 landmarks to the ArcFace 112x112 template "
+                        "(similarity transform), for face-recognition models")
+    c.add_argument("--format", choices=["jpg", "png"], default="jpg", help="crop file type (default: jpg)")
+    d = p.add_argument_group("detector")
+    d.add_argument("--min-face", type=float, default=20, metavar="PX",
+                   help="smallest face, in pixels of the (resized) frame (default: 20)")
+    d.add_argument("--factor", type=float, default=0.709, metavar="F",
+                   help="image pyramid step, 0<F<1 (default: 0.709)")
+    d.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
+                   help="score thresholds of P-Net, R-Net, O-Net (default: 0.6 0.7 0.7)")
+    d.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto",
+                   help="onnx (ONNX Runtime) or torch (PyTorch, e.g. CUDA without onnxruntime-gpu); "
+                        "auto: a CUDA engine when one works, else onnx on CPU")
+    d.add_argument("--device", default="auto", metavar="{auto,cpu,cuda[:N]}",
+                   help="where the detector runs (default: auto); see 'livefaces doctor'")
+    d.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of the detector (default: all cores)")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar on stderr (default: auto = only on a terminal)")
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+class _Bar:
+    """One self-overwriting status line on stderr, at most 5 updates a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        if p.frames_total:
+            frac = min(1.0, p.frames_done / p.frames_total)
+            bar = "#" * int(frac * 24)
+            head = f"[{bar:<24}] {frac:4.0%} {p.frames_done}/{p.frames_total} frames"
+        else:
+            head = f"{p.frames_done} frames"
+        line = (f"\r{head}  {p.faces} faces  {p.fps:.1f} frames/s  ETA {_fmt_time(p.eta_s)}  "
+                f"input {p.inputs_done}/{p.inputs_total}")
+        self.width = max(self.width, len(line))
+        sys.stderr.write(line.ljust(self.width))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ExtractOptions(
+        stride=args.stride, resize=args.resize, min_face_size=args.min_face,
+        thresholds=tuple(args.thresholds), factor=args.factor, batch_size=args.batch_size,
+        margin=args.margin, crop_size=args.crop_size, align=args.align, image_format=args.format,
+        engine=args.engine, device=args.device, threads=args.threads)
+    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    bar = _Bar() if show else None
+    try:
+        report = extract(args.inputs, args.out, options, progress=bar)
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        error(f"interrupted; what is in {args.out} is complete. Run the same command again to resume.")
+        return EXIT_INTERRUPTED
+    if bar:
+        bar.close()
+    for source, message in report.failed:
+        error(message if source in message else f"{source}: {message}")
+    skipped = f", {report.skipped} already done (skipped)" if report.skipped else ""
+    engine = f", {report.engine}" if report.engine else ""
+    print(f"{report.done} of {report.inputs} inputs extracted{skipped}: {report.frames} frames, "
+          f"{report.faces} faces in {report.seconds:.1f} s ({report.fps:.1f} frames/s{engine}) "
+          f"-> {args.out}", file=sys.stderr)
+    return EXIT_PARTIAL if report.failed else EXIT_OK

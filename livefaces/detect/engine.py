@@ -1,0 +1,140 @@
+"""Engine choice: which implementation of the cascade runs, and on which device.
+
+Two engines give the same detections (tested):
+
+* ``onnx``: :class:`~livefaces.detect.Detector` on ONNX Runtime (CPU, or CUDA with
+  ``onnxruntime-gpu``);
+* ``torch``: :class:`~livefaces.detect.torch_engine.TorchDetector`, the whole cascade in
+  PyTorch on one device, for machines with a CUDA build of torch but no ``onnxruntime-gpu``.
+
+Both have ``detect(rgb) -> Faces``, ``detect_batch([rgb, ...]) -> list[Faces]`` and a
+``provider`` string naming where they run. ``torch`` is only imported when asked about.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import InputError, ProviderError
+from ..types import Faces
+
+ENGINES = ("auto", "onnx", "torch")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Engine(Protocol):
+    """What every engine offers (structural type)."""
+
+    provider: str
+
+    def detect(self, image: np.ndarray) -> Faces: ...
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Faces]: ...
+
+
+def _ort_has_cuda() -> bool:
+    try:
+        from .runtime import available_providers
+
+        return "CUDAExecutionProvider" in available_providers()
+    except Exception:  # noqa: BLE001 - no onnxruntime at all
+        return False
+
+
+def _torch_cuda() -> tuple[bool, str]:
+    """(torch has a usable CUDA device, description) without importing torch if absent."""
+    if importlib.util.find_spec("torch") is None:
+        return False, "not installed"
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        return False, f"cannot import ({type(e).__name__})"
+    if torch.cuda.is_available():
+        return True, f"{torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}"
+    return False, f"{torch.__version__}, no CUDA device"
+
+
+def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
+    """The ``(engine, device)`` that ``make_engine`` would build, without building it.
+
+    ``auto`` engine: CUDA through ONNX Runtime if it has the CUDA provider, else through torch
+    if torch sees a GPU, else ONNX Runtime on CPU (faster than torch on CPU). ``auto`` device:
+    CUDA when the chosen engine can reach one, else CPU.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    dev = device.split(":")[0]
+    if dev not in DEVICES:
+        raise InputError(f"device must be one of auto, cpu, cuda[:N], got {device!r}")
+    if engine == "auto":
+        if dev == "cpu":
+            return "onnx", "cpu"
+        if _ort_has_cuda():
+            return "onnx", "cuda"
+        if _torch_cuda()[0]:
+            return "torch", device if dev == "cuda" else "cuda"
+        if dev == "cuda":
+            raise ProviderError("no CUDA engine here: install onnxruntime-gpu, or a CUDA build of "
+                                "torch; 'livefaces doctor' shows what is found")
+        return "onnx", "cpu"
+    if engine == "onnx":
+        if dev == "auto":
+            return "onnx", "cuda" if _ort_has_cuda() else "cpu"
+        return "onnx", dev
+    if dev == "auto":
+        return "torch", "cuda" if _torch_cuda()[0] else "cpu"
+    return "torch", device
+
+
+def make_engine(
+    engine: str = "auto",
+    device: str = "auto",
+    min_face_size: float = 20,
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    factor: float = 0.709,
+    threads: int | None = None,
+) -> Engine:
+    """Build a detector engine; see :func:`resolve` for what ``auto`` picks.
+
+    Raises :class:`~livefaces.errors.ProviderError` when the asked-for engine or device is not
+    available (never falls back silently from an explicit choice).
+    """
+    name, dev = resolve(engine, device)
+    if name == "onnx":
+        from .mtcnn import Detector
+
+        return Detector(min_face_size=min_face_size, thresholds=thresholds, factor=factor,
+                        providers=dev, threads=threads)
+    from .torch_engine import TorchDetector
+
+    return TorchDetector(min_face_size=min_face_size, thresholds=thresholds, factor=factor,
+                         device=dev, threads=threads)
+
+
+def engine_report() -> list[tuple[str, str]]:
+    """``(label, value)`` rows for ``livefaces doctor``: what each engine can use here."""
+    rows = []
+    try:
+        from .runtime import available_providers
+
+        have = available_providers()
+        rows.append(("engine onnx", "cpu" + (", cuda" if "CUDAExecutionProvider" in have else
+                                             " (cuda needs onnxruntime-gpu)")))
+    except Exception as e:  # noqa: BLE001
+        rows.append(("engine onnx", f"not available ({type(e).__name__})"))
+    ok, what = _torch_cuda()
+    if importlib.util.find_spec("torch") is None:
+        rows.append(("engine torch", "not available: install torch (a CUDA build for GPUs)"))
+    else:
+        rows.append(("engine torch", f"cpu{', cuda' if ok else ''} (torch {what})"))
+    for dev in ("cpu", "cuda"):
+        try:
+            e, d = resolve("auto", dev)
+            rows.append((f"engine for {dev}", f"{e} on {d} (--engine auto)"))
+        except ProviderError as err:
+            rows.append((f"engine for {dev}", f"none ({str(err).split(':')[0]})"))
+    return rows

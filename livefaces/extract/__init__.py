@@ -1,0 +1,10 @@
+"""Face extraction at scale: every face of videos and image folders as crops + ``index.jsonl``.
+
+    from livefaces.extract import ExtractOptions, extract
+    report = extract(["movie.mp4", "photos/"], "faces/", ExtractOptions(stride=2, resize=0.5))
+    print(report.frames, report.faces, report.fps)
+"""
+
+from .job import ExtractOptions, ExtractReport, Progress, extract
+
+__all__ = ["ExtractOptions", "ExtractReport", "Progress", "extract"]

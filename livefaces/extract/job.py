@@ -1,0 +1,500 @@
+"""``extract``: every face of videos and image folders, as crops plus ``index.jsonl``.
+
+Three threads, one stop event::
+
+    decode thread ──► frames queue ──► detect (caller's thread, batches across frames
+    (PyAV / OpenCV)    (bounded,        and inputs) ──► results queue ──► writer thread
+                        blocks: no       (bounded, blocks)                (crops, index.jsonl,
+                        frame dropped)                                    done.jsonl)
+
+Output folder layout::
+
+    DIR/extract.json   settings of the job (a rerun with other settings is refused)
+    DIR/index.jsonl    one line per face: source, frame, pts, box, landmarks, confidence, crop
+    DIR/done.jsonl     one line per finished input (what a rerun skips)
+    DIR/<name>/NNNNNN_K.jpg  crops of video <name>, frame NNNNNN, face K (by confidence)
+    DIR/<name>_K.jpg         crops of image <name>
+
+Crash/Ctrl-C safety: crops are written to a temp name and renamed; index lines are written
+whole and flushed; an input is listed in ``done.jsonl`` only after all its lines and crops
+are on disk. A rerun drops index lines of inputs that are not done (and any incomplete last
+line) and redoes those inputs, so ``index.jsonl`` never holds duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..align import align_face, crop_box
+from ..errors import ImageReadError, InputError, LiveFacesError, SourceError
+from ..imageio import read_image, write_image
+from ..types import Faces
+from .decode import Input, count_frames, iter_video, plan_inputs
+
+SETTINGS_FILE = "extract.json"
+INDEX_FILE = "index.jsonl"
+DONE_FILE = "done.jsonl"
+
+#: Seconds every blocking queue call waits before re-checking the stop event.
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Settings of an extraction job.
+
+    Attributes:
+        stride: detect on every ``stride``-th frame of a video (1 = all).
+        resize: scale frames by this factor before detection (0.5 = half width and height);
+            boxes, landmarks and crops are in *original* pixels either way. ``min_face_size``
+            applies to the resized frame, as in facenet-pytorch's FastMTCNN recipe.
+        min_face_size, thresholds, factor: detector settings (see ``Detector``).
+        batch_size: frames per detector call (across inputs).
+        margin: crop margin in pixels of the output crop (facenet-pytorch's ``margin``).
+        crop_size: output crop side in pixels (``None``: 112 aligned, 160 otherwise).
+        align: crops aligned by the 5 landmarks to the ArcFace 112×112 template, scaled.
+        image_format: crop file type, ``"jpg"`` or ``"png"``.
+        engine, device, threads: which detector runs where (see ``detect.engine``).
+    """
+
+    stride: int = 1
+    resize: float = 1.0
+    min_face_size: float = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    factor: float = 0.709
+    batch_size: int = 32
+    margin: float = 0
+    crop_size: int | None = None
+    align: bool = False
+    image_format: str = "jpg"
+    engine: str = "auto"
+    device: str = "auto"
+    threads: int | None = None
+
+    def check(self) -> None:
+        if self.stride < 1:
+            raise InputError(f"stride must be 1 or more, got {self.stride}")
+        if not 0 < self.resize <= 4:
+            raise InputError(f"resize must be in (0, 4], got {self.resize}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be 1 or more, got {self.batch_size}")
+        if self.size < 8:
+            raise InputError(f"crop size must be at least 8 pixels, got {self.size}")
+        if not 0 <= self.margin < self.size:
+            raise InputError(f"margin must be in [0, crop size), got {self.margin}")
+        if self.image_format not in ("jpg", "png"):
+            raise InputError(f"image format must be jpg or png, got {self.image_format!r}")
+
+    @property
+    def size(self) -> int:
+        return int(self.crop_size or (112 if self.align else 160))
+
+    def output_settings(self) -> dict:
+        """The settings that change what is written (compared on resume)."""
+        return {"stride": self.stride, "resize": self.resize, "min_face_size": self.min_face_size,
+                "thresholds": list(self.thresholds), "factor": self.factor, "margin": self.margin,
+                "crop_size": self.size, "align": self.align, "image_format": self.image_format}
+
+
+@dataclass
+class Progress:
+    """Handed to the ``progress`` callback after every detector batch (caller's thread).
+
+    ``frames_total`` counts frames to detect on (after the stride) over the inputs of this
+    run, ``None`` while unknown; ``frames_done`` the frames detected so far.
+    """
+
+    frames_done: int = 0
+    frames_total: int | None = None
+    faces: int = 0
+    inputs_done: int = 0
+    inputs_total: int = 0
+    elapsed_s: float = 0.0
+    current: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.frames_total or not self.frames_done:
+            return None
+        return max(0.0, (self.frames_total - self.frames_done) / max(self.fps, 1e-9))
+
+
+@dataclass
+class ExtractReport:
+    """What a run did. ``failed`` holds ``(source, message)`` of inputs that could not be read."""
+
+    out_dir: Path
+    inputs: int = 0
+    skipped: int = 0
+    done: int = 0
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    engine: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+# -- items travelling between the threads ------------------------------------------------------
+@dataclass
+class _Frame:
+    inp: Input
+    index: int
+    pts: float | None
+    image: np.ndarray  # full-resolution RGB
+    small: np.ndarray  # what the detector sees
+
+
+@dataclass
+class _End:
+    inp: Input
+    frames: int
+    error: str | None = None
+
+
+_EOS = object()  # end of all inputs
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Blocking put that gives up when ``stop`` is set (policy: block, never drop)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+# -- the output folder ----------------------------------------------------------------------
+def _prepare_out_dir(out_dir: Path, options: ExtractOptions) -> set[str]:
+    """Create/check ``out_dir``, clean what an interrupted run left; return the done keys."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = out_dir / SETTINGS_FILE
+    wanted = options.output_settings()
+    if settings_path.exists():
+        try:
+            have = json.loads(settings_path.read_text()).get("settings", {})
+        except (json.JSONDecodeError, AttributeError):
+            have = None
+        if have != wanted:
+            if isinstance(have, dict):
+                diff = ", ".join(f"{k} {have.get(k)!r} -> {v!r}" for k, v in wanted.items()
+                                 if have.get(k) != v)
+            else:
+                diff = f"{SETTINGS_FILE} unreadable"
+            raise InputError(f"{out_dir} holds an extraction with other settings ({diff}); "
+                             "use another --out folder, or the same settings to resume")
+    else:
+        tmp = settings_path.with_name(f".{SETTINGS_FILE}.tmp")
+        tmp.write_text(json.dumps({"version": 1, "settings": wanted}, indent=1) + "\n")
+        os.replace(tmp, settings_path)
+
+    done: dict[str, str] = {}  # key -> source as written in the index
+    done_path = out_dir / DONE_FILE
+    if done_path.exists():
+        for line in done_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["key"]] = rec["source"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # an incomplete last line: that input is simply not done
+    # drop index lines of inputs that are not done (an interrupted run), and torn lines
+    index_path = out_dir / INDEX_FILE
+    if index_path.exists():
+        sources = set(done.values())
+        kept, dropped = [], 0
+        with index_path.open() as f:
+            for line in f:
+                try:
+                    ok = line.endswith("\n") and json.loads(line)["source"] in sources
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    ok = False
+                if ok:
+                    kept.append(line)
+                else:
+                    dropped += 1
+        if dropped:
+            tmp = index_path.with_name(f".{INDEX_FILE}.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, index_path)
+    for dirpath, _, filenames in os.walk(out_dir):  # temp files of a killed run
+        for f in filenames:
+            if f.startswith(".") and f.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                except OSError:
+                    pass
+    return set(done)
+
+
+# -- threads ------------------------------------------------------------------------------------
+def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: queue.Queue,
+                   stop: threading.Event) -> None:
+    def small(rgb: np.ndarray) -> np.ndarray:
+        if options.resize == 1.0:
+            return rgb
+        h, w = rgb.shape[:2]
+        size = (max(1, round(w * options.resize)), max(1, round(h * options.resize)))
+        interp = cv2.INTER_AREA if options.resize < 1 else cv2.INTER_LINEAR
+        return cv2.resize(rgb, size, interpolation=interp)
+
+    try:
+        for inp in inputs:
+            if stop.is_set():
+                return
+            count, error = 0, None
+            try:
+                if inp.kind == "image":
+                    rgb = read_image(inp.path)
+                    if not _put(frames, _Frame(inp, 0, None, rgb, small(rgb)), stop):
+                        return
+                    count = 1
+                else:
+                    for index, pts, rgb in iter_video(inp.path, options.stride, stop):
+                        if not _put(frames, _Frame(inp, index, pts, rgb, small(rgb)), stop):
+                            return
+                        count += 1
+            except (SourceError, ImageReadError) as e:
+                error = str(e)
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the job
+                error = f"{inp.source}: {type(e).__name__}: {e}"
+            if stop.is_set():
+                return  # an input cut short by the stop event is not finished
+            if not _put(frames, _End(inp, count, error), stop):
+                return
+    finally:
+        try:
+            frames.put(_EOS, timeout=POLL_S * 10)
+        except queue.Full:
+            pass  # the detect loop is gone (stop set); nobody waits for the marker
+
+
+class _Writer:
+    """Writes crops and index lines in its own thread; marks inputs done."""
+
+    def __init__(self, out_dir: Path, options: ExtractOptions, report: ExtractReport) -> None:
+        self.out_dir = out_dir
+        self.options = options
+        self.report = report
+        self.queue: queue.Queue = queue.Queue(maxsize=4 * options.batch_size)
+        self.error: BaseException | None = None
+        self.faces_per_input: dict[str, int] = {}
+        self._index = (out_dir / INDEX_FILE).open("a", encoding="utf-8")
+        self._done = (out_dir / DONE_FILE).open("a", encoding="utf-8")
+        self.thread = threading.Thread(target=self._run, name="livefaces-extract-writer", daemon=True)
+
+    def _crop_path(self, item: _Frame, k: int) -> str:
+        ext = self.options.image_format
+        if item.inp.kind == "video":
+            return f"{item.inp.name}/{item.index:06d}_{k}.{ext}"
+        return f"{item.inp.name}_{k}.{ext}"
+
+    def _write_frame(self, item: _Frame, faces: Faces) -> None:
+        opts = self.options
+        lines = []
+        for k in range(len(faces)):
+            rel = self._crop_path(item, k)
+            if opts.align:
+                crop = align_face(item.image, faces.landmarks[k], opts.size, opts.margin)
+            else:
+                crop = crop_box(item.image, faces.boxes[k], opts.size, opts.margin)
+            target = self.out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, crop)
+            lines.append(json.dumps({
+                "source": item.inp.source, "frame": item.index,
+                "pts": None if item.pts is None else round(item.pts, 6),
+                "box": [round(float(v), 2) for v in faces.boxes[k]],
+                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in faces.landmarks[k]],
+                "confidence": round(float(faces.scores[k]), 6),
+                "crop": rel,
+            }) + "\n")
+        if lines:
+            self._index.write("".join(lines))  # whole lines only
+            self._index.flush()
+        self.faces_per_input[item.inp.key] = self.faces_per_input.get(item.inp.key, 0) + len(faces)
+
+    def _finish_input(self, end: _End) -> None:
+        if end.error is not None:
+            self.report.failed.append((end.inp.source, end.error))
+            return
+        os.fsync(self._index.fileno())
+        faces = self.faces_per_input.pop(end.inp.key, 0)
+        self._done.write(json.dumps({"source": end.inp.source, "key": end.inp.key,
+                                     "name": end.inp.name, "frames": end.frames,
+                                     "faces": faces}) + "\n")
+        self._done.flush()
+        os.fsync(self._done.fileno())
+        self.report.done += 1
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                if item is _EOS:
+                    return
+                if isinstance(item, _End):
+                    self._finish_input(item)
+                else:
+                    self._write_frame(*item)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            self.error = e
+        finally:
+            self._index.close()
+            self._done.close()
+
+
+def extract(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    options: ExtractOptions | None = None,
+    *,
+    detector: object | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> ExtractReport:
+    """Extract every face of ``inputs`` (videos, image files, folders, globs) into ``out_dir``.
+
+    Re-running with the same ``out_dir`` and settings skips inputs already done and redoes
+    the others. ``detector`` (anything with ``detect_batch``) replaces the engine built from
+    ``options``. ``stop`` (set from another thread) ends the run early and cleanly: what is
+    written is complete, unfinished inputs are redone next time. On ``KeyboardInterrupt``
+    the same cleanup runs and the exception propagates.
+
+    Raises :class:`~livefaces.errors.InputError` for bad options or an ``out_dir`` made with
+    other settings; unreadable inputs are reported in :attr:`ExtractReport.failed`.
+    """
+    options = options or ExtractOptions()
+    options.check()
+    out = Path(out_dir)
+    plan = plan_inputs([os.fspath(i) for i in inputs])
+    if not plan:
+        raise InputError("no inputs: name video files, image files, folders or globs")
+    done_keys = _prepare_out_dir(out, options)
+    todo = [inp for inp in plan if inp.key not in done_keys]
+    report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
+    if not todo:
+        return report
+    if detector is None:
+        from ..detect.engine import make_engine
+
+        detector = make_engine(options.engine, options.device, min_face_size=options.min_face_size,
+                               thresholds=options.thresholds, factor=options.factor,
+                               threads=options.threads)
+    report.engine = str(getattr(detector, "provider", type(detector).__name__))
+
+    total: int | None = 0
+    for inp in todo:
+        n = 1 if inp.kind == "image" else count_frames(inp.path)
+        if n is None or total is None:
+            total = None
+        else:
+            total += -(-n // options.stride) if inp.kind == "video" else 1
+    state = Progress(frames_total=total, inputs_total=len(todo))
+
+    halt = threading.Event()  # the one stop event of the threads below
+    frames: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
+    writer = _Writer(out, options, report)
+    decoder = threading.Thread(target=_decode_worker, args=(todo, options, frames, halt),
+                               name="livefaces-extract-decode", daemon=True)
+    start = time.monotonic()
+    writer.thread.start()
+    decoder.start()
+    detect_batch = detector.detect_batch  # type: ignore[attr-defined]
+
+    def stopping() -> bool:
+        return halt.is_set() or (stop is not None and stop.is_set()) or writer.error is not None
+
+    try:
+        finished = False
+        while not finished and not stopping():
+            items: list[object] = []  # frames and end-of-input markers, in decode order
+            n_frames = 0
+            while n_frames < options.batch_size and not stopping():
+                try:
+                    item = frames.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                if item is _EOS:
+                    finished = True
+                    break
+                items.append(item)
+                n_frames += isinstance(item, _Frame)
+            if writer.error is not None or (stop is not None and stop.is_set()):
+                break
+            batch = [it for it in items if isinstance(it, _Frame)]
+            found = iter(detect_batch([it.small for it in batch]) if batch else [])
+            for it in items:
+                if isinstance(it, _Frame):
+                    faces = next(found)
+                    if options.resize != 1.0:
+                        faces = _to_original(faces, it)
+                    state.faces += len(faces)
+                    state.current = it.inp.source
+                    queued = _put(writer.queue, (it, faces), halt)
+                else:
+                    state.inputs_done += 1
+                    queued = _put(writer.queue, it, halt)
+                if not queued:
+                    break
+            state.frames_done += len(batch)
+            state.elapsed_s = time.monotonic() - start
+            if progress is not None and batch:
+                progress(state)
+    finally:
+        halt.set()  # the decoder stops; an input it was in the middle of stays not done
+        _put_final(writer.queue)  # the writer finishes what it was given (bounded), then ends
+        writer.thread.join(timeout=60)
+        decoder.join(timeout=10)
+        report.frames = state.frames_done
+        report.faces = state.faces
+        report.seconds = time.monotonic() - start
+    if writer.error is not None:
+        if isinstance(writer.error, OSError):
+            raise LiveFacesError(f"cannot write into {out}: {writer.error}") from writer.error
+        raise writer.error
+    return report
+
+
+def _put_final(q: queue.Queue) -> None:
+    """Hand the writer its end marker; the queue is bounded and the writer drains it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            q.put(_EOS, timeout=POLL_S)
+            return
+        except queue.Full:
+            continue
+
+
+def _to_original(faces: Faces, item: _Frame) -> Faces:
+    """Faces found on the resized frame, in original-frame pixels."""
+    sy = item.image.shape[0] / item.small.shape[0]
+    sx = item.image.shape[1] / item.small.shape[1]
+    scale = np.array([sx, sy], np.float32)
+    return Faces((faces.boxes.reshape(-1, 2, 2) * scale).reshape(-1, 4).astype(np.float32),
+                 faces.scores, (faces.landmarks * scale).astype(np.float32))
+
+
+__all__ = ["ExtractOptions", "ExtractReport", "Progress", "extract"]
