@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import run_cli
 
 from livefaces.serve.config import ConfigError, config_from_sources, load_config, parse_config
-
-from conftest import run_cli
 
 GOOD = """\
 defaults:

@@ -22,10 +22,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-
 from _mosquitto import Broker
-from .test_serve_mqtt import Subscriber
-from .test_serve_web import count_box_pixels
+from test_serve_mqtt import Subscriber
+from test_serve_web import count_box_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "e2e-token-42"

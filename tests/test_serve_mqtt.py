@@ -10,10 +10,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from _mosquitto import Broker
 
 from livefaces.publish.mqtt import MqttPublisher
-
-from _mosquitto import Broker
 
 
 @pytest.fixture
