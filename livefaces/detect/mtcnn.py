@@ -55,6 +55,18 @@ def as_rgb(image: object, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def check_settings(min_face_size: float, thresholds: Sequence[float], factor: float) -> tuple[float, ...]:
+    """Validate detector settings (shared by every engine); the thresholds as a float tuple."""
+    if not min_face_size >= 12:
+        raise InputError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
+    if not 0.0 < factor < 1.0:
+        raise InputError(f"factor must be between 0 and 1 (exclusive), got {factor}")
+    out = tuple(float(t) for t in thresholds)
+    if len(out) != 3 or not all(0.0 <= t <= 1.0 for t in out):
+        raise InputError(f"thresholds must be 3 numbers in [0, 1], got {out}")
+    return out
+
+
 @dataclass
 class _Image:
     """Per-image state through the cascade."""
@@ -93,13 +105,7 @@ class Detector:
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
     ) -> None:
-        if not min_face_size >= 12:
-            raise InputError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
-        if not 0.0 < factor < 1.0:
-            raise InputError(f"factor must be between 0 and 1 (exclusive), got {factor}")
-        thresholds = tuple(float(t) for t in thresholds)
-        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
-            raise InputError(f"thresholds must be 3 numbers in [0, 1], got {thresholds}")
+        thresholds = check_settings(min_face_size, thresholds, factor)
         self.min_face_size = float(min_face_size)
         self.thresholds = thresholds
         self.factor = float(factor)

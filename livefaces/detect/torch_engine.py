@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ProviderError
+from ..errors import ModelError, ProviderError
 from ..types import Faces
 from . import boxes as bx
-from .mtcnn import as_rgb
+from .mtcnn import as_rgb, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +168,7 @@ class TorchDetector:
         threads: int | None = None,
     ) -> None:
         torch = _torch()
-        if not min_face_size >= 12:
-            raise InputError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
-        if not 0.0 < factor < 1.0:
-            raise InputError(f"factor must be between 0 and 1 (exclusive), got {factor}")
-        thresholds = tuple(float(t) for t in thresholds)
-        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
-            raise InputError(f"thresholds must be 3 numbers in [0, 1], got {thresholds}")
+        thresholds = check_settings(min_face_size, thresholds, factor)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if str(device).startswith("cuda") and not torch.cuda.is_available():
