@@ -154,6 +154,10 @@ class AVWriter:
             s.width, s.height = w - w % 2, h - h % 2
             s.pix_fmt = "yuv420p"
             s.time_base = self._tb
+            # The encoder must count in the same milliseconds: with its default 1/fps time
+            # base, two frames captured < 1/fps apart got the same pts and the muxer refused
+            # them (EINVAL, "non monotonically increasing dts").
+            s.codec_context.time_base = self._tb
             self._stream = s
         s = self._stream
         assert s is not None
