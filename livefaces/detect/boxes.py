@@ -166,15 +166,14 @@ def integral(image: np.ndarray) -> np.ndarray:
     return cv2.integral(image, sdepth=cv2.CV_64F)
 
 
-def area_crops(table: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
+def area_crops(table: np.ndarray, windows: np.ndarray, size: int, out: np.ndarray) -> None:
     """Resize every window to ``size × size`` by exact area averaging, vectorised over windows.
 
     Args:
         table: :func:`integral` of the image.
         windows: ``(K, 4)`` int ``x0, y0, x1, y1`` half-open, non-empty, inside the image.
-    Returns:
-        ``(K, size, size, 3)`` float32 pixel values (0-255), equal (to float rounding) to
-        ``torch.nn.functional.interpolate(crop, (size, size), mode="area")``.
+        out: ``(K, size, size, 3)`` float32, filled with pixel values (0-255) equal (to float
+            rounding) to ``torch.nn.functional.interpolate(crop, (size, size), mode="area")``.
     """
     stride = table.shape[1]
     pixels = table.reshape(-1, 3)  # one row per summed-area entry
@@ -190,30 +189,34 @@ def area_crops(table: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
     sums -= np.take(pixels, top + right, axis=0)
     sums -= np.take(pixels, bottom + left, axis=0)
     sums += np.take(pixels, top + left, axis=0)
-    out = sums.astype(np.float32)
+    out[...] = sums
     out /= ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)[..., None]
-    return out
 
 
-def area_resize(table: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The whole image resized to ``height × width`` by exact area averaging.
+def area_resize(table: np.ndarray, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
+    """The whole image resized to ``out``'s size by exact area averaging.
 
     Args:
         table: :func:`integral` of the image, ``(H+1, W+1, 3)``.
-    Returns:
-        ``(height, width, 3)`` float32, equal to torch's ``interpolate(mode="area")`` (the sums
-        are exact integers; one division per pixel, as torch does).
+        out: ``(height, width, 3)`` float32, filled with values equal to torch's
+            ``interpolate(mode="area")`` (the sums are exact integers; one division per
+            pixel, as torch does).
+        rows: only fill output rows ``[a, b)`` (callers split the work across threads).
     """
+    height, width = out.shape[:2]
+    a, b = rows or (0, height)
     rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
     ys, ye = area_bins(rows_in, height)
     xs, xe = area_bins(cols_in, width)
+    ys, ye = ys[a:b], ye[a:b]
     flat = table.reshape(rows_in + 1, -1)
-    band = flat[ye] - flat[ys]  # (height, (W+1)*3): sums over each output row's input rows
+    band = np.take(flat, ye, axis=0)  # sums over each output row's input rows
+    band -= np.take(flat, ys, axis=0)
     channel = np.arange(3)
     right = (xe[:, None] * 3 + channel).ravel()
     left = (xs[:, None] * 3 + channel).ravel()
     sums = np.take(band, right, axis=1)
     sums -= np.take(band, left, axis=1)
-    out = sums.astype(np.float32).reshape(height, width, 3)
-    out /= np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
-    return out
+    part = out[a:b]
+    part[...] = sums.reshape(b - a, width, 3)
+    part /= np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
