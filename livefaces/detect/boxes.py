@@ -37,8 +37,22 @@ def pnet_out_size(height: int, width: int) -> tuple[int, int]:
     return max(0, (height - 1) // 2 - 4), max(0, (width - 1) // 2 - 4)
 
 
-def generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) -> np.ndarray:
-    """Candidate windows from one P-Net map.
+def pnet_band_rows(out_row0: int, out_row1: int, height: int) -> tuple[int, int]:
+    """Input rows ``[a, b)`` that P-Net needs for output rows ``[out_row0, out_row1)`` of an
+    image ``height`` rows high.
+
+    Output row ``r`` sees input rows ``2r … 2r+11``. A band that stops inside the image has
+    an even height, so the ceil-mode pooling has no partial window there, and its output rows
+    equal those of the whole image exactly; the last band runs to the image's end, partial
+    window included, as the whole image does.
+    """
+    a, b = 2 * out_row0, 2 * out_row1 + 10
+    return a, min(b, height)
+
+
+def generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float,
+                   row_offset: int = 0) -> np.ndarray:
+    """Candidate windows from one P-Net map (or a band of it starting at ``row_offset``).
 
     Args:
         prob: ``(H', W')`` face probability.
@@ -53,7 +67,7 @@ def generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: f
     # float32 division on purpose: torch divides float32 tensors by float32(scale), and
     # e.g. 3 / 0.6 floors to 5 in float64 but to 4 in float32.
     s = np.float32(scale)
-    xf, yf = xs.astype(np.float32), ys.astype(np.float32)
+    xf, yf = xs.astype(np.float32), (ys + row_offset).astype(np.float32)
     out[:, 0] = np.floor((PNET_STRIDE * xf + 1) / s)
     out[:, 1] = np.floor((PNET_STRIDE * yf + 1) / s)
     out[:, 2] = np.floor((PNET_STRIDE * xf + PNET_CELL) / s)
@@ -193,17 +207,18 @@ def area_crops(table: np.ndarray, windows: np.ndarray, size: int, out: np.ndarra
     out /= ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)[..., None]
 
 
-def area_resize(table: np.ndarray, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
-    """The whole image resized to ``out``'s size by exact area averaging.
+def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
+    """Rows of the whole image resized to ``height × width`` by exact area averaging.
 
     Args:
         table: :func:`integral` of the image, ``(H+1, W+1, 3)``.
-        out: ``(height, width, 3)`` float32, filled with values equal to torch's
-            ``interpolate(mode="area")`` (the sums are exact integers; one division per
-            pixel, as torch does).
-        rows: only fill output rows ``[a, b)`` (callers split the work across threads).
+        height: height of the resized image.
+        out: ``(b - a, width, 3)`` float32, filled with rows ``[a, b)`` of the resized image,
+            equal to torch's ``interpolate(mode="area")`` (the sums are exact integers; one
+            division per pixel, as torch does).
+        rows: ``(a, b)``; default all rows.
     """
-    height, width = out.shape[:2]
+    width = out.shape[1]
     a, b = rows or (0, height)
     rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
     ys, ye = area_bins(rows_in, height)
@@ -217,6 +232,5 @@ def area_resize(table: np.ndarray, out: np.ndarray, rows: tuple[int, int] | None
     left = (xs[:, None] * 3 + channel).ravel()
     sums = np.take(band, right, axis=1)
     sums -= np.take(band, left, axis=1)
-    part = out[a:b]
-    part[...] = sums.reshape(b - a, width, 3)
-    part /= np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
+    out[...] = sums.reshape(b - a, width, 3)
+    out /= np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]

@@ -24,11 +24,13 @@ from .runtime import Session, choose_providers, load_sessions
 
 log = logging.getLogger(__name__)
 
-#: Crops per R-Net/O-Net call (all of them, normally); bounds memory on frames with
-#: thousands of candidates.
-MAX_CROPS_PER_CALL = 4096
+#: Crops per R-Net/O-Net call: small batches keep each layer's output in the CPU caches
+#: (one core: R-Net on 800 crops 45 -> 34 ms in calls of 16-32; O-Net on 64, 22 -> 16 ms in 8-16s).
+CROPS_PER_CALL = {"rnet": 16, "onet": 8}
+#: P-Net output cells per band (rows × width × images): small enough for the caches.
+PNET_BAND_CELLS = 16384
 #: Below twice this many crops, one lane does them all (splitting costs more than it saves).
-MIN_CROPS_PER_LANE = 32
+MIN_CROPS_PER_LANE = 8
 
 
 def as_rgb(image: object, name: str = "image") -> np.ndarray:
@@ -192,31 +194,48 @@ class Detector:
                 if level < len(scales):
                     groups.setdefault(bx.scaled_size(st.height, st.width, scales[level]), []).append(i)
             jobs += [(level, h, w, members) for (h, w), members in groups.items()]
-        found: dict[tuple[int, int], np.ndarray] = {}  # (image, level) -> candidates
+        # Each level runs in bands of output rows: P-Net's intermediate maps of a band stay in
+        # the CPU caches (level 0 of 1080p alone: 65 -> 32 ms on one core), and bands spread
+        # evenly over the lanes. Bands are exact (see bx.pnet_band_rows).
+        bands: dict[tuple[int, int, int], np.ndarray] = {}  # (image, level, band row) -> boxes
 
-        def level_job(level: int, h: int, w: int, members: list[int]) -> None:
-            batch = np.empty((len(members), h, w, 3), np.float32)
+        def band_job(level: int, h: int, w: int, members: list[int], r0: int, r1: int) -> None:
+            a, b = bx.pnet_band_rows(r0, r1, h)
+            batch = np.empty((len(members), b - a, w, 3), np.float32)
             for j, i in enumerate(members):
-                bx.area_resize(states[i].table, batch[j])
+                bx.area_resize(states[i].table, h, batch[j], (a, b))
             prob, reg = self._nets["pnet"].run(batch)
             for j, i in enumerate(members):
-                cand = bx.generate_boxes(prob[j], reg[j], pyramids[i][level], self.thresholds[0])
-                if len(cand):
-                    found[i, level] = cand[bx.nms(cand, cand[:, 4], 0.5)]
+                bands[i, level, r0] = bx.generate_boxes(prob[j, : r1 - r0], reg[j, :, : r1 - r0],
+                                                        pyramids[i][level], self.thresholds[0], r0)
 
-        # Balance the levels over the lanes (largest first, each to the least loaded lane);
-        # a level shared by many images is split by images first.
-        split = []
+        tasks: list[tuple[int, Callable[[], None]]] = []  # (cost, task)
         for level, h, w, members in jobs:
-            step = -(-len(members) // self._lanes)
-            split += [(level, h, w, members[k:k + step]) for k in range(0, len(members), step)]
+            out_h, out_w = bx.pnet_out_size(h, w)
+            rows = max(1, -(-PNET_BAND_CELLS // max(1, out_w * len(members))))
+            for r0 in range(0, out_h, rows):
+                r1 = min(out_h, r0 + rows)
+                tasks.append(((r1 - r0) * out_w * len(members),
+                              lambda job=(level, h, w, members, r0, r1): band_job(*job)))
+        # Largest first, each to the least loaded lane.
         lanes: list[list[Callable[[], None]]] = [[] for _ in range(self._lanes)]
         load = [0] * self._lanes
-        for job in sorted(split, key=lambda j: -j[1] * j[2] * len(j[3])):
+        for cost, task in sorted(tasks, key=lambda t: -t[0]):
             lane = load.index(min(load))
-            load[lane] += job[1] * job[2] * len(job[3])
-            lanes[lane].append(lambda job=job: level_job(*job))
+            load[lane] += cost
+            lanes[lane].append(task)
         self._run_lanes(lanes)
+        # Per image and level: bands in row order (the candidates' order, hence NMS ties, is
+        # that of the whole map), then NMS 0.5.
+        found: dict[tuple[int, int], np.ndarray] = {}
+        for i, level, r0 in sorted(bands):
+            found.setdefault((i, level), []).append(bands[i, level, r0])  # type: ignore[arg-type]
+        for key, parts in list(found.items()):
+            cand = np.concatenate(parts)  # type: ignore[arg-type]
+            if len(cand):
+                found[key] = cand[bx.nms(cand, cand[:, 4], 0.5)]
+            else:
+                del found[key]
         for i, st in enumerate(states):
             parts = [found[i, lv] for lv in range(len(pyramids[i])) if (i, lv) in found]
             if not parts:
@@ -253,8 +272,8 @@ class Detector:
         offset = np.concatenate([[0], np.cumsum(counts)])
         n_lanes = self._lanes if total >= 2 * MIN_CROPS_PER_LANE else 1
         bounds = [total * k // n_lanes for k in range(n_lanes + 1)]
-        chunks = [(k, min(k + MAX_CROPS_PER_CALL, hi)) for lo, hi in zip(bounds, bounds[1:])
-                  for k in range(lo, hi, MAX_CROPS_PER_CALL)]
+        step = CROPS_PER_CALL[net]
+        chunks = [(k, min(k + step, hi)) for lo, hi in zip(bounds, bounds[1:]) for k in range(lo, hi, step)]
         outs: dict[int, list[np.ndarray]] = {}
 
         def crop_job(a: int, b: int) -> None:
