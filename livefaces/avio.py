@@ -85,17 +85,24 @@ class AVInput:
         self.width = self.stream.codec_context.width
         self.height = self.stream.codec_context.height
 
-    def frames(self, stall_timeout: float | None = None) -> Iterator[tuple[np.ndarray, float | None]]:
+    def frames(self, stall_timeout: float | None = None,
+               stride: int = 1) -> Iterator[tuple[np.ndarray, float | None]]:
         """Yield ``(rgb (H, W, 3) uint8, pts seconds or None)`` until the end.
 
+        With ``stride`` > 1 only frames 0, stride, 2·stride, … are yielded; the others are
+        decoded (codecs need them) but never converted to RGB, the costly part.
         Raises :class:`EndOfStream` at the end, :class:`StalledError` when ``stall_timeout``
         seconds pass without a decoded frame, :class:`SourceError` on read errors.
         """
         last = time.monotonic()
+        index = -1
         try:
             for packet in self._container.demux(self.stream):
                 for frame in packet.decode():
                     last = time.monotonic()
+                    index += 1
+                    if index % stride:
+                        continue
                     pts = float(frame.time) if frame.time is not None else None
                     yield frame.to_ndarray(format="rgb24"), pts
                 if stall_timeout is not None and time.monotonic() - last > stall_timeout:
@@ -189,6 +196,26 @@ class AVWriter:
             self._container.close()
             self._container = None
             os.replace(self._tmp, self.path)
+
+
+def count_frames(path: str | os.PathLike[str]) -> int | None:
+    """Frames in a file's first video stream from its header (count, else duration × rate),
+    without decoding; ``None`` if unknown or unreadable (decoding reports real errors)."""
+    import math
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            rate = stream.average_rate
+            if stream.duration is not None and stream.time_base and rate:
+                return int(math.ceil(float(stream.duration * stream.time_base * rate)))
+            if container.duration and rate:
+                return int(math.ceil(container.duration / 1e6 * float(rate)))
+    except Exception:  # noqa: BLE001 - unknown is an answer here
+        return None
+    return None
 
 
 def probe_frames(path: str | os.PathLike[str]) -> int:

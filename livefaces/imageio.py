@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,17 @@ from .errors import ImageReadError
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"}
 )
+
+
+def walk_files(root: Path, suffixes: frozenset[str]) -> Iterator[Path]:
+    """Files under ``root`` (recursively, sorted, folders in order) whose suffix is in
+    ``suffixes`` (lower case, with the dot)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            if path.suffix.lower() in suffixes:
+                yield path
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

@@ -164,6 +164,9 @@ class Pipeline:
         max_frames: stop after this many results (all sources together).
         duration: stop after this many seconds.
         source_options: keyword arguments for :func:`open_source` when specs are given.
+        source_scale: extra detector input scale per source name (≤ 1), on top of the
+            policy's; e.g. ``min_face_of_detector / min_face_of_camera`` lets one detector
+            serve cameras that want different minimum face sizes.
         clock: monotonic clock (tests may inject one).
     """
 
@@ -172,10 +175,12 @@ class Pipeline:
                  capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
                  update_interval: float = 1.0, max_frames: int | None = None,
                  duration: float | None = None, source_options: dict[str, Any] | None = None,
+                 source_scale: dict[str, float] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not sources:
             raise ValueError("Pipeline needs at least one source")
         self.detector = detector
+        self.source_scale = dict(source_scale or {})
         self.policy = policy or Adaptive()
         self.capture_options = capture or CaptureOptions()
         self.tracker_options = tracker or TrackerOptions()
@@ -390,14 +395,14 @@ class Pipeline:
                 and self._clock() - self._started_at >= self.duration)
 
     def _detect(self, frames: list[Frame]) -> list[Faces]:
-        scale = self.policy.scale
-        images = [f.image if scale >= 0.999 else
-                  cv2.resize(f.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                  for f in frames]
+        scales = [self.policy.scale * self.source_scale.get(f.source, 1.0) for f in frames]
+        images = [f.image if s >= 0.999 else
+                  cv2.resize(f.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+                  for f, s in zip(frames, scales, strict=True)]
         t0 = self._clock()
         found = self.detector.detect_batch(images)
         self.policy.observe(self._clock() - t0)
-        return [f if scale >= 0.999 else f.scaled(1.0 / scale) for f in found]
+        return [f if s >= 0.999 else f.scaled(1.0 / s) for f, s in zip(found, scales, strict=True)]
 
     def _loop(self) -> None:
         try:

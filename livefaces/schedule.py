@@ -24,7 +24,9 @@ from .types import Frame
 
 
 @dataclass
-class _State:
+class SourceState:
+    """What a policy remembers per source: the last detected frame's index and time."""
+
     last_index: int | None = None
     last_time: float | None = None
 
@@ -36,10 +38,10 @@ class DetectPolicy:
     scale: float = 1.0
     detect_seconds: float = 0.0
     """exponential average of the seconds one detection batch takes"""
-    _state: dict[str, _State] = field(default_factory=dict, repr=False)
+    _state: dict[str, SourceState] = field(default_factory=dict, repr=False)
 
     def due(self, frame: Frame, live: bool, now: float) -> bool:
-        st = self._state.setdefault(frame.source, _State())
+        st = self._state.setdefault(frame.source, SourceState())
         if st.last_index is None or not self._applies(live):
             return True
         return self._due(st, frame, now)
@@ -47,11 +49,11 @@ class DetectPolicy:
     def _applies(self, live: bool) -> bool:
         return True
 
-    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
         raise NotImplementedError
 
     def detected(self, frame: Frame, now: float) -> None:
-        st = self._state.setdefault(frame.source, _State())
+        st = self._state.setdefault(frame.source, SourceState())
         st.last_index, st.last_time = frame.index, now
 
     def observe(self, seconds: float) -> None:
@@ -71,7 +73,7 @@ class EveryN(DetectPolicy):
         if self.n < 1:
             raise ValueError(f"--detect-every must be >= 1, got {self.n}")
 
-    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
         assert st.last_index is not None
         return frame.index - st.last_index >= self.n
 
@@ -87,7 +89,7 @@ class FixedRate(DetectPolicy):
         if not self.fps > 0:
             raise ValueError(f"--detect-fps must be > 0, got {self.fps}")
 
-    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
         assert st.last_time is not None
         return now - st.last_time >= 1.0 / self.fps - 1e-3
 
@@ -104,7 +106,7 @@ class Adaptive(DetectPolicy):
     def _applies(self, live: bool) -> bool:
         return live
 
-    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
         assert st.last_time is not None
         gap = self.detect_seconds * (1.0 / self.max_duty - 1.0)
         return now - st.last_time >= gap

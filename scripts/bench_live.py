@@ -169,9 +169,9 @@ def write_section(a: argparse.Namespace, rows: list[dict], s: dict) -> None:
         f"100 ms, detector ≤ 50 % duty), min face 20 px, JSON Lines events to a file.",
         "",
         f"Machine load (1/5/15-min load average) at start {tuple(round(x, 2) for x in s['loadavg_start'])}, "
-        f"at end {tuple(round(x, 2) for x in s['loadavg_end'])}. The 2 cores are shared with other "
-        f"work running at the same time (other helpers' builds/tests and the RTSP server's own "
-        f"x264 encoder), so the numbers are pessimistic for a dedicated machine.",
+        f"at end {tuple(round(x, 2) for x in s['loadavg_end'])}: the pipeline's own work plus "
+        f"the RTSP server's x264 encoder, which shares the same 2 cores (a real camera would "
+        f"encode on its own hardware); anything else running shows in these numbers.",
         "",
         "| t (s) | capture fps | detect fps | detected / tracked | dropped | event p50 / p95 / max (ms) "
         "| result p50 / p95 / max (ms) | RSS (MiB) | detector scale |",

@@ -161,3 +161,57 @@ def test_preview_window_under_a_real_x_server(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "40 frames" in r.stderr and "Traceback" not in r.stderr
     assert probe_frames(tmp_path / "p.mp4") >= 30
+
+
+def test_sigterm_stops_every_thread_and_finalises(tmp_path):
+    """systemd/docker stop send SIGTERM: same clean stop as the first Ctrl-C."""
+    import signal
+
+    ev, rec = tmp_path / "ev.jsonl", tmp_path / "rec.mp4"
+    p = popen_cli("watch", "synthetic:640x360@25", "--events", str(ev), "--record", str(rec))
+    try:
+        assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), p.stderr
+    finally:
+        t = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=10)
+    assert p.returncode == 130, err
+    assert time.monotonic() - t < 5 and "Traceback" not in err
+    assert probe_frames(rec) >= 5 and not list(tmp_path.glob("*.part*"))
+
+
+def test_second_ctrl_c_forces_exit(tmp_path):
+    import signal
+
+    ev = tmp_path / "ev.jsonl"
+    p = popen_cli("watch", "synthetic:640x360@25", "--events", str(ev))
+    assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), p.stderr
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)  # while the first stop is still joining threads
+    _out, err = p.communicate(timeout=10)
+    assert p.returncode == 130 and "Traceback" not in err
+    assert "forced exit" in err or "interrupted" in err, err
+
+
+def test_watch_http_stream(tmp_path):
+    """An http:// source: the bundled demo clip served by a real HTTP server on loopback."""
+    import functools
+    import http.server
+    import threading
+
+    shutil.copy(DEMO, tmp_path / "clip.mp4")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        ev = tmp_path / "ev.jsonl"
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/clip.mp4"
+        p = popen_cli("watch", url, "--events", str(ev), "--max-frames", "50")
+        _out, err = p.communicate(timeout=90)
+    finally:
+        httpd.shutdown()
+    assert p.returncode == 0, err
+    events = read_events(ev)
+    faces = [e for e in events if e["type"] == "face.appeared"]
+    assert len(faces) >= 1 and all(e["source"] == url for e in faces), events
+    assert [e["after"] for e in events if e["type"] == "source.status"][:2] == ["connecting", "connected"]

@@ -153,3 +153,14 @@ def test_unreachable_host(tmp_path):
     assert ":pw@" not in r.stderr
 
 
+
+
+def test_watch_rtsp_over_udp(server, tmp_path):
+    """--transport udp: RTP over UDP on loopback instead of interleaved TCP."""
+    ev = tmp_path / "ev.jsonl"
+    p = popen_cli("watch", server.url, "--transport", "udp", "--events", str(ev), "--duration", "5",
+                  "--min-face", "40")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    faces = [e for e in read_events(ev) if e["type"] == "face.appeared"]
+    assert len(faces) >= 2 and all(e["confidence"] > 0.9 for e in faces), err

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..imageio import IMAGE_SUFFIXES
+from ..imageio import IMAGE_SUFFIXES, walk_files
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -49,10 +48,6 @@ def make_detector(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                     factor=args.factor, providers=args.providers, threads=args.threads)
 
 
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:
     """Yield ``(as_given, root, path)`` for each image named by files, folders or globs.
 
@@ -63,12 +58,8 @@ def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames.sort()
-                for f in sorted(filenames):
-                    fp = Path(dirpath) / f
-                    if is_image_file(fp):
-                        yield str(fp), p, fp
+            for fp in walk_files(p, IMAGE_SUFFIXES):
+                yield str(fp), p, fp
         elif p.exists() or not glob.has_magic(item):
             yield item, None, p
         else:

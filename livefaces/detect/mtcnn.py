@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 #: Crops per R-Net/O-Net call: small batches keep each layer's output in the CPU caches
 #: (one core: R-Net on 800 crops 45 -> 34 ms in calls of 16-32; O-Net on 64, 22 -> 16 ms in 8-16s).
 CROPS_PER_CALL = {"rnet": 16, "onet": 8}
-#: P-Net output cells per band (rows × width × images): small enough for the caches.
+#: P-Net output cells per call (rows × width × images): small enough for the caches.
 PNET_BAND_CELLS = 16384
+#: Fewest output rows in a band (a band's input overlaps its neighbour's by 10 rows).
+PNET_MIN_BAND_ROWS = 16
 #: Below twice this many crops, one lane does them all (splitting costs more than it saves).
 MIN_CROPS_PER_LANE = 8
 
@@ -212,11 +214,16 @@ class Detector:
         tasks: list[tuple[int, Callable[[], None]]] = []  # (cost, task)
         for level, h, w, members in jobs:
             out_h, out_w = bx.pnet_out_size(h, w)
-            rows = max(1, -(-PNET_BAND_CELLS // max(1, out_w * len(members))))
-            for r0 in range(0, out_h, rows):
-                r1 = min(out_h, r0 + rows)
-                tasks.append(((r1 - r0) * out_w * len(members),
-                              lambda job=(level, h, w, members, r0, r1): band_job(*job)))
+            # Bands of at least PNET_MIN_BAND_ROWS rows (each repeats 5 rows of its neighbour's
+            # input); small levels group several images into one call instead.
+            rows = max(PNET_MIN_BAND_ROWS, -(-PNET_BAND_CELLS // max(1, out_w)))
+            group = max(1, PNET_BAND_CELLS // max(1, min(rows, out_h) * out_w))
+            for g in range(0, len(members), group):
+                some = members[g:g + group]
+                for r0 in range(0, out_h, rows):
+                    r1 = min(out_h, r0 + rows)
+                    tasks.append(((r1 - r0) * out_w * len(some),
+                                  lambda job=(level, h, w, some, r0, r1): band_job(*job)))
         # Largest first, each to the least loaded lane.
         lanes: list[list[Callable[[], None]]] = [[] for _ in range(self._lanes)]
         load = [0] * self._lanes

@@ -36,10 +36,11 @@ import cv2
 import numpy as np
 
 from ..align import align_face, crop_box
+from ..avio import count_frames
 from ..errors import ImageReadError, InputError, LiveFacesError, SourceError
 from ..imageio import read_image, write_image
 from ..types import Faces
-from .decode import Input, count_frames, iter_video, plan_inputs
+from .decode import Input, iter_video, plan_inputs
 
 SETTINGS_FILE = "extract.json"
 INDEX_FILE = "index.jsonl"

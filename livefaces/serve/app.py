@@ -22,14 +22,12 @@ import threading
 import time
 from typing import Any
 
-import cv2
-
 from ..capture import CaptureOptions
 from ..pipeline import Pipeline
 from ..publish import BaseSink
-from ..schedule import DetectPolicy, _State
+from ..schedule import DetectPolicy, SourceState
 from ..sources import FrameSource, open_source
-from ..types import Faces, Frame, FrameResult
+from ..types import Frame, FrameResult
 from .config import ServeConfig
 from .hub import Hub
 from .metrics import metrics_text
@@ -52,7 +50,7 @@ class PerCameraRate(DetectPolicy):
         self.fps = dict(fps)
         self._next: dict[str, float] = {}
 
-    def _due(self, st: _State, frame: Frame, now: float) -> bool:
+    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
         interval = 1.0 / self.fps.get(frame.source, 5.0)
         nxt = self._next.get(frame.source)
         if nxt is None:
@@ -66,24 +64,6 @@ class PerCameraRate(DetectPolicy):
 
     def describe(self) -> str:
         return "per camera: " + ", ".join(f"{k} {v:g}/s" for k, v in self.fps.items())
-
-
-class ServePipeline(Pipeline):
-    """:class:`Pipeline` with a per-source detector input scale (see the module docs)."""
-
-    def __init__(self, *args: Any, source_scale: dict[str, float], **kw: Any):
-        super().__init__(*args, **kw)
-        self.source_scale = dict(source_scale)
-
-    def _detect(self, frames: list[Frame]) -> list[Faces]:
-        scales = [self.policy.scale * self.source_scale.get(f.source, 1.0) for f in frames]
-        images = [f.image if s >= 0.999 else
-                  cv2.resize(f.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-                  for f, s in zip(frames, scales, strict=True)]
-        t0 = self._clock()
-        found = self.detector.detect_batch(images)
-        self.policy.observe(self._clock() - t0)
-        return [f if s >= 0.999 else f.scaled(1.0 / s) for f, s in zip(found, scales, strict=True)]
 
 
 class HubSink(BaseSink):
@@ -158,7 +138,7 @@ class CameraServer:
                                            client_id=m.client_id, topic_prefix=m.topic_prefix,
                                            buffer=m.buffer, keepalive=m.keepalive)
             sinks.append(MqttSink(self.publisher))
-        self.pipeline = ServePipeline(
+        self.pipeline = Pipeline(
             sources, detector, policy=PerCameraRate({c.name: c.detect_fps for c in cams}),
             sinks=sinks, capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0),
             source_scale={c.name: min(1.0, det_min / c.min_face_size) for c in cams})
