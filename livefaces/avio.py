@@ -20,8 +20,11 @@ from .errors import EndOfStream, SourceError, StalledError
 from .sources.redact import redact_text, redact_url
 
 #: FFmpeg demuxer options that cut buffering for live sources
-LOW_LATENCY = {"fflags": "nobuffer", "flags": "low_delay", "max_delay": "500000",
+LOW_LATENCY = {"flags": "low_delay", "max_delay": "500000",
                "analyzeduration": "1000000", "probesize": "1000000"}
+#: ... and for RTSP also no demuxer buffering. Not for HTTP: there it left MPEG-TS streams
+#: without a single decoded frame (FFmpeg 7, PyAV 18).
+LOW_LATENCY_RTSP = {**LOW_LATENCY, "fflags": "nobuffer"}
 
 
 def _explain(e: BaseException, url: str, live: bool) -> str:
@@ -68,7 +71,8 @@ class AVInput:
                  open_timeout: float = 10.0, read_timeout: float | None = None) -> None:
         self.url = url
         self.live = live
-        opts = dict(LOW_LATENCY) if live else {}
+        rtsp = url.lower().startswith(("rtsp://", "rtsps://"))
+        opts = dict(LOW_LATENCY_RTSP if rtsp else LOW_LATENCY) if live else {}
         opts.update(options or {})
         timeout = (open_timeout, read_timeout) if live else None
         try:

@@ -112,7 +112,7 @@ class CaptureWorker:
     def _run(self) -> None:
         opts, src, stop = self.options, self.source, self.stop_event
         connected_once = False
-        failures = 0
+        failures = 0  # attempts in a row that gave no frame (opening failed, or died at once)
         final = "stopped"
         detail: str | None = None
         try:
@@ -131,9 +131,9 @@ class CaptureWorker:
                         return
                     self._backoff(failures)
                     continue
-                failures = 0
                 connected_once = True
                 self._set("connected")
+                frames_before = self.frames
                 try:
                     self._pump()
                     if stop.is_set():
@@ -152,7 +152,12 @@ class CaptureWorker:
                 finally:
                     src.close()
                 self.reconnects += 1
-                failures = 1
+                # A stream that connects and then fails before its first frame backs off like
+                # one that cannot connect (an HTTP server that accepts and then errors, say).
+                failures = 1 if self.frames > frames_before else failures + 1
+                if opts.max_retries is not None and failures > opts.max_retries:
+                    final = "failed"
+                    return
                 self._backoff(failures)
         except LiveFacesError as e:  # anything else a source raises on purpose
             final, detail = "failed", str(e)

@@ -95,9 +95,9 @@ def run_peer(videos: list[Path], args: argparse.Namespace) -> tuple[int, int, in
 
 def run_livefaces(videos: list[Path], args: argparse.Namespace, engine: str, device: str,
                   out: Path) -> tuple[int, int, int, float, str]:
+    from livefaces.avio import count_frames
     from livefaces.detect.engine import make_engine
     from livefaces.extract import ExtractOptions, extract
-    from livefaces.avio import count_frames
 
     per_call = max(1, args.batch // args.stride)
     det = make_engine(engine, device, min_face_size=args.min_face, factor=args.factor,
