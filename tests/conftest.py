@@ -52,3 +52,14 @@ def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "livefaces", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, **kw)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto broker on a free loopback port (tests/_mosquitto.py)."""
+    from _mosquitto import Broker
+
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()

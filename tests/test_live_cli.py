@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from live_helpers import interrupt, popen_cli, read_events, wait_event
+from live_helpers import popen_cli, read_events, wait_event
 
 import livefaces
 from livefaces.avio import probe_frames
@@ -82,7 +82,10 @@ def test_bad_inputs_one_line_and_exit_3(tmp_path, case, needle):
     assert needle in lines[0] and "secret" not in lines[0]
 
 
-def test_ctrl_c_finalises_the_recording(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])  # Ctrl-C; systemd/docker stop
+def test_stop_signal_finalises_the_recording(tmp_path, sig):
+    import signal
+
     ev, rec = tmp_path / "ev.jsonl", tmp_path / "rec.mp4"
     p = popen_cli("watch", "synthetic:640x360@25", "--events", str(ev), "--record", str(rec))
     try:
@@ -90,8 +93,9 @@ def test_ctrl_c_finalises_the_recording(tmp_path):
         time.sleep(1.0)
     finally:
         t = time.monotonic()
-        rc, _out, err = interrupt(p)
-    assert rc == 130, err
+        p.send_signal(getattr(signal, sig))
+        _out, err = p.communicate(timeout=10)
+    assert p.returncode == 130, err
     assert time.monotonic() - t < 5  # 2 s stop budget + interpreter exit
     assert "Traceback" not in err
     assert probe_frames(rec) >= 10  # decodes: the MP4 was finalised
@@ -161,24 +165,6 @@ def test_preview_window_under_a_real_x_server(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "40 frames" in r.stderr and "Traceback" not in r.stderr
     assert probe_frames(tmp_path / "p.mp4") >= 30
-
-
-def test_sigterm_stops_every_thread_and_finalises(tmp_path):
-    """systemd/docker stop send SIGTERM: same clean stop as the first Ctrl-C."""
-    import signal
-
-    ev, rec = tmp_path / "ev.jsonl", tmp_path / "rec.mp4"
-    p = popen_cli("watch", "synthetic:640x360@25", "--events", str(ev), "--record", str(rec))
-    try:
-        assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), p.stderr
-        time.sleep(1.0)
-    finally:
-        t = time.monotonic()
-        p.send_signal(signal.SIGTERM)
-        _out, err = p.communicate(timeout=10)
-    assert p.returncode == 130, err
-    assert time.monotonic() - t < 5 and "Traceback" not in err
-    assert probe_frames(rec) >= 5 and not list(tmp_path.glob("*.part*"))
 
 
 def test_second_ctrl_c_forces_exit(tmp_path):

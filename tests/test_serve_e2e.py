@@ -21,8 +21,6 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-import pytest
-from _mosquitto import Broker
 from test_serve_mqtt import Subscriber
 from test_serve_web import count_box_pixels
 
@@ -50,14 +48,6 @@ def make_clip(path: Path, astronaut: np.ndarray, seconds: float = 4.0, fps: int 
         for pkt in st.encode():
             out.mux(pkt)
     return path
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 def test_serve_end_to_end(tmp_path, astronaut, broker):

@@ -9,18 +9,8 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
-from _mosquitto import Broker
 
 from livefaces.publish.mqtt import MqttPublisher
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
 
 
 class Subscriber:
