@@ -123,12 +123,15 @@ def test_several_sources_share_one_detector(detector):
             return detector.detect_batch(images)
 
     mem = MemoryPublisher(keep_results=1000)
-    srcs = [SyntheticSource(320, 240, 25, frames=40), SyntheticSource(480, 270, 25, frames=40)]
+    # not paced (realtime=False): both rings always hold frames, so batching across sources
+    # does not depend on how the two capture threads happen to interleave
+    srcs = [SyntheticSource(320, 240, 25, frames=40, realtime=False),
+            SyntheticSource(480, 270, 25, frames=40, realtime=False)]
     p = Pipeline(srcs, Counting(), policy=EveryN(n=1), sinks=[mem])
     st = p.run()
     names = {s.name for s in st.sources}
     assert len(names) == 2 and all(s.frames_processed == 40 for s in st.sources)
-    assert any(len(c) == 2 and c[0] != c[1] for c in calls)  # one batch, mixed sizes
+    assert any(len(set(c)) == 2 for c in calls)  # one detect_batch call with both sizes
     assert {e["source"] for e in mem.of_type("face.appeared")} == names
     assert all(s.status == "ended" for s in st.sources)
 
