@@ -133,8 +133,8 @@ def engine_report() -> list[tuple[str, str]]:
         rows.append(("engine torch", f"cpu{', cuda' if ok else ''} (torch {what})"))
     for dev in ("cpu", "cuda"):
         try:
-            e, d = resolve("auto", dev)
-            rows.append((f"engine for {dev}", f"{e} on {d} (--engine auto)"))
+            chosen, where = resolve("auto", dev)
+            rows.append((f"engine for {dev}", f"{chosen} on {where} (--engine auto)"))
         except ProviderError as err:
             rows.append((f"engine for {dev}", f"none ({str(err).split(':')[0]})"))
     return rows

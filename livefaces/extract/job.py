@@ -237,10 +237,10 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions) -> set[str]:
             tmp.write_text("".join(kept))
             os.replace(tmp, index_path)
     for dirpath, _, filenames in os.walk(out_dir):  # temp files of a killed run
-        for f in filenames:
-            if f.startswith(".") and f.endswith(".tmp"):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(".tmp"):
                 try:
-                    os.unlink(os.path.join(dirpath, f))
+                    os.unlink(os.path.join(dirpath, name))
                 except OSError:
                     pass
     return set(done)
