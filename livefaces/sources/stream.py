@@ -15,7 +15,27 @@ from ..types import Frame
 from .redact import redact_url
 
 
-class StreamSource:
+class _PyAVSource:
+    """What the two PyAV sources share: the open input, frame numbering, closing."""
+
+    name: str
+    _input: AVInput | None
+    _frames: Iterator[tuple[np.ndarray, float | None]] | None
+    _index: int
+
+    def _frame(self, rgb: np.ndarray, pts: float | None) -> Frame:
+        frame = Frame(rgb, self.name, self._index, pts, time.monotonic())
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._input is not None:
+            self._input.close()
+        self._input = None
+        self._frames = None
+
+
+class StreamSource(_PyAVSource):
     """An ``rtsp://``, ``rtsps://``, ``http(s)://`` or ``rtmp://`` stream (live).
 
     Frame ``index`` keeps counting across reconnects; ``pts`` is the stream's own clock (it
@@ -55,18 +75,10 @@ class StreamSource:
         except EndOfStream:
             # a live stream that "ends" (server closed the session) is a failure to recover from
             raise SourceError(f"{self.name}: the server ended the stream") from None
-        frame = Frame(rgb, self.name, self._index, pts, time.monotonic())
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        if self._input is not None:
-            self._input.close()
-        self._input = None
-        self._frames = None
+        return self._frame(rgb, pts)
 
 
-class FileSource:
+class FileSource(_PyAVSource):
     """A video file decoded by PyAV; ``loop`` starts over at EOF, ``realtime`` paces frames at
     their presentation times (and then the source counts as live)."""
 
@@ -120,12 +132,4 @@ class FileSource:
             delay = self._t0 + pts - now
             if delay > 0:
                 time.sleep(min(delay, 1.0))
-        frame = Frame(rgb, self.name, self._index, pts, time.monotonic())
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        if self._input is not None:
-            self._input.close()
-        self._input = None
-        self._frames = None
+        return self._frame(rgb, pts)
