@@ -145,7 +145,7 @@ class AVWriter:
         self._codec = codec
         self._options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
         self._container: av.container.OutputContainer | None = None
-        self._stream = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._t0: float | None = None
         self._last_pts = -1
         self.frames = 0
@@ -162,6 +162,7 @@ class AVWriter:
                                   f"check the folder exists and is writable") from None
             s = self._container.add_stream(self._codec, rate=Fraction(self._fps).limit_denominator(1000),
                                            options=self._options)
+            assert isinstance(s, av.video.stream.VideoStream)
             s.width, s.height = w - w % 2, h - h % 2
             s.pix_fmt = "yuv420p"
             s.time_base = self._tb
@@ -170,10 +171,10 @@ class AVWriter:
             # them (EINVAL, "non monotonically increasing dts").
             s.codec_context.time_base = self._tb
             self._stream = s
-        s = self._stream
-        assert s is not None
-        if (w, h) != (s.width, s.height):
-            rgb = np.ascontiguousarray(rgb[: s.height, : s.width])
+        stream, container = self._stream, self._container
+        assert stream is not None
+        if (w, h) != (stream.width, stream.height):
+            rgb = np.ascontiguousarray(rgb[: stream.height, : stream.width])
         if t is None:
             t = self.frames / self._fps
         if self._t0 is None:
@@ -184,8 +185,8 @@ class AVWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts
         frame.time_base = self._tb
-        for packet in s.encode(frame):
-            self._container.mux(packet)
+        for packet in stream.encode(frame):
+            container.mux(packet)
         self.frames += 1
 
     def close(self) -> None:

@@ -10,4 +10,7 @@ PY=${PYTHON:-python3}
 # facenet-pytorch: the source of the weights and the peer; it pins torch<2.3, hence --no-deps.
 "$PY" -m pip install -q --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
 bash scripts/install_system_deps.sh
+# lint and type checks first: they take seconds and name the line
+"$PY" -m ruff check livefaces tests scripts
+"$PY" -m mypy livefaces
 exec "$PY" -m pytest "$@"

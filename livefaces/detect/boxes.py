@@ -93,7 +93,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
         xywh = np.empty((n, 4), np.float64)
         xywh[:, :2] = boxes[:, :2]
         xywh[:, 2:] = boxes[:, 2:4] - boxes[:, :2]
-        keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, threshold)
+        keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, threshold)  # type: ignore[arg-type]
         return np.asarray(keep, np.int64).reshape(-1)
     x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
     plus = 1.0 if mode == "min" else 0.0

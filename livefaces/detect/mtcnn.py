@@ -8,6 +8,7 @@ resized with OpenCV's area interpolation instead of torch's ``interpolate(mode="
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -223,7 +224,7 @@ class Detector:
                 for r0 in range(0, out_h, rows):
                     r1 = min(out_h, r0 + rows)
                     tasks.append(((r1 - r0) * out_w * len(some),
-                                  lambda job=(level, h, w, some, r0, r1): band_job(*job)))
+                                  functools.partial(band_job, level, h, w, some, r0, r1)))
         # Largest first, each to the least loaded lane.
         lanes: list[list[Callable[[], None]]] = [[] for _ in range(self._lanes)]
         load = [0] * self._lanes
@@ -234,15 +235,14 @@ class Detector:
         self._run_lanes(lanes)
         # Per image and level: bands in row order (the candidates' order, hence NMS ties, is
         # that of the whole map), then NMS 0.5.
-        found: dict[tuple[int, int], np.ndarray] = {}
+        level_parts: dict[tuple[int, int], list[np.ndarray]] = {}
         for i, level, r0 in sorted(bands):
-            found.setdefault((i, level), []).append(bands[i, level, r0])  # type: ignore[arg-type]
-        for key, parts in list(found.items()):
-            cand = np.concatenate(parts)  # type: ignore[arg-type]
+            level_parts.setdefault((i, level), []).append(bands[i, level, r0])
+        found: dict[tuple[int, int], np.ndarray] = {}
+        for key, band_boxes in level_parts.items():
+            cand = np.concatenate(band_boxes)
             if len(cand):
                 found[key] = cand[bx.nms(cand, cand[:, 4], 0.5)]
-            else:
-                del found[key]
         for i, st in enumerate(states):
             parts = [found[i, lv] for lv in range(len(pyramids[i])) if (i, lv) in found]
             if not parts:
@@ -291,7 +291,7 @@ class Detector:
 
         lanes: list[list[Callable[[], None]]] = [[] for _ in range(self._lanes)]
         for a, b in chunks:
-            lanes[min(n_lanes - 1, a * n_lanes // total)].append(lambda a=a, b=b: crop_job(a, b))
+            lanes[min(n_lanes - 1, a * n_lanes // total)].append(functools.partial(crop_job, a, b))
         self._run_lanes(lanes)
         outs_list = [outs[a] for a, _ in chunks]
         prob = np.concatenate([o[0] for o in outs_list])

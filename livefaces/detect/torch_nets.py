@@ -108,7 +108,8 @@ class ReluPReLU(nn.Module):
         self.register_buffer("slope", prelu.weight.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.slope.view((1, -1) + (1,) * (x.dim() - 2))
+        slope: torch.Tensor = self.slope  # type: ignore[assignment]  # a registered buffer
+        a = slope.view((1, -1) + (1,) * (x.dim() - 2))
         return a * x + (1 - a) * torch.relu(x)
 
 
@@ -127,6 +128,7 @@ class FaceLogit(nn.Module):
         self.layer = copy.deepcopy(layer)
         with torch.no_grad():
             w, b = layer.weight, layer.bias
+            assert b is not None
             self.layer.weight = nn.Parameter((w[1] - w[0]).unsqueeze(0))
             self.layer.bias = nn.Parameter((b[1] - b[0]).unsqueeze(0))
         self.layer.out_features = 1 if isinstance(layer, nn.Linear) else None  # type: ignore[assignment]

@@ -437,7 +437,8 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
 def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = 20.0
                         ) -> ServeConfig:
     """A config from command-line ``[NAME=]URL`` items (names default to ``cam1``, ``cam2``...)."""
-    problems, cams = [], []
+    problems: list[str] = []
+    cams: list[CameraConfig] = []
     for i, item in enumerate(sources, 1):
         name, url = f"cam{i}", item
         head, sep, rest = item.partition("=")
