@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .types import LANDMARK_NAMES
+from .types import face_json
 
 SCHEMA_VERSION = 1
 SCHEMA = f"livefaces.event/{SCHEMA_VERSION}"
@@ -53,10 +53,7 @@ def face_state(box: np.ndarray, confidence: float, landmarks: np.ndarray, *, det
                height: int) -> dict[str, Any]:
     """One face at one frame: box xyxy and landmarks in frame pixels (2 decimals)."""
     return {
-        "box": [round(float(v), 2) for v in box],
-        "confidence": round(float(confidence), 5),
-        "landmarks": {n: [round(float(x), 2), round(float(y), 2)]
-                      for n, (x, y) in zip(LANDMARK_NAMES, landmarks, strict=False)},
+        **face_json(box, confidence, landmarks, confidence_digits=5),
         "detected": bool(detected),
         "frame_index": int(frame_index),
         "pts": None if pts is None else round(float(pts), 6),

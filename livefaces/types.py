@@ -17,6 +17,17 @@ LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left"
 """Order of the 5 landmarks in :attr:`Faces.landmarks` (left/right as seen in the image)."""
 
 
+def face_json(box: Any, confidence: float, landmarks: Any, confidence_digits: int = 6) -> dict[str, Any]:
+    """``{"box": [x1, y1, x2, y2], "confidence": c, "landmarks": {"left_eye": [x, y], ...}}``,
+    pixels to 2 decimals: the face shape of ``detect --json`` and of the events."""
+    return {
+        "box": [round(float(v), 2) for v in box],
+        "confidence": round(float(confidence), confidence_digits),
+        "landmarks": {name: [round(float(x), 2), round(float(y), 2)]
+                      for name, (x, y) in zip(LANDMARK_NAMES, landmarks)},
+    }
+
+
 @dataclass(frozen=True)
 class Face:
     """One face, a row of :class:`Faces` (convenience view, not used on hot paths)."""
@@ -27,14 +38,7 @@ class Face:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape used by ``livefaces detect --json``."""
-        return {
-            "box": [round(v, 2) for v in self.box],
-            "confidence": round(self.confidence, 6),
-            "landmarks": {
-                name: [round(x, 2), round(y, 2)]
-                for name, (x, y) in zip(LANDMARK_NAMES, self.landmarks)
-            },
-        }
+        return face_json(self.box, self.confidence, self.landmarks)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The MTCNN cascade (P-Net → R-Net → O-Net) on ONNX Runtime.
 
-Follows facenet-pytorch's ``detect_face`` step by step (see ``boxes.py`` for the geometry); the
-differences are in *how* it runs: every P-Net level runs once for all same-size images of a
-batch, all R-Net crops of a batch go in one call, all O-Net crops in one more, and pixels are
-resized with OpenCV's area interpolation instead of torch's ``interpolate(mode="area")``.
+Follows facenet-pytorch's ``detect_face`` step by step, to its arithmetic (see ``boxes.py``:
+torch's ``interpolate(mode="area")`` bins computed exactly from a summed-area table, float32
+window arithmetic). The differences are in *how* it runs: P-Net in exact row bands that share
+calls between same-size images, R-/O-Net crops of all images in small batches (both sized so
+intermediate maps stay in the CPU caches), and on the CPU the work split over two lanes.
 """
 
 from __future__ import annotations
@@ -79,11 +80,10 @@ def check_settings(min_face_size: float, thresholds: Sequence[float], factor: fl
 class _Image:
     """Per-image state through the cascade."""
 
-    pixels: np.ndarray
     height: int
     width: int
     boxes: np.ndarray  # (K, 5+) candidates, x1 y1 x2 y2 score ...
-    table: np.ndarray  # integral image, for exact area-averaged crops
+    table: np.ndarray  # summed-area table: the pyramid and the crops are cut from it
 
 
 def _run_all(tasks: list[Callable[[], None]]) -> None:
@@ -136,7 +136,8 @@ class Detector:
         self.provider = self._nets["pnet"].providers[0]
         self._pool = (ThreadPoolExecutor(max_workers=self._lanes - 1, thread_name_prefix="livefaces-lane")
                       if self._lanes > 1 else None)
-        log.info("livefaces detector on %s", self.provider)
+        log.info("detector: %d lane(s), %d ONNX Runtime thread(s) each", self._lanes,
+                 max(1, cores // self._lanes))
         self.detect(np.zeros((64, 64, 3), np.uint8))  # warm-up: first call allocates
 
     def __repr__(self) -> str:
@@ -151,13 +152,13 @@ class Detector:
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Faces]:
         """Faces in each of ``images`` (sizes may differ); one :class:`Faces` per image.
 
-        Network calls are shared: each pyramid level runs P-Net once per distinct image size,
-        R-Net and O-Net run once for all crops of all images.
+        Network calls are shared: P-Net bands of same-size images go in one call, and R-/O-Net
+        batches mix the crops of all images.
         """
         states = []
         for i, img in enumerate(images):
             px = as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image")
-            states.append(_Image(px, px.shape[0], px.shape[1], np.zeros((0, 9), np.float32),
+            states.append(_Image(px.shape[0], px.shape[1], np.zeros((0, 9), np.float32),
                                  bx.integral(px)))
         if not states:
             return []
@@ -186,7 +187,7 @@ class Detector:
     def _stage1(self, states: list[_Image]) -> None:
         """P-Net over the pyramid: candidates per image after NMS 0.5 per level, 0.7 overall.
 
-        Same-size images of a batch share one P-Net call per level.
+        Same-size images of a batch share P-Net calls.
         """
         pyramids = [bx.pyramid_scales(s.height, s.width, self.min_face_size, self.factor)
                     for s in states]
