@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import platform
+from importlib import metadata
 
 from ..detect import runtime
+from ..errors import LiveFacesError
 from ._common import EXIT_OK, EXIT_SETUP
 
 NAME = "doctor"
 HELP = "print versions, ONNX Runtime providers and model file checks"
 DESCRIPTION = """\
-Prints the versions of livefaces and its libraries, the ONNX Runtime execution providers
-this machine has, the one livefaces would choose, and whether the model files match
-models/MANIFEST.json. Exit code 3 if a model file does not match.
+Prints the versions of livefaces and its libraries, which ONNX Runtime build is installed
+(onnxruntime for CPUs, onnxruntime-gpu for NVIDIA GPUs), the execution providers it has, the
+one livefaces would choose, what each engine (onnx, torch) can use, and whether the model
+files match models/MANIFEST.json. Each problem found is a line starting with PROBLEM, with
+what to do; exit code 3 if there is one (a model file that does not match, two ONNX Runtime
+builds installed at once, or no engine at all).
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     pass
+
+
+#: distributions that ship the ``cv2`` module; like ONNX Runtime's, one at a time
+OPENCV_DISTRIBUTIONS = ("opencv-python-headless", "opencv-python", "opencv-contrib-python",
+                        "opencv-contrib-python-headless")
+
+
+def _distributions(names: tuple[str, ...]) -> str:
+    found = []
+    for dist in names:
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
 
 
 def _version(module: str) -> str:
@@ -35,12 +56,24 @@ def run(args: argparse.Namespace) -> int:
 
     rows = [("livefaces", __version__), ("python", platform.python_version()),
             ("platform", platform.platform())]
-    rows += [(m, _version(m)) for m in ("numpy", "cv2", "av", "onnxruntime", "torch")]
+    rows += [(m, _version(m)) for m in ("numpy", "cv2", "av", "torch")]
+    rows.append(("opencv build", _distributions(OPENCV_DISTRIBUTIONS) or "none installed"))
+    builds = runtime.installed_runtimes()
+    rows.append(("onnx runtime", ", ".join(f"{d} {v}" for d, v in builds) or "not installed"))
     for name, value in rows:
         print(f"{name:<22} {value}")
-    have = runtime.available_providers()
-    print(f"{'providers available':<22} {', '.join(have)}")
-    print(f"{'provider chosen':<22} {runtime.choose_providers(None)[0]}")
+    problems = []
+    if len(builds) > 1:
+        problems.append("several ONNX Runtime builds share one module (the last installed runs); "
+                        "keep one: pip uninstall -y " + " ".join(d for d, _ in builds)
+                        + " && pip install '.[gpu]' (or '.[cpu]') in the livefaces source folder")
+    try:
+        have = runtime.available_providers()
+    except LiveFacesError as e:
+        print(f"{'providers available':<22} none ({e})")
+    else:
+        print(f"{'providers available':<22} {', '.join(have)}")
+        print(f"{'provider chosen':<22} {runtime.choose_providers(None)[0]}")
     from ..detect.engine import engine_report  # engines: onnx / torch, cpu / cuda
     for name, value in engine_report():
         print(f"{name:<22} {value}")
@@ -54,4 +87,10 @@ def run(args: argparse.Namespace) -> int:
     for name, ok in checks.items():  # pnet, rnet, onet, weights (the torch engine's copy)
         verdict = 'ok (sha256 matches MANIFEST.json)' if ok else 'MISMATCH: reinstall or re-export'
         print(f"{'  ' + name:<22} {verdict}")
-    return EXIT_OK if all(checks.values()) else EXIT_SETUP
+    if not all(checks.values()):
+        problems.append("model files do not match MANIFEST.json: reinstall livefaces")
+    if not builds and importlib.util.find_spec("torch") is None:
+        problems.append(runtime.NOT_INSTALLED)
+    for p in problems:
+        print(f"{'PROBLEM':<22} {p}")
+    return EXIT_SETUP if problems else EXIT_OK

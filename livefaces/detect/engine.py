@@ -45,6 +45,10 @@ def _ort_has_cuda() -> bool:
         return False
 
 
+def _ort_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def _torch_cuda() -> tuple[bool, str]:
     """(torch has a usable CUDA device, description) without importing torch if absent."""
     if importlib.util.find_spec("torch") is None:
@@ -62,8 +66,9 @@ def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
     """The ``(engine, device)`` that ``make_engine`` would build, without building it.
 
     ``auto`` engine: CUDA through ONNX Runtime if it has the CUDA provider, else through torch
-    if torch sees a GPU, else ONNX Runtime on CPU (faster than torch on CPU). ``auto`` device:
-    CUDA when the chosen engine can reach one, else CPU.
+    if torch sees a GPU, else ONNX Runtime on CPU (faster than torch on CPU), else torch on CPU
+    when torch is all there is. ``auto`` device: CUDA when the chosen engine can reach one,
+    else CPU.
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -71,6 +76,8 @@ def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
     if dev not in DEVICES:
         raise InputError(f"device must be one of auto, cpu, cuda[:N], got {device!r}")
     if engine == "auto":
+        if not _ort_installed() and importlib.util.find_spec("torch") is not None:
+            return resolve("torch", device)
         if dev == "cpu":
             return "onnx", "cpu"
         if _ort_has_cuda():
@@ -123,7 +130,8 @@ def engine_report() -> list[tuple[str, str]]:
 
         have = available_providers()
         rows.append(("engine onnx", "cpu" + (", cuda" if "CUDAExecutionProvider" in have else
-                                             " (cuda needs onnxruntime-gpu)")))
+                                             " (cuda needs the 'gpu' extra: "
+                                             "onnxruntime-gpu)")))
     except Exception as e:  # noqa: BLE001
         rows.append(("engine onnx", f"not available ({type(e).__name__})"))
     ok, what = _torch_cuda()

@@ -35,9 +35,15 @@ def models_dir() -> Path:
     if env:
         return Path(env)
     try:
-        return Path(str(resources.files("livefaces.models")))
+        files = resources.files("livefaces.models")
     except ModuleNotFoundError:  # running from a source tree without installing
         return Path(__file__).resolve().parents[2] / "models"
+    # A package on disk gives a Path. Anything else (a zip import) cannot be opened by ONNX
+    # Runtime by name: say so rather than pass str() of a Traversable on as a path.
+    if not isinstance(files, Path):
+        raise ModelError(f"the models inside {files!r} are not files on disk; install livefaces "
+                         "from a wheel or set LIVEFACES_MODELS to a folder with the .onnx files")
+    return files
 
 
 def read_manifest(directory: Path | None = None) -> dict:
@@ -70,10 +76,43 @@ def verify_models(directory: Path | None = None) -> dict[str, bool]:
     return result
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
+#: The ONNX Runtime builds on PyPI that ship the same ``onnxruntime`` module; one at a time.
+RUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml",
+                         "onnxruntime-openvino", "onnxruntime-qnn")
 
-    return list(ort.get_available_providers())
+NOT_INSTALLED = ("ONNX Runtime is not installed: install livefaces with its 'cpu' extra, or 'gpu' "
+                 "for NVIDIA GPUs (pip install '.[cpu]' in the source folder; README: Set up), "
+                 "or use --engine torch")
+
+
+def installed_runtimes() -> list[tuple[str, str]]:
+    """``(distribution, version)`` of every ONNX Runtime build installed, from package metadata.
+
+    More than one means they overwrite each other's ``onnxruntime`` module: whichever was
+    installed last is the one that runs, and uninstalling either breaks the other.
+    """
+    from importlib import metadata
+
+    found = []
+    for dist in RUNTIME_DISTRIBUTIONS:
+        try:
+            found.append((dist, metadata.version(dist)))
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _ort():  # type: ignore[no-untyped-def]
+    """``import onnxruntime``, or a :class:`ProviderError` that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ProviderError(NOT_INSTALLED) from e
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    return list(_ort().get_available_providers())
 
 
 def choose_providers(providers: str | Sequence[str] | None) -> list[str]:
@@ -93,10 +132,8 @@ def choose_providers(providers: str | Sequence[str] | None) -> list[str]:
         if missing:
             hint = ""
             if "CUDAExecutionProvider" in missing:
-                hint = (
-                    "; CUDA needs onnxruntime-gpu instead of onnxruntime "
-                    "(pip uninstall onnxruntime && pip install onnxruntime-gpu) and an NVIDIA GPU"
-                )
+                hint = ("; CUDA needs livefaces' 'gpu' extra (onnxruntime-gpu instead of "
+                        "onnxruntime; README: GPU) and an NVIDIA GPU")
             raise ProviderError(
                 f"ONNX Runtime provider(s) {', '.join(missing)} not available "
                 f"(this build has {', '.join(have)}){hint}"
@@ -126,8 +163,12 @@ class Session:
 def load_sessions(providers: list[str], threads: int | None = None,
                   directory: Path | None = None) -> dict[str, Session]:
     """Open the three MTCNN models with ``providers``; ``threads`` bounds intra-op threads."""
-    import onnxruntime as ort
-
+    ort = _ort()
+    builds = installed_runtimes()
+    if len(builds) > 1:
+        log.warning("several ONNX Runtime builds are installed (%s); they share one module, so the "
+                    "last one installed runs: keep one (README: GPU)",
+                    ", ".join(f"{d} {v}" for d, v in builds))
     directory = directory or models_dir()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -155,6 +196,4 @@ def load_sessions(providers: list[str], threads: int | None = None,
 
 
 def version() -> str:
-    import onnxruntime as ort
-
-    return str(ort.__version__)
+    return str(_ort().__version__)
