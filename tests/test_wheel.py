@@ -9,8 +9,8 @@ was a namespace package); this test is what keeps CI from passing with a broken 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
