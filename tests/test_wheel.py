@@ -136,3 +136,46 @@ def test_wheel_without_onnxruntime_says_how_to_install(installed, tmp_path):
     assert r.returncode == 3
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "'cpu' extra" in r.stderr and "'gpu'" in r.stderr
+
+
+def test_wheel_detect_globs_and_min_face(installed, tmp_path):
+    shots = tmp_path / "shots" / "a"
+    shots.mkdir(parents=True)
+    photo = _photo(tmp_path)
+    shutil.copy(photo, shots / "one.jpg")
+    r = _cli(installed, "detect", str(tmp_path / "shots" / "**" / "*.jpg"), "--min-face", "40")
+    assert r.returncode == 0, r.stderr
+    assert "one.jpg: 1 face" in r.stdout
+
+
+def test_wheel_serve_answers(installed):
+    """The serve extra and the page the wheel ships: a synthetic camera, the page and /health."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir, work = installed
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LIVEFACES_MODELS")}
+    p = subprocess.Popen([str(bin_dir / "livefaces"), "serve", "cam=synthetic:320x240@10",
+                          "--port", str(port), "--duration", "60"], cwd=work, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        page = b""
+        while time.monotonic() < deadline and p.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health",
+                                                           timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert b"livefaces" in page, p.stderr.read() if p.poll() is not None else "no answer"
+        assert "cam" in json.dumps(health)
+    finally:
+        p.terminate()
+        _out, err = p.communicate(timeout=20)
+    assert "Traceback" not in err, err
