@@ -1,0 +1,105 @@
+"""Media faults: recordings cut by a crash, snapshot quality, the Python API's input handling."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from live_helpers import popen_cli
+
+from livefaces.avio import AVWriter, count_frames, probe_frames
+
+FPS = 25
+
+
+def _decode(path: Path) -> tuple[int, float | None]:
+    """(frames decoded, time of the last one in seconds) of a video file, with PyAV."""
+    n, last = 0, None
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            n += 1
+            last = f.time
+    return n, last
+
+
+def _wait_for(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# -- 1. recordings survive a crash -----------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["SIGKILL", "second Ctrl-C"])
+def test_recording_cut_by_a_crash_keeps_all_but_the_last_second(tmp_path, how):
+    rec, part = tmp_path / "rec.mp4", tmp_path / "rec.part.mp4"
+    p = popen_cli("watch", f"synthetic:640x360@{FPS}", "-q", "--events", str(tmp_path / "ev.jsonl"),
+                  "--record", str(rec))
+    try:
+        # the part file is created when the first frame is written: the recording's origin
+        assert _wait_for(part, 90), p.stderr.read() if p.poll() is not None else "no recording"
+        t0 = time.monotonic()
+        time.sleep(4.0)
+        elapsed = time.monotonic() - t0
+        if how == "SIGKILL":
+            p.kill()
+        else:  # the CLI's second Ctrl-C is os._exit: no finalisation either
+            p.send_signal(signal.SIGINT)
+            p.send_signal(signal.SIGINT)
+        p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    if how == "SIGKILL" or not rec.exists():
+        assert not rec.exists() and part.exists()
+        frames, last = _decode(part)  # raised InvalidDataError before: no moov atom at all
+    else:  # the polite stop won the race and finalised the file: it must be complete
+        frames, last = _decode(rec)
+    assert last is not None and last >= elapsed - 1.5, (frames, last, elapsed)
+    assert frames >= (elapsed - 1.5) * FPS, (frames, last, elapsed)
+
+
+def test_clean_close_gives_a_complete_seekable_mp4_at_the_final_path(tmp_path):
+    out = tmp_path / "clip.mp4"
+    w = AVWriter(out, fps=FPS)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (120, 160, 3), np.uint8)
+    for i in range(100):  # 4 s
+        w.write(np.roll(base, i, axis=1), i / FPS)
+    assert Path(w.part_path).exists() and not out.exists()
+    w.close()
+    assert out.exists() and not Path(w.part_path).exists()
+    assert probe_frames(out) == 100 and count_frames(out) == 100  # header knows the length
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        assert c.duration is not None and abs(c.duration / 1e6 - 4.0) < 0.1
+        c.seek(int(2.5 / s.time_base), stream=s)  # seek to 2.5 s lands on the keyframe at 2 s
+        first = next(c.decode(s))
+        assert first.key_frame and 1.9 <= float(first.time) <= 2.5
+        keys = [f.time for f in c.decode(s) if f.key_frame]
+    assert keys and all(b - a <= 1.0 + 1e-6 for a, b in zip([first.time, *keys], keys))
+
+
+def test_keyframes_follow_recording_time_not_frame_count(tmp_path):
+    """A live recording at 5 fps (slow detection) still gets a fragment every second."""
+    out = tmp_path / "slow.mp4"
+    w = AVWriter(out, fps=FPS)  # nominal 25 fps, frames arrive at 5 fps
+    img = np.zeros((64, 64, 3), np.uint8)
+    for i in range(25):
+        img[:] = i * 9
+        w.write(img, 100.0 + i * 0.2)
+    w.close()
+    with av.open(str(out)) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+        c.seek(0)
+        keys = [float(f.time) - times[0] for f in c.decode(video=0) if f.key_frame]
+    # (fragmented MP4 has no edit list: times start at the encoder's B-frame delay, 2 frames)
+    assert len(times) == 25 and keys == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
