@@ -103,3 +103,97 @@ def test_keyframes_follow_recording_time_not_frame_count(tmp_path):
         keys = [float(f.time) - times[0] for f in c.decode(video=0) if f.key_frame]
     # (fragmented MP4 has no edit list: times start at the encoder's B-frame delay, 2 frames)
     assert len(times) == 25 and keys == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
+
+
+# -- 3. the Python API's input: PIL images, BGR frames, the right hint for each dtype ----------
+
+def test_pil_images_are_accepted_in_any_mode(detector, grace_hopper):
+    from PIL import Image
+
+    ref = detector.detect(grace_hopper)
+    pil = Image.fromarray(grace_hopper)
+    np.testing.assert_array_equal(detector.detect(pil).boxes, ref.boxes)
+    np.testing.assert_array_equal(detector.detect(pil.convert("RGBA")).boxes, ref.boxes)
+    assert len(detector.detect(pil.convert("L"))) == 1  # gray and palette: converted to RGB
+    assert len(detector.detect(pil.convert("P"))) == 1
+    both = detector.detect_batch([pil, grace_hopper])
+    np.testing.assert_array_equal(both[0].boxes, both[1].boxes)
+
+
+def test_pil_16_bit_image_gets_the_uint16_hint(detector):
+    from PIL import Image
+
+    from livefaces.errors import InputError
+
+    img = Image.fromarray(np.zeros((32, 32), np.uint16))
+    with pytest.raises(InputError, match=r">> 8"):
+        detector.detect(img)
+    with pytest.raises(InputError, match="always RGB"):
+        detector.detect(Image.new("RGB", (32, 32)), color="bgr")
+
+
+def test_bgr_frames_have_an_explicit_switch_on_both_engines(detector, shared):
+    """multiface.jpg read by OpenCV: as RGB it gave 7 faces (one a 0.80 false positive)
+    instead of the 6 that RGB input gives; color="bgr" gives the RGB answer exactly."""
+    import cv2
+
+    bgr = cv2.imread(str(shared / "media/timesler__facenet-pytorch/data/multiface.jpg"))
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    ref = detector.detect(rgb)
+    assert len(ref) == 6
+    assert len(detector.detect(bgr)) != len(ref)  # the silent mistake the switch is for
+    for got in (detector.detect(bgr, color="bgr"), detector.detect_batch([bgr], color="bgr")[0]):
+        np.testing.assert_array_equal(got.boxes, ref.boxes)
+        np.testing.assert_array_equal(got.landmarks, ref.landmarks)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    np.testing.assert_array_equal(detector.detect(bgra, color="bgr").boxes, ref.boxes)
+    from livefaces.errors import InputError
+
+    with pytest.raises(InputError, match="'rgb' or 'bgr'"):
+        detector.detect(rgb, color="BGR ")
+
+
+def test_torch_engine_takes_the_same_color_switch(grace_hopper):
+    pytest.importorskip("torch")
+    import inspect
+
+    from livefaces.detect.mtcnn import Detector
+    from livefaces.detect.torch_engine import TorchDetector
+
+    for name in ("detect", "detect_batch"):  # one spelling for both engines
+        a = inspect.signature(getattr(Detector, name)).parameters["color"]
+        b = inspect.signature(getattr(TorchDetector, name)).parameters["color"]
+        assert a.kind == b.kind == inspect.Parameter.KEYWORD_ONLY and a.default == b.default == "rgb"
+    det = TorchDetector(device="cpu", threads=1)
+    ref = det.detect(grace_hopper)
+    np.testing.assert_array_equal(det.detect(np.ascontiguousarray(grace_hopper[..., ::-1]),
+                                             color="bgr").boxes, ref.boxes)
+    from PIL import Image
+
+    np.testing.assert_array_equal(det.detect_batch([Image.fromarray(grace_hopper)])[0].boxes,
+                                  ref.boxes)
+
+
+@pytest.mark.parametrize("make,needles", [
+    (lambda im: im.astype(np.float32) / 255,
+     ["looks like 0-1", "(img * 255).round().clip(0, 255).astype(np.uint8)"]),
+    (lambda im: im.astype(np.float64), ["looks like 0-255", "img.round().clip(0, 255).astype(np.uint8)"]),
+    (lambda im: im.astype(np.float32) * 4, ["neither 0-1 nor 0-255"]),
+    (lambda im: im.astype(np.uint16) * 257, ["uint16", "(img >> 8).astype(np.uint8)", "/ 257"]),
+    (lambda im: im.astype(np.int64), ["int64", "img.astype(np.uint8)"]),
+])
+def test_non_uint8_input_gets_the_exact_conversion(detector, astronaut, make, needles):
+    from livefaces.errors import InputError
+
+    bad = make(astronaut)
+    with pytest.raises(InputError) as info:
+        detector.detect(bad)
+    msg = str(info.value)
+    assert "[0, 1]" not in msg or "0-1" in msg
+    for n in needles:
+        assert n in msg, msg
+    # and the conversion the message names gives back the original faces
+    if "looks like" in msg or "uint16" in msg or "int64" in msg:
+        code = next(n for n in needles if "astype" in n)
+        fixed = eval(code, {"np": np, "img": bad})  # noqa: S307 - the hint's own code
+        np.testing.assert_array_equal(detector.detect(fixed).boxes, detector.detect(astronaut).boxes)
