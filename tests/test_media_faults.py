@@ -197,3 +197,101 @@ def test_non_uint8_input_gets_the_exact_conversion(detector, astronaut, make, ne
         code = next(n for n in needles if "astype" in n)
         fixed = eval(code, {"np": np, "img": bad})  # noqa: S307 - the hint's own code
         np.testing.assert_array_equal(detector.detect(fixed).boxes, detector.detect(astronaut).boxes)
+
+
+# -- 2. snapshots: the best view of a track's first second, not its first detection -----------
+
+def _scene(face: np.ndarray, height: int, w: int = 480, h: int = 360) -> np.ndarray:
+    import cv2
+
+    img = np.full((h, w, 3), (70, 90, 110), np.uint8)
+    fw = int(round(face.shape[1] * height / face.shape[0]))
+    small = cv2.resize(face, (fw, height), interpolation=cv2.INTER_AREA)
+    y, x = (h - height) // 2, (w - fw) // 2
+    img[y:y + height, x:x + fw] = small
+    return img
+
+
+def test_snapshot_is_the_best_view_of_the_first_second(tmp_path, grace_hopper):
+    """A face that comes closer: small at first detection (the old snapshot: a ~20 px crop),
+    largest at 0.96 s, then smaller again. The one snapshot is the largest view."""
+    clip, snaps = tmp_path / "closer.mp4", tmp_path / "snaps"
+    heights = [int(60 + 10 * i) for i in range(25)] + [int(300 - 8 * i) for i in range(25)]
+    w = AVWriter(clip, fps=FPS)
+    for i, fh in enumerate(heights):
+        w.write(_scene(grace_hopper, fh), i / FPS)
+    w.close()
+    from conftest import run_cli
+
+    r = run_cli("watch", str(clip), "-q", "--events", str(tmp_path / "ev.jsonl"), "--snapshots",
+                str(snaps), "--detect-every", "1", timeout=300)
+    assert r.returncode == 0, r.stderr
+    (snap,) = sorted(snaps.glob("*.jpg"))
+    frame = int(snap.stem.rsplit("frame", 1)[1])
+    assert 20 <= frame <= 26, snap.name  # the biggest face, within the first second
+    from livefaces.imageio import read_image
+
+    assert read_image(snap).shape[0] > 120  # a ~110 px face + margins; the first view: ~30 px
+
+
+def _result(tid: int, box, landmarks, score: float, index: int, t: float, detected: bool = True):
+    from livefaces.types import Faces, Frame, FrameResult
+
+    img = np.full((400, 600, 3), index % 250, np.uint8)
+    faces = Faces(np.array([box], np.float32), np.array([score], np.float32),
+                  np.array([landmarks], np.float32))
+    return FrameResult(Frame(img, "cam", index, t, 0.0), faces, detected,
+                       np.array([tid], np.int64), np.array([detected]))
+
+
+def _marks(x1: float, y1: float, s: float, turn: float = 0.0) -> list[list[float]]:
+    """5 landmarks of a face box at (x1, y1) of side s; ``turn`` moves the nose sideways."""
+    return [[x1 + 0.3 * s, y1 + 0.4 * s], [x1 + 0.7 * s, y1 + 0.4 * s],
+            [x1 + (0.5 + turn) * s, y1 + 0.55 * s], [x1 + 0.35 * s, y1 + 0.75 * s],
+            [x1 + 0.65 * s, y1 + 0.75 * s]]
+
+
+def test_snapshot_prefers_frontal_and_skips_small_faces(tmp_path):
+    from livefaces.publish.snapshots import SnapshotSink, frontality
+
+    assert frontality(np.array(_marks(0, 0, 100))) == pytest.approx(1.0)
+    assert frontality(np.array(_marks(0, 0, 100, 0.15))) < 0.6
+    assert frontality(np.array(_marks(0, 0, 100, 0.3))) == 0.0  # nose beyond an eye: profile
+    sink = SnapshotSink(tmp_path)
+    # track 1: too small first (30 px), then turned (big), then frontal (a bit smaller): frontal
+    seq = [(30, 0.0, 0.99), (120, 0.18, 0.99), (110, 0.0, 0.98), (115, 0.12, 0.99)]
+    for k, (s, turn, score) in enumerate(seq):
+        sink.on_result(_result(1, [100, 100, 100 + s, 100 + s], _marks(100, 100, s, turn), score,
+                               k, k * 0.2))
+    assert sink.written == []  # still inside the first second
+    sink.on_result(_result(1, [100, 100, 220, 220], _marks(100, 100, 120), 1.0, 9, 1.2))
+    assert [p.name for p in sink.written] == ["cam_track000001_frame00000002.jpg"]
+    # frames after the first second never replace it, and nothing more is written
+    sink.on_result(_result(1, [100, 100, 300, 300], _marks(100, 100, 200), 1.0, 10, 1.4))
+    sink.close()
+    assert len(sink.written) == 1 and len(list(tmp_path.glob("*.jpg"))) == 1
+
+
+def test_snapshot_tracks_never_big_enough_write_none_short_ones_their_best(tmp_path):
+    from livefaces.publish.snapshots import SnapshotSink
+    from livefaces.types import Faces, Frame, FrameResult
+
+    sink = SnapshotSink(tmp_path, min_size=40)
+    for k in range(30):  # track 1: 30 px for 1.2 s -> nothing
+        sink.on_result(_result(1, [10, 10, 40, 40], _marks(10, 10, 30), 0.99, k, k * 0.04))
+    assert sink.written == []
+    # track 2: 0.2 s at 60 px, then gone (a frame without it): its best view so far is written
+    for k in range(30, 35):
+        sink.on_result(_result(2, [50, 50, 110, 110], _marks(50, 50, 60), 0.99, k, k * 0.04))
+    assert sink.written == []
+    empty = FrameResult(Frame(np.zeros((400, 600, 3), np.uint8), "cam", 35, 1.4, 0.0), Faces.empty(),
+                        True)
+    sink.on_result(empty)
+    assert [p.name for p in sink.written] == ["cam_track000002_frame00000030.jpg"]
+    # track 3: ends with face.lost (or the stream's end): written by the event / by close()
+    sink.on_result(_result(3, [50, 50, 110, 110], _marks(50, 50, 60), 0.99, 40, 1.6))
+    sink.on_event({"type": "face.lost", "source": "cam", "track_id": 3})
+    sink.on_result(_result(4, [50, 50, 110, 110], _marks(50, 50, 60), 0.99, 41, 1.64))
+    sink.close()
+    assert [p.name for p in sink.written][1:] == ["cam_track000003_frame00000040.jpg",
+                                                 "cam_track000004_frame00000041.jpg"]
