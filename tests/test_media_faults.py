@@ -295,3 +295,34 @@ def test_snapshot_tracks_never_big_enough_write_none_short_ones_their_best(tmp_p
     sink.close()
     assert [p.name for p in sink.written][1:] == ["cam_track000003_frame00000040.jpg",
                                                  "cam_track000004_frame00000041.jpg"]
+
+
+# -- 4. docs/python.md: every example runs as written ------------------------------------------
+
+def test_python_guide_examples_run(tmp_path, monkeypatch, grace_hopper):
+    import re
+
+    from conftest import ROOT
+
+    from livefaces.imageio import write_image
+
+    text = (ROOT / "docs" / "python.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 6
+    write_image(tmp_path / "photo.jpg", grace_hopper)
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    for code in blocks:
+        exec(compile(code, "docs/python.md", "exec"), ns)  # noqa: S102 - our own docs
+    assert len(ns["faces"]) == 1 and ns["aligned"].shape == (112, 112, 3)
+    assert ns["crop"].shape == (160, 160, 3) and (tmp_path / "annotated.jpg").exists()
+    np.testing.assert_allclose(ns["eyes_in_crop"], [[38.3, 51.7], [73.5, 51.5]], atol=4)
+
+
+def test_public_helpers_document_shapes_and_coordinates():
+    from livefaces.align import align_face, crop_box
+    from livefaces.render import annotate
+
+    for fn in (align_face, crop_box, annotate):
+        doc = fn.__doc__ or ""
+        assert "uint8" in doc and "Returns" in doc and "top-left" in doc, fn.__name__
