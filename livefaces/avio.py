@@ -151,8 +151,8 @@ class AVWriter:
     ``keyframe_interval`` s plus the encoder's few frames of look-ahead (measured with the
     defaults, synthetic 640x360 at 25 fps, SIGKILL after 4 s: 0.8-0.9 s lost). :meth:`close`
     flushes the rest and renames the file to ``path``, so a file under the final name is
-    always complete. Fragmented MP4 is standard ISO BMFF: FFmpeg/VLC/browsers play and seek
-    it (FFmpeg's trailer adds an ``mfra`` index).
+    always complete. Fragmented MP4 is standard ISO BMFF; FFmpeg/PyAV play and seek it (tested;
+    the trailer adds an ``mfra`` index), as do players with fragmented-MP4 support.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fps: float = 25.0, codec: str = "libx264",
