@@ -2,7 +2,11 @@
 
 >>> from livefaces import Detector
 >>> faces = Detector().detect(rgb_image)   # boxes (N,4), scores (N,), landmarks (N,5,2)
+>>> faces = Detector().detect(bgr_frame, color="bgr")   # OpenCV frames; PIL images work too
 >>> for result in livefaces.stream("rtsp://cam/stream", duration=10): ...   # live video
+
+Guide with examples: docs/python.md (Detector, Faces, detect_batch, input formats, crops and
+alignment in :mod:`livefaces.align`, drawing in :mod:`livefaces.render`, :func:`stream`).
 """
 
 from .detect import Detector

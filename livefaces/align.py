@@ -19,12 +19,24 @@ ARCFACE_TEMPLATE = np.array(
 
 
 def crop_box(image: np.ndarray, box: np.ndarray, size: int = 160, margin: float = 0) -> np.ndarray:
-    """Crop ``box`` (x1, y1, x2, y2 in ``image`` pixels) plus a margin, resized to ``size²``.
+    """The region of ``box`` plus a margin, resized to a ``(size, size)`` square.
 
-    As facenet-pytorch's ``extract_face``: ``margin`` is in pixels of the *output* crop, the
-    region is clamped to the image (not padded) and resized with area interpolation, so the
-    aspect ratio follows the box. Returns ``(size, size, 3)`` uint8, same channel order as
-    ``image``.
+    As facenet-pytorch's ``extract_face``: the margin is added,
+    the region is clamped to the image (not padded), cut with integer (truncated) bounds and
+    resized with area interpolation, so the aspect ratio follows the box (MTCNN's boxes are
+    nearly square).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 (any channel order: kept as it is; ``(H, W)`` gray works
+            too and gives ``(size, size)``).
+        box: ``(4,)`` ``x1, y1, x2, y2`` in pixels of ``image``, origin top-left, x to the
+            right, y down — one row of :attr:`Faces.boxes <livefaces.Faces>` (float).
+        size: side of the output square, pixels.
+        margin: border in pixels **of the output crop** (facenet-pytorch's ``margin``):
+            ``margin=32, size=160`` leaves about 16 output pixels of context on each side.
+
+    Returns:
+        ``(size, size, 3)`` uint8, a new array; all black if the box lies outside the image.
     """
     h, w = image.shape[:2]
     bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
@@ -52,7 +64,28 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 112, margin: float = 0) 
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, margin: float = 0) -> np.ndarray:
-    """Crop aligned by the 5 landmarks: ``(size, size, 3)`` uint8 (border pixels black)."""
+    """A face crop aligned by its 5 landmarks, as face-recognition models expect.
+
+    A similarity transform (rotation, uniform scale, translation; robust LMedS fit) maps
+    ``landmarks`` onto :data:`ARCFACE_TEMPLATE` scaled to ``size``, and the image is warped
+    with bilinear interpolation: eyes level, at fixed places. ``size=112, margin=0`` is
+    exactly the ArcFace/InsightFace input.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 (channel order kept; RGB in livefaces).
+        landmarks: ``(5, 2)`` float ``(x, y)`` in pixels of ``image`` (origin top-left), order
+            left eye, right eye, nose, mouth left, mouth right (left/right as seen in the
+            image; :data:`livefaces.LANDMARK_NAMES`) — one entry of
+            :attr:`Faces.landmarks <livefaces.Faces>`.
+        size: side of the output square, pixels.
+        margin: output pixels of extra context, ``margin / 2`` per side (the template is
+            shrunk into ``size - margin`` pixels).
+
+    Returns:
+        ``(size, size, 3)`` uint8, a new array; parts outside ``image`` are black.
+        :func:`alignment_matrix` gives the ``(2, 3)`` transform (image -> crop pixels) to map
+        other points, e.g. ``cv2.transform(points[None], matrix)[0]``.
+    """
     matrix = alignment_matrix(landmarks, size, margin)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

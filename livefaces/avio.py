@@ -127,27 +127,50 @@ class AVInput:
             pass
 
 
+#: MP4 muxer options of :class:`AVWriter`: fragmented MP4 (an empty ``moov`` up front, then one
+#: ``moof``+``mdat`` fragment per keyframe, written out as soon as it is complete), so a file
+#: cut by a crash (``kill -9``, power loss, a second Ctrl-C) plays up to its last fragment.
+#: ``default_base_moof`` is what browsers (MSE) expect; ``flush_packets`` hands each fragment
+#: to the OS at once instead of leaving it in FFmpeg's 32 KiB I/O buffer (without it a 4 s
+#: recording killed with SIGKILL left 28 bytes: the ``ftyp`` box alone).
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+
+
 class AVWriter:
-    """Writes RGB frames to a video file (H.264 in MP4 by default), finalised by :meth:`close`.
+    """Writes RGB frames to a video file (H.264 in fragmented MP4 by default), finalised by
+    :meth:`close`.
 
     Frames are timed by the ``pts`` given to :meth:`write` (seconds; e.g. the capture time),
-    so dropped or skipped frames keep the recording's clock right. The file is written to a
-    temporary name and renamed on close, so a crash never leaves a half-written file under
-    the final name.
+    so dropped or skipped frames keep the recording's clock right.
+
+    Crash safety: the file is written as ``<name>.part.mp4`` (``OUT.mp4`` -> ``OUT.part.mp4``)
+    in fragmented MP4 with a keyframe, hence a fragment, at least every ``keyframe_interval``
+    seconds of recording time, each handed to the OS as soon as it is complete. If the process
+    dies without :meth:`close` (``kill -9``, a crash, a second Ctrl-C) the ``.part.mp4`` file
+    stays and plays up to its last complete fragment: everything but the last
+    ``keyframe_interval`` s plus the encoder's few frames of look-ahead (measured with the
+    defaults, synthetic 640x360 at 25 fps, SIGKILL after 4 s: 0.8-0.9 s lost). :meth:`close`
+    flushes the rest and renames the file to ``path``, so a file under the final name is
+    always complete. Fragmented MP4 is standard ISO BMFF; FFmpeg/PyAV play and seek it (tested;
+    the trailer adds an ``mfra`` index), as do players with fragmented-MP4 support.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fps: float = 25.0, codec: str = "libx264",
-                 crf: int = 23, preset: str = "veryfast") -> None:
+                 crf: int = 23, preset: str = "veryfast", keyframe_interval: float = 1.0) -> None:
         self.path = os.fspath(path)
         root, ext = os.path.splitext(self.path)
-        self._tmp = f"{root}.part{ext or '.mp4'}"
+        #: where frames go until :meth:`close` renames the file to :attr:`path`
+        self.part_path = f"{root}.part{ext or '.mp4'}"
         self._fps = fps
         self._codec = codec
-        self._options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
+        self._options = ({"crf": str(crf), "preset": preset, "forced-idr": "1"}
+                         if codec == "libx264" else {})
+        self.keyframe_interval = keyframe_interval
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self._t0: float | None = None
         self._last_pts = -1
+        self._last_key: int | None = None  # pts (ms) of the last forced keyframe
         self.frames = 0
         self._tb = Fraction(1, 1000)
 
@@ -156,7 +179,8 @@ class AVWriter:
         h, w = rgb.shape[:2]
         if self._container is None:
             try:
-                self._container = av.open(self._tmp, mode="w", format="mp4")
+                self._container = av.open(self.part_path, mode="w", format="mp4",
+                                          options=dict(FRAGMENTED_MP4))
             except (av.error.FFmpegError, OSError) as e:
                 raise SourceError(f"{self.path}: cannot write ({getattr(e, 'strerror', e)}); "
                                   f"check the folder exists and is writable") from None
@@ -185,12 +209,17 @@ class AVWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts
         frame.time_base = self._tb
+        # Keyframes by recording time, not by frame count: a live recording's frame rate
+        # varies (drops, slow detection), and each keyframe starts a fragment on disk.
+        if self._last_key is None or pts - self._last_key >= self.keyframe_interval * 1000:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._last_key = pts
         for packet in stream.encode(frame):
             container.mux(packet)
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder, write the MP4 index and move the file to its final name."""
+        """Flush the encoder, write the last fragment and index, move the file to :attr:`path`."""
         if self._container is None:
             return
         try:
@@ -200,7 +229,7 @@ class AVWriter:
         finally:
             self._container.close()
             self._container = None
-            os.replace(self._tmp, self.path)
+            os.replace(self.part_path, self.path)
 
 
 def count_frames(path: str | os.PathLike[str]) -> int | None:

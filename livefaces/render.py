@@ -32,10 +32,27 @@ def annotate(
     detected: bool = True,
     show_scores: bool = True,
 ) -> np.ndarray:
-    """A copy of ``image`` (H, W, 3 uint8 RGB) with boxes, 5 landmarks, scores and track ids.
+    """A copy of ``image`` with the faces drawn: boxes, the 5 landmarks, scores, track ids.
 
-    ``detected=False`` draws the boxes in the "tracked" colour (faces carried between
-    detections).
+    Args:
+        image: ``(H, W, 3)`` uint8 **RGB** (the colours below are RGB; for an OpenCV BGR
+            frame pass ``frame[..., ::-1]`` and flip the result back). Not modified.
+        faces: :class:`~livefaces.Faces` in pixels of ``image`` (boxes ``x1, y1, x2, y2``,
+            landmarks ``(N, 5, 2)`` ``(x, y)``, origin top-left), e.g. ``detector.detect(image)``.
+            Faces found on a resized copy must be scaled back first (``faces.scaled(1 / f)``).
+        track_ids: ``(N,)`` ints drawn as ``#id`` before the score (``None``: none drawn).
+        detected: ``True`` draws boxes green (:data:`BOX_COLOUR`, found on this image);
+            ``False`` amber (:data:`TRACKED_COLOUR`, faces carried between detections).
+        show_scores: draw each face's confidence (two decimals).
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 RGB array. Landmark dots use :data:`LANDMARK_COLOURS`; line
+        width and text size grow with the image (readable from 320 px to 4K).
+
+    Example::
+
+        faces = det.detect(rgb)
+        cv2.imwrite("out.jpg", annotate(rgb, faces)[..., ::-1])   # OpenCV writes BGR
     """
     out = np.ascontiguousarray(image).copy()
     _draw_faces(out, faces, track_ids, np.full(len(faces), detected, bool), show_scores)

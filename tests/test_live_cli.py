@@ -36,7 +36,8 @@ def test_file_to_eof_with_record_and_snapshots(tmp_path):
     upd = [e for e in events if e["type"] == "face.updated"]
     assert upd and all(e["before"] is not None for e in upd)
     assert probe_frames(rec) == probe_frames(DEMO) == 250  # every frame of a file, no drops
-    assert len(list(snaps.glob("*.jpg"))) == len(appeared)
+    # one per track at most: tracks whose face never reaches 40 px write none
+    assert 1 <= len(list(snaps.glob("*.jpg"))) <= len(appeared)
     assert "250 frames (84 detected, 166 tracked), 0 dropped" in r.stderr
 
 

@@ -1,5 +1,9 @@
-"""Face detection: the MTCNN cascade on ONNX Runtime."""
+"""Face detection: the MTCNN cascade on ONNX Runtime (and, optionally, PyTorch).
 
-from .mtcnn import Detector, as_rgb
+``Detector().detect(image)`` takes ``(H, W, 3)`` uint8 RGB arrays, PIL images, or OpenCV's BGR
+frames with ``color="bgr"``; :func:`as_rgb` is the conversion every engine applies.
+"""
 
-__all__ = ["Detector", "as_rgb"]
+from .mtcnn import COLORS, Detector, ImageInput, as_rgb
+
+__all__ = ["COLORS", "Detector", "ImageInput", "as_rgb"]

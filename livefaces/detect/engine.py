@@ -7,7 +7,8 @@ Two engines give the same detections (tested):
 * ``torch``: :class:`~livefaces.detect.torch_engine.TorchDetector`, the whole cascade in
   PyTorch on one device, for machines with a CUDA build of torch but no ``onnxruntime-gpu``.
 
-Both have ``detect(rgb) -> Faces``, ``detect_batch([rgb, ...]) -> list[Faces]`` and a
+Both have ``detect(image, color="rgb") -> Faces``, ``detect_batch([image, ...], color="rgb")
+-> list[Faces]`` (numpy RGB/BGR arrays or PIL images, see :func:`~livefaces.detect.as_rgb`) and a
 ``provider`` string naming where they run. ``torch`` is only imported when asked about.
 """
 
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import InputError, ProviderError
 from ..types import Faces
+
+if TYPE_CHECKING:  # not at run time: mtcnn imports ONNX Runtime
+    from .mtcnn import ImageInput
 
 ENGINES = ("auto", "onnx", "torch")
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,9 +33,9 @@ class Engine(Protocol):
 
     provider: str
 
-    def detect(self, image: np.ndarray) -> Faces: ...
+    def detect(self, image: ImageInput, *, color: str = "rgb") -> Faces: ...
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Faces]: ...
+    def detect_batch(self, images: Sequence[ImageInput], *, color: str = "rgb") -> list[Faces]: ...
 
 
 def _ort_has_cuda() -> bool:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import cv2
 import numpy as np
@@ -23,6 +25,9 @@ from ..errors import InputError
 from ..types import Faces
 from . import boxes as bx
 from .runtime import Session, choose_providers, load_sessions
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +42,87 @@ PNET_MIN_BAND_ROWS = 16
 MIN_CROPS_PER_LANE = 8
 
 
-def as_rgb(image: object, name: str = "image") -> np.ndarray:
+#: Channel orders :func:`as_rgb` (and every engine's ``detect``/``detect_batch``) accept.
+COLORS = ("rgb", "bgr")
+
+#: What the detectors take: a numpy array or a PIL image (PIL stays an optional import).
+ImageInput: TypeAlias = "np.ndarray | PILImage"
+
+
+def _dtype_hint(image: np.ndarray) -> str:
+    """Why a non-uint8 array is refused and the exact line that converts it."""
+    dt = image.dtype
+    if np.issubdtype(dt, np.floating):
+        finite = image[np.isfinite(image)] if image.size else image
+        if finite.size == 0:
+            return f"{dt} with no finite values; give a (H, W, 3) uint8 RGB image"
+        lo, hi = float(finite.min()), float(finite.max())
+        nan = "; it has NaN/inf values: replace them first (np.nan_to_num)" \
+            if finite.size != image.size else ""
+        if lo >= 0.0 and hi <= 1.0:
+            return (f"{dt} with values in [{lo:g}, {hi:g}], which looks like 0-1: convert with "
+                    f"(img * 255).round().clip(0, 255).astype(np.uint8){nan}")
+        if lo >= 0.0 and hi <= 255.0:
+            return (f"{dt} with values in [{lo:g}, {hi:g}], which looks like 0-255: convert with "
+                    f"img.round().clip(0, 255).astype(np.uint8){nan}")
+        return (f"{dt} with values in [{lo:g}, {hi:g}], neither 0-1 nor 0-255: scale to 0-255, "
+                f"then .round().clip(0, 255).astype(np.uint8){nan}")
+    if dt == np.uint16:
+        return ("uint16 (0-65535, e.g. a 16-bit PNG or camera frame): scale to 8 bits with "
+                "(img >> 8).astype(np.uint8) or (img / 257).round().astype(np.uint8)")
+    if dt == np.bool_:
+        return "bool: give an image, e.g. img.astype(np.uint8) * 255"
+    if np.issubdtype(dt, np.integer):
+        lo, hi = (int(image.min()), int(image.max())) if image.size else (0, 0)
+        if 0 <= lo and hi <= 255:
+            return f"{dt} with values in [{lo}, {hi}]: convert with img.astype(np.uint8)"
+        return (f"{dt} with values in [{lo}, {hi}], outside 0-255: scale to 0-255, then "
+                f".astype(np.uint8)")
+    return f"{dt}; give a (H, W, 3) uint8 RGB image"
+
+
+def as_rgb(image: object, name: str = "image", color: str = "rgb") -> np.ndarray:
     """Check and convert a caller's image to a C-contiguous ``(H, W, 3)`` uint8 RGB array.
 
-    Accepts ``(H, W)`` / ``(H, W, 1)`` grayscale and ``(H, W, 4)`` RGBA (alpha dropped).
-    Frames from OpenCV are BGR: pass ``frame[..., ::-1]`` or ``cv2.cvtColor(frame,
-    cv2.COLOR_BGR2RGB)``. Raises :class:`InputError` for anything else.
+    Args:
+        image: a numpy array ``(H, W, 3)`` (colour, channel order ``color``), ``(H, W, 4)``
+            (alpha dropped), ``(H, W)`` or ``(H, W, 1)`` (grayscale), dtype uint8 0-255; or a
+            PIL image of any mode (converted with ``image.convert("RGB")``; 16-bit and float
+            modes are refused like the matching numpy arrays).
+        name: what to call the image in error messages.
+        color: ``"rgb"`` (default; PyAV, PIL, imageio, scikit-image, matplotlib) or ``"bgr"``
+            (OpenCV's ``cv2.imread`` / ``cv2.VideoCapture`` frames; ``(H, W, 4)`` is then BGRA).
+            Passing BGR as RGB is not an error anyone can detect: it finds different faces.
+
+    Raises :class:`InputError` for anything else, with the exact conversion for float, uint16
+    and other integer arrays.
     """
+    if color not in COLORS:
+        raise InputError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    pil = sys.modules.get("PIL.Image")  # a PIL image means PIL is imported already
+    if pil is not None and isinstance(image, pil.Image):
+        if color != "rgb":
+            raise InputError(f"{name} is a PIL image, which is always RGB; leave color='rgb'")
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            image = np.asarray(image)  # refused below with the right hint
+        else:
+            image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
-        raise InputError(f"{name} must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
+        raise InputError(f"{name} must be a numpy array (H, W, 3) uint8 RGB or a PIL image, "
+                         f"got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise InputError(
-            f"{name} must be uint8 (0-255), got {image.dtype}; "
-            "convert floats in [0, 1] with (img * 255).round().astype(np.uint8)"
-        )
+        raise InputError(f"{name} must be uint8 (0-255), got {_dtype_hint(image)}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGBA2RGB)
-    elif not (image.ndim == 3 and image.shape[2] == 3):
+        code = cv2.COLOR_BGRA2RGB if color == "bgr" else cv2.COLOR_RGBA2RGB
+        image = cv2.cvtColor(np.ascontiguousarray(image), code)
+    elif image.ndim == 3 and image.shape[2] == 3:
+        if color == "bgr":
+            image = image[:, :, ::-1]
+    else:
         raise InputError(f"{name} must have shape (H, W, 3), (H, W, 4) or (H, W); got {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"{name} is empty: shape {image.shape}")
@@ -106,7 +171,8 @@ class Detector:
     Example::
 
         det = Detector()
-        faces = det.detect(rgb)          # rgb: (H, W, 3) uint8
+        faces = det.detect(rgb)                  # rgb: (H, W, 3) uint8, or a PIL image
+        faces = det.detect(frame, color="bgr")   # a frame from OpenCV
         for box, score in zip(faces.boxes, faces.scores): ...
     """
 
@@ -145,19 +211,25 @@ class Detector:
                 f"factor={self.factor:g}, provider={self.provider!r})")
 
     # -- public API ---------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> Faces:
-        """Faces in one RGB image ``(H, W, 3)`` uint8; see :func:`as_rgb` for other layouts."""
-        return self.detect_batch([image])[0]
+    def detect(self, image: ImageInput, *, color: str = "rgb") -> Faces:
+        """Faces in one image: ``(H, W, 3)`` uint8 RGB, or a PIL image, or ``color="bgr"``
+        for OpenCV frames; see :func:`as_rgb` for every accepted layout.
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Faces]:
+        Returns boxes ``(N, 4)`` xyxy, scores ``(N,)``, landmarks ``(N, 5, 2)`` in pixels of
+        ``image``, highest score first; :meth:`Faces.empty` when there are none.
+        """
+        return self.detect_batch([image], color=color)[0]
+
+    def detect_batch(self, images: Sequence[ImageInput], *, color: str = "rgb") -> list[Faces]:
         """Faces in each of ``images`` (sizes may differ); one :class:`Faces` per image.
 
-        Network calls are shared: P-Net bands of same-size images go in one call, and R-/O-Net
-        batches mix the crops of all images.
+        ``color`` (``"rgb"`` or ``"bgr"``) applies to every image. Network calls are shared:
+        P-Net bands of same-size images go in one call, and R-/O-Net batches mix the crops of
+        all images.
         """
         states = []
         for i, img in enumerate(images):
-            px = as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image")
+            px = as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image", color=color)
             states.append(_Image(px.shape[0], px.shape[1], np.zeros((0, 9), np.float32),
                                  bx.integral(px)))
         if not states:

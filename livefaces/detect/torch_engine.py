@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ModelError, ProviderError
 from ..types import Faces
 from . import boxes as bx
-from .mtcnn import as_rgb, check_settings
+from .mtcnn import ImageInput, as_rgb, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -189,14 +189,16 @@ class TorchDetector:
         return (f"TorchDetector(min_face_size={self.min_face_size:g}, thresholds={self.thresholds}, "
                 f"factor={self.factor:g}, device={str(self.device)!r})")
 
-    def detect(self, image: np.ndarray) -> Faces:
-        """Faces in one RGB image ``(H, W, 3)`` uint8."""
-        return self.detect_batch([image])[0]
+    def detect(self, image: ImageInput, *, color: str = "rgb") -> Faces:
+        """Faces in one image; input as :meth:`Detector.detect <livefaces.detect.Detector.detect>`
+        (RGB/BGR uint8 arrays, PIL images)."""
+        return self.detect_batch([image], color=color)[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Faces]:
-        """Faces in each of ``images`` (RGB uint8, sizes may differ); one :class:`Faces` each."""
+    def detect_batch(self, images: Sequence[ImageInput], *, color: str = "rgb") -> list[Faces]:
+        """Faces in each of ``images`` (sizes may differ; channel order ``color``, ``"rgb"`` or
+        ``"bgr"``); one :class:`Faces` each."""
         torch = _torch()
-        pixels = [as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image")
+        pixels = [as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image", color=color)
                   for i, img in enumerate(images)]
         out: list[Faces] = [Faces.empty()] * len(pixels)
         by_size: dict[tuple[int, int], list[int]] = {}

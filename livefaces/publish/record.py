@@ -1,4 +1,5 @@
-"""Annotated recording (MP4 through :mod:`livefaces.avio`), finalised on close/Ctrl-C."""
+"""Annotated recording (fragmented MP4 through :mod:`livefaces.avio`), finalised on close/Ctrl-C;
+after a crash ``OUT.part.mp4`` plays up to about a second before it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ class RecordSink(BaseSink):
     """Writes every result it receives, drawn by :func:`render_result`, to ``path``.
 
     Frames are timed by their capture time, so the file plays at the real speed even when
-    frames were dropped. ``hud`` (optional) returns the :class:`HudInfo` for a source name.
+    frames were dropped. Until :meth:`close` the file is ``OUT.part.mp4`` (see
+    :class:`~livefaces.avio.AVWriter`): a crash or ``kill -9`` leaves it playable, missing
+    only the last second or so. ``hud`` (optional) returns the :class:`HudInfo` for a source name.
     Live sources use ``result_policy="drop_oldest"`` (a slow disk never slows detection);
     files ``"wait"`` (every frame recorded).
     """

@@ -1,16 +1,31 @@
-"""A JPEG crop of each new face, written when its track appears."""
+"""One JPEG crop per face track: the best view of its first second.
+
+A new track is watched for ``window`` seconds (default 1 s, stream time). Among the frames
+where the detector saw the face at least ``min_size`` pixels tall and wide, the one with the
+highest quality ``size × score × frontality`` is kept, and written when the window ends (or
+the track ends earlier, or the sink closes). A track that never reaches ``min_size`` writes
+nothing. Frontality (0-1) comes from the 5 landmarks: how evenly the nose splits the eyes and
+the mouth corners horizontally (1: a face looking at the camera; near 0: a profile).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..imageio import write_image
 from ..types import FrameResult
 from . import BaseSink
+
+#: Default smallest face (shorter side of the box, pixels) worth a snapshot.
+MIN_SNAPSHOT_SIZE = 40
+#: Default time (seconds of stream time) a new track is watched for its best view.
+SNAPSHOT_WINDOW = 1.0
 
 
 def crop_with_margin(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
@@ -24,32 +39,129 @@ def crop_with_margin(image: np.ndarray, box: np.ndarray, margin: float) -> np.nd
     return image[b:d, a:c]
 
 
-class SnapshotSink(BaseSink):
-    """Writes ``DIR/<source>_track<ID>_frame<N>.jpg`` for each new track id (first frame
-    where the detector saw it). Files are written atomically. ``written`` lists the paths."""
+def frontality(landmarks: np.ndarray) -> float:
+    """0-1: how frontal a face is, from its 5 landmarks ``(5, 2)`` (x, y pixels, order
+    left eye, right eye, nose, mouth left, mouth right).
 
-    def __init__(self, folder: str | os.PathLike[str], margin: float = 0.25) -> None:
+    The mean of two symmetries about the nose: ``min(a, b) / max(a, b)`` of the nose's
+    horizontal distances to the two eyes, and to the two mouth corners (in the eye line's
+    frame, so a tilted head is not penalised). A nose outside the eyes or mouth gives 0.
+    """
+    p = np.asarray(landmarks, np.float64).reshape(5, 2)
+    axis = p[1] - p[0]
+    norm = float(np.hypot(*axis))
+    if norm < 1e-6:
+        return 0.0
+    u = axis / norm  # along the eye line
+    x = (p - p[2]) @ u  # signed distance from the nose along it
+
+    def sym(left: float, right: float) -> float:
+        a, b = -left, right
+        if a <= 0 or b <= 0:
+            return 0.0
+        return min(a, b) / max(a, b)
+
+    return 0.5 * (sym(x[0], x[1]) + sym(x[3], x[4]))
+
+
+def view_quality(box: np.ndarray, score: float, landmarks: np.ndarray) -> float:
+    """``size × score × frontality``; size is the box's shorter side in pixels."""
+    size = float(min(box[2] - box[0], box[3] - box[1]))
+    return size * float(score) * frontality(landmarks)
+
+
+@dataclass
+class _Pending:
+    """A track in its first ``window`` seconds: when it started and its best view so far."""
+
+    start: float
+    best: float = -1.0
+    crop: np.ndarray | None = None
+    frame_index: int = 0
+
+
+class SnapshotSink(BaseSink):
+    """Writes ``DIR/<source>_track<ID>_frame<N>.jpg``: one crop per track, the best view of
+    its first ``window`` seconds (see the module docs); ``N`` is the frame it comes from.
+
+    Args:
+        folder: where the JPEGs go (created).
+        margin: added around the box on each side, as a fraction of its size.
+        min_size: smallest face, shorter side of the box in pixels, worth a snapshot.
+        window: seconds of stream time (frame ``pts``; capture time if unknown) to watch a
+            new track before writing its best view.
+
+    Files are written atomically. ``written`` lists the paths (the newest 5000-10000).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], margin: float = 0.25, *,
+                 min_size: float = MIN_SNAPSHOT_SIZE, window: float = SNAPSHOT_WINDOW) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.margin = margin
+        self.min_size = float(min_size)
+        self.window = float(window)
         self._newest: dict[str, int] = {}  # track ids only grow: the newest id per source
+        self._pending: dict[tuple[str, int], _Pending] = {}
         self.written: list[Path] = []
         self.result_policy = "wait"
         self.result_queue = 16
 
     def on_result(self, result: FrameResult) -> None:
-        mask = result.detected_mask()
         src = result.frame.source
-        for i, tid in enumerate(result.track_ids.tolist()):
-            if tid <= self._newest.get(src, 0) or not mask[i]:
+        ids = result.track_ids.tolist()
+        if len(ids) != len(result.faces):
+            return  # no tracker: no track to take a snapshot of
+        t = result.frame.pts if result.frame.pts is not None else result.frame.captured
+        mask = result.detected_mask()
+        # tracks of this source that ended (not carried on this frame): their best so far
+        for key in [k for k in self._pending if k[0] == src and k[1] not in ids]:
+            self._finish(key)
+        for i, tid in enumerate(ids):
+            key = (src, tid)
+            if tid > self._newest.get(src, 0):
+                self._newest[src] = tid
+                self._pending[key] = _Pending(start=t)
+            pend = self._pending.get(key)
+            if pend is None:  # done already
                 continue
-            self._newest[src] = tid
-            crop = crop_with_margin(result.frame.image, result.faces.boxes[i], self.margin)
-            if crop.size == 0:
-                continue
-            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", src).strip("_")[-60:] or "source"
-            path = self.folder / f"{slug}_track{tid:06d}_frame{result.frame.index:08d}.jpg"
-            write_image(path, crop)
-            self.written.append(path)
-            if len(self.written) > 10000:
-                del self.written[:5000]
+            elapsed = t - pend.start
+            if 0 <= elapsed <= self.window and mask[i]:
+                self._consider(pend, result, i)
+            if not 0 <= elapsed < self.window:  # (negative: the stream's clock restarted)
+                self._finish(key)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "face.lost":
+            key = (str(event.get("source")), int(event.get("track_id", -1)))
+            if key in self._pending:
+                self._finish(key)
+
+    def close(self) -> None:
+        for key in list(self._pending):
+            self._finish(key)
+
+    def _consider(self, pend: _Pending, result: FrameResult, i: int) -> None:
+        faces = result.faces
+        box = faces.boxes[i]
+        if min(box[2] - box[0], box[3] - box[1]) < self.min_size:
+            return
+        q = view_quality(box, float(faces.scores[i]), faces.landmarks[i])
+        if q <= pend.best:
+            return
+        crop = crop_with_margin(result.frame.image, box, self.margin)
+        if crop.size == 0:
+            return
+        pend.best, pend.crop, pend.frame_index = q, crop.copy(), result.frame.index
+
+    def _finish(self, key: tuple[str, int]) -> None:
+        pend = self._pending.pop(key)
+        if pend.crop is None:
+            return
+        src, tid = key
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", src).strip("_")[-60:] or "source"
+        path = self.folder / f"{slug}_track{tid:06d}_frame{pend.frame_index:08d}.jpg"
+        write_image(path, pend.crop)
+        self.written.append(path)
+        if len(self.written) > 10000:
+            del self.written[:5000]
