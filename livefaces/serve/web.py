@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import WebConfig, is_loopback
 from .hub import Hub
@@ -109,6 +111,32 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text, self.secrets, keep_newlines=True)
         return True
+
+
+class _ServerLog:
+    """aiohttp's server logger: a malformed request (a client's doing, not ours) becomes one
+    escaped, redacted DEBUG line instead of an ERROR with a traceback; real errors stay errors."""
+
+    def __init__(self, logger: logging.Logger):
+        self._log = logger
+
+    def exception(self, msg: str, *args: Any, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self._log.debug("bad request (%s %s): %s", exc.code, type(exc).__name__,
+                            redact(str(exc.message).strip()))
+        else:
+            self._log.error(msg, *args, exc_info=exc_info, **kw)
+
+    def debug(self, msg: str, *args: Any, exc_info: Any = None, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(exc, HttpProcessingError):
+            self.exception(msg, *args, exc_info=exc)
+        else:
+            self._log.debug(msg, *args, exc_info=exc_info, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
 
 
 class _AccessLogger(AbstractAccessLogger):
@@ -379,7 +407,8 @@ class WebServer:
     async def _startup(self) -> None:
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(self.make_app(), access_log_class=_AccessLogger,
-                                     access_log=log, handle_signals=False, shutdown_timeout=2.0)
+                                     access_log=log, handle_signals=False, shutdown_timeout=2.0,
+                                     logger=_ServerLog(log))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
