@@ -91,7 +91,8 @@ def hub() -> Hub:
     return h
 
 
-def start_cli(*args: str, ignore_sigint: bool = False) -> tuple[subprocess.Popen, list[str], threading.Event, list[str]]:
+def start_cli(*args: str, ignore_sigint: bool = False
+              ) -> tuple[subprocess.Popen, list[str], threading.Event, list[str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
     proc = subprocess.Popen([sys.executable, "-m", "livefaces", *args], cwd=ROOT, env=env,
@@ -310,9 +311,9 @@ def test_camera_health_rules():
     h, err = camera_health(_stats("connected", 0), ("connected", 0, 50.0), 50.0 + NO_FRAME_GRACE_S + 1)
     assert h == "error" and "no video frame" in err
     # whatever status capture reports for "not video", it is an error with its reason
+    why = "http://h/: not a video stream (text/html)"
     for status in ("failed", "not_video", "reconnecting", "stalled"):
-        assert camera_health(_stats(status, 0, "http://h/: not a video stream (text/html)"),
-                             (status, 0, 50.0), 51.0) == ("error", "http://h/: not a video stream (text/html)")
+        assert camera_health(_stats(status, 0, why), (status, 0, 50.0), 51.0) == ("error", why)
     assert camera_health(_stats("connecting", 0), (None, None, None), 1.0) == ("starting", None)
 
 
@@ -332,8 +333,11 @@ def test_camera_error_clears_after_reconnect_and_html_page_is_an_error(tmp_path)
     # an HTML "login page" on a real HTTP server
     html_port = free_port()
     app = aioweb.Application()
-    app.router.add_get("/{tail:.*}", lambda r: aioweb.Response(
-        text="<html><body><form>login</form></body></html>", content_type="text/html"))
+    async def login_page(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(text="<html><body><form>login</form></body></html>",
+                               content_type="text/html")
+
+    app.router.add_get("/{tail:.*}", login_page)
     loop_ready = threading.Event()
     holder: dict[str, Any] = {}
 
@@ -451,7 +455,8 @@ def test_rate_watch_hysteresis_one_warning_per_episode(caplog):
     feed(5.0, 10)
     assert "front" not in w.behind
     feed(1.0, 10)
-    behind = [r for r in caplog.records if r.levelno == logging.WARNING and "falling behind" in r.getMessage()]
+    behind = [r for r in caplog.records
+              if r.levelno == logging.WARNING and "falling behind" in r.getMessage()]
     assert len(behind) == 2 and "front" in behind[0].getMessage()
     w.update("front", 5.0, 0.0, active=False)  # camera down: not the detector's fault
     assert "front" not in w.behind
