@@ -8,7 +8,8 @@ background thread beside the pipeline's threads.
 Routes (all but ``/health`` need the token when one is configured)::
 
     GET /                                   the page: live view per camera, status, event feed
-    GET /health                             {"status": "ok", ...}  (no token needed)
+    GET /health                             {"status": "ok"|"degraded", "problems": [...], ...}
+                                            (always 200; no token needed)
     GET /metrics                            Prometheus text format
     GET /api/cameras                        [{name, url (password-free), status...}, ...]
     GET /api/cameras/{name}                 one camera (404 when unknown)
