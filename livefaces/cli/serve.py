@@ -8,8 +8,10 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error
+from ._live import Signals
 
 NAME = "serve"
 HELP = "watch cameras: live web view, JSON API, Prometheus metrics, MQTT events"
@@ -123,7 +125,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from ..serve.app import CameraServer
+    from ..serve.web import RedactingFilter
 
+    # tokens and passwords never reach a log line, whichever library logs it (aiohttp's own
+    # loggers included), and URLs from requests cannot forge lines: filter at the handlers
+    secrets = [s for s in (cfg.web.token, cfg.mqtt.password if cfg.mqtt else None) if s]
+    redacting = RedactingFilter(secrets)
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.addFilter(redacting)
     log = logging.getLogger("livefaces.serve")
     try:
         server = CameraServer(cfg)
@@ -131,30 +141,42 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return EXIT_SETUP
     stop = threading.Event()
-    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # explicit handlers for SIGINT and SIGTERM (as uvicorn does): a shell starts background
+    # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    signals = _Signals(stop.set)
     try:
-        try:
-            server.start()
-        except OSError as e:
-            error(f"cannot listen on {cfg.web.host}:{cfg.web.port} ({e.strerror or e}); "
-                  "choose another --port")
+        with signals:
+            try:
+                server.start()
+            except OSError as e:
+                reason = (os.strerror(e.errno) if e.errno else (e.strerror or str(e))).lower()
+                error(f"cannot listen on {cfg.web.host}:{cfg.web.port}: {reason} "
+                      "(choose another --port, or stop the program using it)")
+                server.stop()
+                return EXIT_SETUP
+            if server.web is not None:
+                print(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.url}",
+                      file=sys.stderr, flush=True)
+            log.info("detector shared by %s", ", ".join(c.name for c in cfg.enabled_cameras))
+            if args.duration:
+                stop.wait(args.duration)
+            else:
+                while not stop.wait(1.0):  # timed waits: signal handlers run between them
+                    pass
             server.stop()
-            return EXIT_SETUP
-        if server.web is not None:
-            print(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.url}",
-                  file=sys.stderr, flush=True)
-        log.info("detector shared by %s", ", ".join(c.name for c in cfg.enabled_cameras))
-        try:
-            stop.wait(args.duration) if args.duration else _wait_forever(stop)
-        except KeyboardInterrupt:
-            server.stop()
-            return EXIT_INTERRUPTED
-        server.stop()
-        return EXIT_OK
+        return EXIT_INTERRUPTED if signals.signum == signal.SIGINT else EXIT_OK
     finally:
-        signal.signal(signal.SIGTERM, prev)
+        for h in handlers:
+            h.removeFilter(redacting)
 
 
-def _wait_forever(stop: threading.Event) -> None:
-    while not stop.wait(1.0):  # short waits keep Ctrl-C responsive
-        pass
+class _Signals(Signals):
+    """:class:`~livefaces.cli._live.Signals` (first SIGINT/SIGTERM: graceful stop; second: exit
+    at once) that remembers the first signal: Ctrl-C exits 130, SIGTERM (a service manager) 0."""
+
+    signum: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+        super()._handle(signum, frame)

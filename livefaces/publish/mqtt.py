@@ -13,14 +13,23 @@ own network thread with exponential backoff (``reconnect_min_s`` doubling up to
 to paho when a connection breaks are re-sent by paho (QoS 1: at least once).
 
 :meth:`MqttPublisher.publish` never blocks on the network and never raises for broker trouble.
+
+Broker trouble (refused, unreachable, bad credentials, connection lost) is logged once per
+outage at WARNING, with the reason (never the password), and kept in :attr:`MqttPublisher.problem`
+until the broker accepts a connection again (logged at WARNING too, so the outage has an end).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import logging
+import os
+import socket
+import sys
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -76,6 +85,9 @@ class MqttPublisher:
         self._client = c
         self._keepalive = int(keepalive)
         self._started = False
+        self._started_at: float | None = None
+        self._problem: str | None = None
+        self._outage_warned = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._sender, name="livefaces-mqtt", daemon=True)
@@ -86,6 +98,7 @@ class MqttPublisher:
         """Begin connecting in the background (returns at once; the broker may be down)."""
         if not self._started:
             self._started = True
+            self._started_at = time.monotonic()
             self._client.connect_async(self.host, self.port, keepalive=self._keepalive)
             self._client.loop_start()
             self._thread.start()
@@ -97,6 +110,33 @@ class MqttPublisher:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def problem(self) -> str | None:
+        """Why the broker is not connected (one line, no password), or None while connected
+        (or during the first 10 s of the first connection attempt)."""
+        if self._connected.is_set() or not self._started or self._closed:
+            return None
+        if self._problem:
+            return self._problem
+        if self._started_at is not None and time.monotonic() - self._started_at > 10.0:
+            return f"not connected to {self.where} yet"
+        return None
+
+    def _trouble(self, problem: str) -> None:
+        """Record a broker problem; WARNING once per outage, DEBUG for the retries."""
+        self._problem = problem
+        if self._closed:
+            return
+        if not self._outage_warned:
+            self._outage_warned = True
+            log.warning("MQTT %s; retrying with backoff (events are buffered meanwhile)", problem)
+        else:
+            log.debug("MQTT %s; retrying", problem)
 
     def close(self, timeout: float = 2.0) -> None:
         """Publish ``offline`` (retained), give in-flight messages up to ``timeout`` s, stop."""
@@ -187,10 +227,15 @@ class MqttPublisher:
                     properties: Any) -> None:
         if reason.is_failure:
             self._counts["errors"] += 1
-            log.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            self._trouble(f"broker {self.where} refused the connection: {str(reason).lower()}")
             return
         self._counts["connects"] += 1
-        log.info("MQTT connected to %s:%d", self.host, self.port)
+        self._problem = None
+        if self._outage_warned:
+            self._outage_warned = False
+            log.warning("MQTT connected to %s again", self.where)
+        else:
+            log.info("MQTT connected to %s", self.where)
         info = client.publish(self.availability_topic, "online", qos=1, retain=True)
         self._track(info.mid, "")
         self._connected.set()
@@ -204,12 +249,13 @@ class MqttPublisher:
             self._counts["disconnects"] += 1
         if not self._closed:
             self._counts["errors"] += 1
-            log.warning("MQTT connection to %s:%d lost (%s); reconnecting with backoff",
-                        self.host, self.port, reason)
+            if was:
+                self._trouble(f"connection to {self.where} lost ({str(reason).lower()})")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this from inside its ``except OSError``: the exception is still at hand
         self._counts["errors"] += 1
-        log.info("MQTT broker %s:%d unreachable; retrying with backoff", self.host, self.port)
+        self._trouble(f"cannot connect to {self.where}: {_reason(sys.exc_info()[1])}")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -238,6 +284,19 @@ class MqttPublisher:
             per_camera = dict(self._per_camera)
         return {**self._counts, "buffered": buffered, "connected": self._connected.is_set(),
                 "published_per_camera": per_camera}
+
+
+def _reason(e: BaseException | None) -> str:
+    """A short lower-case reason for a connection failure ("connection refused", ...)."""
+    if e is None:
+        return "unreachable"
+    if isinstance(e, socket.gaierror):
+        return f"unknown host ({(e.strerror or str(e)).lower()})"
+    if isinstance(e, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(e, OSError) and e.errno is not None and e.errno in errno.errorcode:
+        return os.strerror(e.errno).lower()
+    return (str(e) or type(e).__name__).splitlines()[0][:200]
 
 
 def _topic_level(name: str) -> str:

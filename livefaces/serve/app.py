@@ -17,13 +17,15 @@ Per-camera settings on one shared detector:
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..capture import CaptureOptions
-from ..pipeline import Pipeline
+from ..pipeline import Pipeline, SourceStats
 from ..publish import BaseSink
 from ..schedule import DetectPolicy, SourceState
 from ..sources import FrameSource, open_source
@@ -97,6 +99,82 @@ class MqttSink(BaseSink):
         self.publisher.close()
 
 
+#: how long a camera may be ``connected`` without delivering a frame before it is an error
+NO_FRAME_GRACE_S = 5.0
+
+
+def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, float | None],
+                  now: float, enabled: bool = True) -> tuple[str, str | None]:
+    """``(health, error)`` of one camera for the API, the page and ``/health``.
+
+    health: ``streaming`` (connected AND frames arrived since that connection), ``starting``
+    (connecting for the first time, or connected and waiting for a first frame, shortly),
+    ``ended`` (a file played out), ``off`` (disabled) or ``error`` (anything else: stalled,
+    reconnecting, failed, a status this code does not know, connected without frames).
+    error: the reason when not streaming (None while streaming: an old error is cleared).
+    """
+    if not enabled:
+        return "off", None
+    after, frames_then, since = last_status
+    if s.status == "connected":
+        if after == "connected" and frames_then is not None and s.frames_captured > frames_then:
+            return "streaming", None
+        if since is None or now - since < NO_FRAME_GRACE_S or after != "connected":
+            return "starting", None
+        return "error", (f"connected {now - since:.0f} s ago but no video frame arrived"
+                         + (f" (last error: {s.error})" if s.error else ""))
+    if s.status == "ended":
+        return "ended", None
+    if s.status in (None, "connecting") and not s.error:
+        return "starting", None
+    return "error", s.error or f"camera is {s.status}"
+
+
+class RateWatch:
+    """Warns when a camera's detection rate falls behind its configured ``detect_fps``.
+
+    Fed once a second with the measured rate (the pipeline's per-camera ``detect_fps``) and
+    the target (``min(configured, capture fps)``: a 3 fps camera cannot be detected 5 times a
+    second, that is not the detector's fault). Judged on the mean over ``window`` seconds with
+    hysteresis: behind below ``low`` x target, caught up again at ``high`` x target. One
+    WARNING per episode; the end of an episode is logged too.
+    """
+
+    def __init__(self, window: float = 5.0, low: float = 0.7, high: float = 0.85,
+                 clock: Callable[[], float] = time.monotonic):
+        self.window, self.low, self.high, self.clock = window, low, high, clock
+        self._samples: dict[str, collections.deque[tuple[float, float, float]]] = {}
+        self.behind: dict[str, tuple[float, float]] = {}  # camera -> (mean rate, target)
+
+    def update(self, camera: str, target: float, actual: float, active: bool = True) -> None:
+        now = self.clock()
+        q = self._samples.setdefault(camera, collections.deque(maxlen=600))
+        if not active or target <= 0:
+            q.clear()
+            if self.behind.pop(camera, None) is not None:
+                log.info("camera %s: no longer judged for detection rate (not streaming)", camera)
+            return
+        q.append((now, actual, target))
+        while q and q[0][0] < now - self.window:
+            q.popleft()
+        if now - q[0][0] < self.window * 0.8:
+            return  # not enough history yet
+        rate = sum(a for _, a, _ in q) / len(q)
+        goal = sum(t for _, _, t in q) / len(q)
+        if camera not in self.behind:
+            if rate < self.low * goal:
+                self.behind[camera] = (rate, goal)
+                log.warning("camera %s: detector falling behind: %.1f detections/s of %g configured "
+                            "(last %g s); the shared detector is overloaded: lower detect_fps, raise "
+                            "min_face_size, or give it more threads", camera, rate, goal, self.window)
+        elif rate >= self.high * goal:
+            del self.behind[camera]
+            log.warning("camera %s: detector caught up: %.1f detections/s of %g configured",
+                        camera, rate, goal)
+        else:
+            self.behind[camera] = (rate, goal)
+
+
 class CameraServer:
     """Everything ``livefaces serve`` runs, built from a :class:`ServeConfig`.
 
@@ -148,44 +226,92 @@ class CameraServer:
             from .web import WebServer
 
             self.web = WebServer(self.hub, config.web, metrics=self.metrics, health=self._health)
+        self.rate_watch = RateWatch()
+        self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
+        self._pipeline_started = False
+        self._watcher = threading.Thread(target=self._watch, name="livefaces-serve-watch", daemon=True)
+
+    def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
+        return camera_health(s, self.hub.last_status(s.name), now)  # the pipeline has enabled ones only
 
     def _pipeline_stats(self) -> dict[str, dict[str, Any]]:
         out = {}
+        now = self.hub.clock()
         for s in self.pipeline.stats().sources:
-            out[s.name] = {"state": s.status, "capture_fps": round(s.capture_fps, 2),
-                           "detect_fps": round(s.detect_fps, 2), "output_fps": round(s.output_fps, 2),
-                           "dropped": s.dropped, "reconnects": s.reconnects,
+            health, err = self._health_of(s, now)
+            out[s.name] = {"state": s.status, "health": health, "streaming": health == "streaming",
+                           "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
+                           "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
                            "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
-                           "frames_captured": s.frames_captured, "error": s.error}
+                           "frames_captured": s.frames_captured, "error": err,
+                           "detect_behind": s.name in self.rate_watch.behind}
         return out
+
+    def _watch(self) -> None:
+        """Once a second: feed :class:`RateWatch` (the only periodic work of the server)."""
+        while not self._stopped.wait(1.0):
+            try:
+                now = self.hub.clock()
+                for s in self.pipeline.stats().sources:
+                    health, _ = self._health_of(s, now)
+                    target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
+                    self.rate_watch.update(s.name, target, s.detect_fps, active=health == "streaming")
+            except Exception:  # noqa: BLE001 - a monitoring bug must not stop the server
+                log.exception("rate watch failed")
 
     def _health(self) -> dict[str, Any]:
         st = self.pipeline.stats()
-        body: dict[str, Any] = {"running": st.running,
-                                "cameras_streaming": sum(1 for s in st.sources if s.status == "connected")}
+        now = self.hub.clock()
+        problems: list[str] = []
+        streaming = 0
+        for s in st.sources:
+            health, err = self._health_of(s, now)
+            streaming += health == "streaming"
+            if health == "error":
+                problems.append(f"camera {s.name}: {err}")
+            behind = self.rate_watch.behind.get(s.name)
+            if behind is not None:
+                problems.append(f"camera {s.name}: detector behind: {behind[0]:.1f} detections/s "
+                                f"of {behind[1]:g} configured")
+        body: dict[str, Any] = {"running": st.running, "cameras_streaming": streaming}
         if self.publisher is not None:
             body["mqtt_connected"] = self.publisher.connected
+            problem = self.publisher.problem
+            if problem:
+                problems.append(f"mqtt: {problem}")
+        body["problems"] = problems
         return body
 
     def metrics(self) -> str:
         return metrics_text(self.hub, self.publisher.stats() if self.publisher is not None else None)
 
     def start(self) -> CameraServer:
-        if self.publisher is not None:
-            self.publisher.start()
+        """Bind the web port first (a taken port raises OSError before anything else runs; the
+        server is then safe to :meth:`stop`), then MQTT, the pipeline and the rate watch."""
         if self.web is not None:
             self.web.start()
+        if self.publisher is not None:
+            self.publisher.start()
         self.pipeline.start()
+        self._pipeline_started = True
+        self._watcher.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop the pipeline (sinks closed: MQTT says ``offline``), then the web server."""
+        """Stop the pipeline (sinks closed: MQTT says ``offline``), then the web server.
+        Safe after a failed or partial :meth:`start`."""
         if self._stopped.is_set():
             return True
         self._stopped.set()
         t0 = time.monotonic()
-        ok = self.pipeline.stop(timeout * 0.6)
+        ok = True
+        if self._pipeline_started:
+            ok = self.pipeline.stop(timeout * 0.6)
+        elif self.publisher is not None:
+            self.publisher.close()
+        if self._watcher.is_alive():
+            self._watcher.join(1.0)
         if self.web is not None:
             self.web.stop(max(0.5, timeout - (time.monotonic() - t0)))
         return ok

@@ -42,6 +42,10 @@ class _CameraState:
     detections: int = 0
     faces_seen: int = 0
     events: int = 0
+    # the newest source.status event: state, frames captured at that moment, when (monotonic)
+    status_after: str | None = None
+    status_frames: int | None = None
+    status_mono: float | None = None
 
 
 class _Rate:
@@ -130,9 +134,23 @@ class Hub:
             self._events.append((self._event_id, event))
             st = self._cams.get(cam) if isinstance(cam, str) else None
             if st is not None:
+                if event.get("type") == "source.status":
+                    frames = event.get("frames")
+                    st.status_after = str(event.get("after"))
+                    st.status_frames = frames if isinstance(frames, int) else None
+                    st.status_mono = self.clock()
                 st.events += 1
                 if event.get("type") == "face.appeared":
                     st.faces_seen += 1
+
+    def last_status(self, camera: str) -> tuple[str | None, int | None, float | None]:
+        """``(after, frames, since)`` of the camera's newest ``source.status`` event: the state,
+        the frames it had captured then, and the monotonic time the hub got it."""
+        st = self._cams.get(camera)
+        if st is None:
+            return None, None, None
+        with self._lock:
+            return st.status_after, st.status_frames, st.status_mono
 
     def add_stats_provider(self, fn: StatsProvider) -> None:
         """``fn() -> {camera: {stat: value}}`` merged into :meth:`status` (e.g. capture stats)."""

@@ -113,6 +113,11 @@ def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN0
         "capture": Family("livefaces_capture_fps", "gauge", "frames per second decoded from the camera"),
         "detect": Family("livefaces_detect_fps", "gauge",
                          "detections per second (frames the detector ran on)"),
+        "target": Family("livefaces_detect_fps_target", "gauge", "configured detections per second"),
+        "behind": Family("livefaces_detect_behind", "gauge",
+                         "1 while the detection rate stays below 70% of the configured rate"),
+        "streaming": Family("livefaces_camera_streaming", "gauge",
+                            "1 while the camera is connected and delivering frames"),
         "result": Family("livefaces_result_fps", "gauge", "results per second (detected or tracked frames)"),
         "drops": Family("livefaces_frames_dropped_total", "counter",
                         "frames decoded but never processed (newest-wins ring buffer)"),
@@ -130,7 +135,13 @@ def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN0
         age = st.get("last_seen_age_s")
         fam["up"].add(lab, 1.0 if age is not None and age < 10 else 0.0)
         fam["capture"].add(lab, float(st.get("capture_fps", st.get("result_fps", 0.0)) or 0.0))
-        fam["detect"].add(lab, float(st.get("detect_fps", 0.0)))
+        fam["detect"].add(lab, float(st.get("detect_fps", 0.0) or 0.0))
+        if st.get("enabled", True):
+            fam["target"].add(lab, float(st.get("detect_fps_target", 0.0) or 0.0))
+        if "detect_behind" in st:
+            fam["behind"].add(lab, 1.0 if st["detect_behind"] else 0.0)
+        if "streaming" in st:
+            fam["streaming"].add(lab, 1.0 if st["streaming"] else 0.0)
         fam["result"].add(lab, float(st.get("result_fps", 0.0)))
         fam["drops"].add(lab, float(st.get("dropped", 0) or 0))
         fam["reconnects"].add(lab, float(st.get("reconnects", 0) or 0))

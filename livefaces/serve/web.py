@@ -8,7 +8,8 @@ background thread beside the pipeline's threads.
 Routes (all but ``/health`` need the token when one is configured)::
 
     GET /                                   the page: live view per camera, status, event feed
-    GET /health                             {"status": "ok", ...}  (no token needed)
+    GET /health                             {"status": "ok"|"degraded", "problems": [...], ...}
+                                            (always 200; no token needed)
     GET /metrics                            Prometheus text format
     GET /api/cameras                        [{name, url (password-free), status...}, ...]
     GET /api/cameras/{name}                 one camera (404 when unknown)
@@ -17,9 +18,14 @@ Routes (all but ``/health`` need the token when one is configured)::
     GET /api/events?since=ID&limit=N        {"events": [...], "next": ID} (JSON Lines schema)
 
 Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
-with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the URL
-without it, so the token does not stay in the address bar. Requests are logged (at DEBUG)
-without their query strings, so a token in a URL never reaches a log.
+with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same path
+of this server without it (never to another host: ``//evil.example/?token=T`` goes to
+``/evil.example/``), so the token does not stay in the address bar. Requests are logged (at
+DEBUG) without their query strings, with control characters escaped (no forged log lines);
+:class:`RedactingFilter` redacts tokens in any log line (the CLI installs it).
+
+JSON answers are rounded (pixels 0.1, scores 4 decimals, other numbers 2-3) and never contain
+NaN or infinity (``null`` instead).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ import asyncio
 import hmac
 import json
 import logging
+import math
+import re
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +45,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import WebConfig, is_loopback
 from .hub import Hub
@@ -49,20 +59,132 @@ _BOUNDARY = "livefacesframe"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_SECRET_PARAM = re.compile(r"(?i)((?:access_|api_|auth_)?token|password|passwd|pwd|secret|api_?key|key)"
+                           r"(=|%3D)([^&\s;#]*)")
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_control(text: str, keep_newlines: bool = False) -> str:
+    def esc(m: re.Match[str]) -> str:
+        ch = m.group(0)
+        if keep_newlines and ch == "\n":
+            return ch
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{ord(ch):02x}")
+
+    return _CONTROL.sub(esc, text)
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = (), keep_newlines: bool = False) -> str:
+    """``text`` safe for a log line: known ``secrets`` and ``token=``/``password=``-like query
+    values and bearer credentials replaced by ``***``, control characters (newlines, NUL, ESC)
+    escaped as ``\\n``, ``\\x00``... unless ``keep_newlines`` (tracebacks)."""
+    for sec in secrets:
+        if sec:
+            text = text.replace(sec, "***")
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)}***", text)
+    return _escape_control(text, keep_newlines)
+
+
+def safe_path(request: web.BaseRequest) -> str:
+    """The request path for a log line: no query string, control characters escaped."""
+    return redact(request.path)
+
+
+class RedactingFilter(logging.Filter):
+    """A :class:`logging.Filter` for handlers: every record's message (and traceback) goes
+    through :func:`redact` with the given secrets, so neither a token nor a forged line
+    (``%0a`` in a URL) reaches the log, whatever library logged it."""
+
+    def __init__(self, secrets: tuple[str, ...] | list[str] = ()):
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: log it as given
+            msg = f"{record.msg!s} {record.args!r}"
+        record.msg, record.args = redact(msg, self.secrets), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets, keep_newlines=True)
+        return True
+
+
+class _ServerLog:
+    """aiohttp's server logger: a malformed request (a client's doing, not ours) becomes one
+    escaped, redacted DEBUG line instead of an ERROR with a traceback; real errors stay errors."""
+
+    def __init__(self, logger: logging.Logger):
+        self._log = logger
+
+    def exception(self, msg: str, *args: Any, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self._log.debug("bad request (%s %s): %s", exc.code, type(exc).__name__,
+                            redact(str(exc.message).strip()))
+        else:
+            self._log.error(msg, *args, exc_info=exc_info, **kw)
+
+    def debug(self, msg: str, *args: Any, exc_info: Any = None, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(exc, HttpProcessingError):
+            self.exception(msg, *args, exc_info=exc)
+        else:
+            self._log.debug(msg, *args, exc_info=exc_info, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
 class _AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        # path only: a ?token= must never reach a log line
-        self.logger.debug("%s %s -> %s (%.1f ms)", request.method, request.path, response.status,
-                          time * 1000)
+        # path only (a ?token= must never reach a log line), control characters escaped
+        self.logger.debug("%s %s -> %s (%.1f ms)", _escape_control(request.method), safe_path(request),
+                          response.status, time * 1000)
+
+
+#: decimals by key: pixel geometry 0.1 px, scores 4, seconds 3, everything else 2
+_DIGITS = {"box": 1, "bbox": 1, "landmarks": 1, "confidence": 4, "score": 4, "scores": 4}
+
+
+def clean_json(data: Any, digits: int = 2) -> Any:
+    """``data`` with floats rounded (see :data:`_DIGITS`; keys ending in ``_s`` get 3) and
+    NaN/infinity replaced by None, so the JSON is valid and readable."""
+    if isinstance(data, float):
+        return round(data, digits) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            d = _DIGITS.get(k, 3 if isinstance(k, str) and k.endswith("_s") else digits)
+            out[k] = clean_json(v, d)
+        return out
+    if isinstance(data, (list, tuple)):
+        return [clean_json(v, digits) for v in data]
+    if hasattr(data, "item") and hasattr(data, "dtype"):  # a numpy scalar
+        return clean_json(data.item(), digits)
+    return data
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
-                        content_type="application/json", headers={"Cache-Control": "no-store"})
+    text = json.dumps(clean_json(data), ensure_ascii=False, allow_nan=False)
+    return web.Response(text=text, status=status, content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message, "status": status}, status=status)
+
+
+def local_location(raw_path: str, raw_query: str = "") -> str:
+    """A redirect target on this server: ``//host/x`` or ``/\\host/x`` (which browsers read
+    as another host) becomes ``/host/x``; anything not starting with ``/`` becomes ``/``."""
+    path = "/" + raw_path.lstrip("/\\") if raw_path.startswith(("/", "\\")) else "/"
+    path = _CONTROL.sub("", path)
+    return path + ("?" + raw_query if raw_query else "")
 
 
 class WebServer:
@@ -120,7 +242,7 @@ class WebServer:
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
-            log.exception("internal error on %s %s", request.method, request.path)
+            log.exception("internal error on %s %s", _escape_control(request.method), safe_path(request))
             return _error(500, "internal error (see the server log)")
 
     def _authorised(self, request: web.Request) -> bool:
@@ -141,7 +263,8 @@ class WebServer:
         if "token" in request.query:  # move it from the URL into a cookie
             q = request.rel_url.query.copy()
             del q["token"]
-            resp = web.HTTPFound(str(request.rel_url.with_query(q)))
+            target = local_location(request.rel_url.raw_path, request.rel_url.with_query(q).raw_query_string)
+            resp = web.HTTPFound(target)
             resp.set_cookie(COOKIE, self._token, httponly=True, samesite="Strict", path="/")
             raise resp
         return await handler(request)
@@ -162,10 +285,16 @@ class WebServer:
                                      "img-src 'self' blob:"})
 
     async def health(self, request: web.Request) -> web.Response:
+        """200 ``{"status": "ok"|"degraded", "problems": [...], ...}``: degraded (still 200: the
+        process serves, a liveness probe must not restart it for a broker outage) when the
+        ``health`` callable reports problems (MQTT unreachable, a camera down or behind)."""
         body: dict[str, Any] = {"status": "ok", "cameras": len(self.hub.camera_names),
-                                "uptime_s": round(self.hub.clock() - self.hub.started, 1)}
+                                "uptime_s": round(self.hub.clock() - self.hub.started, 1),
+                                "problems": []}
         if self._health:
             body.update(self._health())
+        if body.get("problems"):
+            body["status"] = "degraded"
         return _json(body)
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -199,9 +328,11 @@ class WebServer:
             return _error(400, "fps must be a number")
         if fps <= 0:
             return _error(400, "fps must be > 0")
-        resp = web.StreamResponse(headers={
-            "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
-            "Cache-Control": "no-store", "Pragma": "no-cache"})
+        headers = {"Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+                   "Cache-Control": "no-store", "Pragma": "no-cache"}
+        if request.method == "HEAD":  # headers only: no endless body
+            return web.Response(headers=headers)
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         loop = asyncio.get_running_loop()
         interval, last = 1.0 / fps, -1
@@ -277,7 +408,8 @@ class WebServer:
     async def _startup(self) -> None:
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(self.make_app(), access_log_class=_AccessLogger,
-                                     access_log=log, handle_signals=False, shutdown_timeout=2.0)
+                                     access_log=log, handle_signals=False, shutdown_timeout=2.0,
+                                     logger=_ServerLog(log))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
