@@ -97,11 +97,12 @@ def run_livefaces(videos: list[Path], args: argparse.Namespace, engine: str, dev
                   out: Path) -> tuple[int, int, int, float, str]:
     from livefaces.avio import count_frames
     from livefaces.detect.engine import make_engine
+    from livefaces.detect.options import DetectorOptions
     from livefaces.extract import ExtractOptions, extract
 
     per_call = max(1, args.batch // args.stride)
-    det = make_engine(engine, device, min_face_size=args.min_face, factor=args.factor,
-                      threads=args.threads)
+    det = make_engine(DetectorOptions(engine, device, min_face_size=args.min_face,
+                                      factor=args.factor, threads=args.threads))
     opts = ExtractOptions(stride=args.stride, resize=args.resize, min_face_size=args.min_face,
                           factor=args.factor, batch_size=per_call, margin=args.margin,
                           crop_size=args.crop_size)
@@ -119,6 +120,7 @@ def detect_only(args: argparse.Namespace) -> int:
     import torch
 
     from livefaces.detect.engine import make_engine
+    from livefaces.detect.options import DetectorOptions
     from livefaces.extract.decode import iter_video
 
     frames = [f for _, _, f in iter_video(args.video, 1)][: args.frames]
@@ -129,8 +131,8 @@ def detect_only(args: argparse.Namespace) -> int:
     runs = {}
     for spec in args.engines.split(","):
         engine, device = spec.split(":")
-        det = make_engine(engine, device, min_face_size=args.min_face, factor=args.factor,
-                          threads=args.threads)
+        det = make_engine(DetectorOptions(engine, device, min_face_size=args.min_face,
+                                          factor=args.factor, threads=args.threads))
         runs[f"livefaces {engine} engine ({getattr(det, 'provider', device)})"] = det.detect_batch
     if not args.no_peer:
         from facenet_pytorch import MTCNN

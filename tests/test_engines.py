@@ -84,10 +84,11 @@ def test_grouped_nms_is_greedy_nms(monkeypatch, block_elements):
 
 def test_engine_choice():
     from livefaces.detect.engine import engine_report, make_engine, resolve
+    from livefaces.detect.options import DetectorOptions
 
     assert resolve("auto", "cpu") == ("onnx", "cpu")
     assert resolve("torch", "cpu") == ("torch", "cpu")
-    assert make_engine("torch", "cpu").provider == "torch:cpu"
+    assert make_engine(DetectorOptions("torch", "cpu")).provider == "torch:cpu"
     labels = [label for label, _ in engine_report()]
     assert "engine torch" in labels and "engine onnx" in labels
 

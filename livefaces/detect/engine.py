@@ -18,14 +18,13 @@ import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import InputError, ProviderError
+from ..errors import ProviderError
 from ..types import Faces
+from .options import DetectorOptions, check_engine
 
 if TYPE_CHECKING:  # not at run time: mtcnn imports ONNX Runtime
     from .mtcnn import ImageInput
 
-ENGINES = ("auto", "onnx", "torch")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class Engine(Protocol):
@@ -72,11 +71,8 @@ def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
     when torch is all there is. ``auto`` device: CUDA when the chosen engine can reach one,
     else CPU.
     """
-    if engine not in ENGINES:
-        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    check_engine(engine, device)
     dev = device.split(":")[0]
-    if dev not in DEVICES:
-        raise InputError(f"device must be one of auto, cpu, cuda[:N], got {device!r}")
     if engine == "auto":
         if not _ort_installed() and importlib.util.find_spec("torch") is not None:
             return resolve("torch", device)
@@ -99,29 +95,24 @@ def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
     return "torch", device
 
 
-def make_engine(
-    engine: str = "auto",
-    device: str = "auto",
-    min_face_size: float = 20,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-    factor: float = 0.709,
-    threads: int | None = None,
-) -> Engine:
-    """Build a detector engine; see :func:`resolve` for what ``auto`` picks.
+def make_engine(options: DetectorOptions | None = None) -> Engine:
+    """Build the detector engine ``options`` ask for (default: :class:`DetectorOptions()`);
+    see :func:`resolve` for what ``auto`` picks.
 
     Raises :class:`~livefaces.errors.ProviderError` when the asked-for engine or device is not
     available (never falls back silently from an explicit choice).
     """
-    name, dev = resolve(engine, device)
+    o = options or DetectorOptions()
+    name, dev = resolve(o.engine, o.device)
     if name == "onnx":
         from .mtcnn import Detector
 
-        return Detector(min_face_size=min_face_size, thresholds=thresholds, factor=factor,
-                        providers=dev, threads=threads)
+        return Detector(min_face_size=o.min_face_size, thresholds=o.thresholds, factor=o.factor,
+                        providers=dev, threads=o.threads)
     from .torch_engine import TorchDetector
 
-    return TorchDetector(min_face_size=min_face_size, thresholds=thresholds, factor=factor,
-                         device=dev, threads=threads)
+    return TorchDetector(min_face_size=o.min_face_size, thresholds=o.thresholds, factor=o.factor,
+                         device=dev, threads=o.threads)
 
 
 def engine_report() -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 from ..types import Faces
 from . import boxes as bx
+from .options import FACTOR, MIN_FACE_SIZE, THRESHOLDS, check_settings
 from .runtime import Session, choose_providers, load_sessions
 
 if TYPE_CHECKING:
@@ -129,18 +130,6 @@ def as_rgb(image: object, name: str = "image", color: str = "rgb") -> np.ndarray
     return np.ascontiguousarray(image)
 
 
-def check_settings(min_face_size: float, thresholds: Sequence[float], factor: float) -> tuple[float, ...]:
-    """Validate detector settings (shared by every engine); the thresholds as a float tuple."""
-    if not min_face_size >= 12:
-        raise InputError(f"min_face_size must be at least 12 pixels, got {min_face_size}")
-    if not 0.0 < factor < 1.0:
-        raise InputError(f"factor must be between 0 and 1 (exclusive), got {factor}")
-    out = tuple(float(t) for t in thresholds)
-    if len(out) != 3 or not all(0.0 <= t <= 1.0 for t in out):
-        raise InputError(f"thresholds must be 3 numbers in [0, 1], got {out}")
-    return out
-
-
 @dataclass
 class _Image:
     """Per-image state through the cascade."""
@@ -178,9 +167,9 @@ class Detector:
 
     def __init__(
         self,
-        min_face_size: float = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-        factor: float = 0.709,
+        min_face_size: float = MIN_FACE_SIZE,
+        thresholds: Sequence[float] = THRESHOLDS,
+        factor: float = FACTOR,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
     ) -> None:

@@ -25,7 +25,8 @@ import numpy as np
 from ..errors import ModelError, ProviderError
 from ..types import Faces
 from . import boxes as bx
-from .mtcnn import ImageInput, as_rgb, check_settings
+from .mtcnn import ImageInput, as_rgb
+from .options import FACTOR, MIN_FACE_SIZE, THRESHOLDS, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +162,9 @@ class TorchDetector:
 
     def __init__(
         self,
-        min_face_size: float = 20,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-        factor: float = 0.709,
+        min_face_size: float = MIN_FACE_SIZE,
+        thresholds: Sequence[float] = THRESHOLDS,
+        factor: float = FACTOR,
         device: str | None = None,
         threads: int | None = None,
     ) -> None:

@@ -399,10 +399,10 @@ def extract(
         return report
     if detector is None:
         from ..detect.engine import make_engine
+        from ..detect.options import DetectorOptions
 
-        detector = make_engine(options.engine, options.device, min_face_size=options.min_face_size,
-                               thresholds=options.thresholds, factor=options.factor,
-                               threads=options.threads)
+        detector = make_engine(DetectorOptions(options.engine, options.device, options.min_face_size,
+                                               options.thresholds, options.factor, options.threads))
     report.engine = str(getattr(detector, "provider", type(detector).__name__))
 
     total: int | None = 0
