@@ -63,8 +63,9 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    help="time allowed to connect to a stream (default: 10)")
     g.add_argument("--retry", action="store_true",
                    help="keep retrying a live source that cannot be reached at start "
-                        "(default: give up with an error; after a first connection, "
-                        "live sources always reconnect)")
+                        "(default: give up with an error; after a first frame, live sources "
+                        "always reconnect; a source that answers with something that is not "
+                        "video, such as a login page, fails even so)")
     g = p.add_argument_group("detection schedule (default: adaptive)")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--detect-every", type=int, metavar="N",
