@@ -22,20 +22,14 @@ from ..types import Frame
 def _quiet_opencv() -> Iterator[None]:
     """OpenCV's own log output off while probing a camera: an absent camera makes every
     backend (V4L2, FFmpeg, Orbbec) print warnings; our one-line error says it better."""
+    # (The process environment is left alone: setenv from this capture thread could race
+    # with FFmpeg threads reading it. Device paths that do not exist are refused before.)
     level = cv2.utils.logging.getLogLevel()
-    env = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_VIDEOIO_DEBUG": "0"}  # FFmpeg's av_log: quiet
-    saved = {k: os.environ.get(k) for k in env}
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    os.environ.update(env)
     try:
         yield
     finally:
         cv2.utils.logging.setLogLevel(level)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class WebcamSource:
