@@ -16,7 +16,7 @@ import av
 import av.error
 import numpy as np
 
-from .errors import EndOfStream, SourceError, StalledError
+from .errors import EndOfStream, NotVideoError, SourceError, StalledError
 from .sources.redact import redact_text, redact_url
 
 #: FFmpeg demuxer options that cut buffering for live sources
@@ -25,6 +25,54 @@ LOW_LATENCY = {"flags": "low_delay", "max_delay": "500000",
 #: ... and for RTSP also no demuxer buffering. Not for HTTP: there it left MPEG-TS streams
 #: without a single decoded frame (FFmpeg 7, PyAV 18).
 LOW_LATENCY_RTSP = {**LOW_LATENCY, "fflags": "nobuffer"}
+
+
+#: content types that are clearly not video (a camera's login or error page, an API answer)
+_NOT_VIDEO_SUBTYPES = ("html", "xhtml+xml", "json", "xml", "javascript")
+
+
+def content_type(url: str, timeout: float = 5.0) -> str | None:
+    """The ``Content-Type`` (without parameters) an ``http(s)://`` URL answers with, or None
+    (not HTTP, no answer, no header). Only used to explain a failure: one extra request that
+    reads the headers and hangs up. Credentials in the URL are sent as HTTP Basic auth."""
+    import base64
+    import urllib.error
+    import urllib.request
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    req = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc)),
+                                 headers={"User-Agent": "livefaces"})
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        req.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - http(s) only
+            value = r.headers.get("Content-Type")
+    except urllib.error.HTTPError as e:
+        value = e.headers.get("Content-Type") if e.headers else None
+    except Exception:  # noqa: BLE001 - a diagnosis, never a new failure
+        return None
+    return value.split(";")[0].strip().lower() or None if value else None
+
+
+def _not_video_type(ctype: str | None) -> bool:
+    if not ctype:
+        return False
+    main, _, sub = ctype.partition("/")
+    return main == "text" or sub in _NOT_VIDEO_SUBTYPES
+
+
+def _not_video(url: str, ctype: str | None) -> NotVideoError:
+    name = redact_url(url)
+    ctype = ctype if _not_video_type(ctype) else None
+    what = f"the server sent {ctype}" if ctype else "FFmpeg cannot decode what the server sent"
+    return NotVideoError(f"{name}: not a video stream ({what}); check the URL points at the "
+                         f"video stream, not a web page")
 
 
 def _explain(e: BaseException, url: str, live: bool) -> str:
@@ -75,13 +123,19 @@ class AVInput:
         opts = dict(LOW_LATENCY_RTSP if rtsp else LOW_LATENCY) if live else {}
         opts.update(options or {})
         timeout = (open_timeout, read_timeout) if live else None
+        self._open_timeout = open_timeout
         try:
             self._container = av.open(url, mode="r", options=opts, timeout=timeout)
+        except av.error.InvalidDataError as e:
+            if live:  # something answered, but not with video (a login page, say)
+                raise _not_video(url, content_type(url, open_timeout)) from None
+            raise NotVideoError(_explain(e, url, live)) from None
         except (av.error.FFmpegError, OSError) as e:
             raise SourceError(_explain(e, url, live)) from None
         if not self._container.streams.video:
             self._container.close()
-            raise SourceError(f"{redact_url(url)}: has no video stream; give a video file or stream")
+            raise NotVideoError(f"{redact_url(url)}: has no video stream; give a video file or "
+                                f"stream")
         self.stream = self._container.streams.video[0]
         self.stream.thread_type = "SLICE" if live else "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
@@ -117,6 +171,14 @@ class AVInput:
             if stall_timeout is not None and time.monotonic() - last >= stall_timeout * 0.9:
                 raise StalledError(
                     f"{redact_url(self.url)}: no frame for {stall_timeout:g} s") from None
+            if index < 0 and isinstance(e, av.error.InvalidDataError):
+                # Not one frame decoded: a web page guessed as images by the URL's extension
+                # (".jpg", ".cgi") is "opened", then no decoder accepts it. Retrying is useless.
+                ctype = content_type(self.url, self._open_timeout) if self.live else None
+                if _not_video_type(ctype) or not self.width:
+                    if not self.live:
+                        raise NotVideoError(_explain(e, self.url, self.live)) from None
+                    raise _not_video(self.url, ctype) from None
             raise SourceError(_explain(e, self.url, self.live)) from None
         raise EndOfStream(redact_url(self.url))
 

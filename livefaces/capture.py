@@ -7,9 +7,14 @@ timed reads) and so into a reconnect. Each status change is reported through ``o
 
     connecting → connected → (stalled | reconnecting) → connected → ... → ended | failed | stopped
 
-``failed`` means the source could not be (re)opened and will not be retried: a file that
-cannot be read, or a live source whose *first* connection failed (unless
-``retry_at_start``), or ``max_retries`` exhausted.
+``connected`` is reported when the first frame of a connection arrives, not when the
+connection opens: a source that opens and sends nothing is not healthy.
+
+``failed`` means the source cannot be used and will not be retried (``detail`` says why): a
+file that cannot be read; a live source that never delivered a frame, when its first
+attempt failed (unless ``retry_at_start``) or when it answered with something that is not
+video (:class:`~livefaces.errors.NotVideoError`: a login page, say; even with
+``retry_at_start``); or ``max_retries`` exhausted.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import EndOfStream, LiveFacesError, SourceError, StalledError
+from .errors import EndOfStream, LiveFacesError, NotVideoError, SourceError, StalledError
 from .meter import RateMeter
 from .ringbuffer import RingBuffer
 from .sources import FrameSource
@@ -81,6 +86,7 @@ class CaptureWorker:
         self.frames = 0
         self.reconnects = 0
         self.last_frame: float | None = None
+        self.delivered = False  # True once the source has given a frame (ever)
         self.rate = RateMeter()
         self.started_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"capture[{self.name}]", daemon=True)
@@ -109,55 +115,56 @@ class CaptureWorker:
             except Exception:  # noqa: BLE001 - a broken callback must not kill capture
                 log.exception("status callback failed")
 
+    def _give_up(self, e: SourceError, failures: int) -> bool:
+        """After ``e`` (opening failed, or the connection died): stop trying for good?"""
+        opts, src = self.options, self.source
+        if not src.live:
+            return True
+        if not self.delivered:  # it never gave a frame: not a camera that had a hiccup
+            if isinstance(e, NotVideoError) or not opts.retry_at_start:
+                return True
+        return opts.max_retries is not None and failures > opts.max_retries
+
     def _run(self) -> None:
         opts, src, stop = self.options, self.source, self.stop_event
-        connected_once = False
         failures = 0  # attempts in a row that gave no frame (opening failed, or died at once)
         final = "stopped"
         detail: str | None = None
         try:
             while not stop.is_set():
-                self._set("connecting" if not connected_once and failures == 0 else "reconnecting",
+                self._set("connecting" if not self.delivered and failures == 0 else "reconnecting",
                           detail)
                 try:
                     src.open(opts.open_timeout, opts.stall_timeout)
                 except SourceError as e:
                     detail = self.error = str(e)
                     failures += 1
-                    give_up = (not src.live or (not connected_once and not opts.retry_at_start)
-                               or (opts.max_retries is not None and failures > opts.max_retries))
-                    if give_up:
+                    if self._give_up(e, failures):
                         final = "failed"
                         return
                     self._backoff(failures)
                     continue
-                connected_once = True
-                self._set("connected")
                 frames_before = self.frames
                 try:
-                    self._pump()
+                    self._pump()  # reports "connected" with the first frame
                     if stop.is_set():
                         return
                 except EndOfStream:
                     final, detail = "ended", None
                     return
-                except StalledError as e:
-                    detail = self.error = str(e)
-                    self._set("stalled", detail)
                 except SourceError as e:
                     detail = self.error = str(e)
-                    if not src.live:
+                    failures = 1 if self.frames > frames_before else failures + 1
+                    if self._give_up(e, failures):
                         final = "failed"
                         return
+                    if isinstance(e, StalledError):
+                        self._set("stalled", detail)
                 finally:
                     src.close()
                 self.reconnects += 1
                 # A stream that connects and then fails before its first frame backs off like
                 # one that cannot connect (an HTTP server that accepts and then errors, say).
-                failures = 1 if self.frames > frames_before else failures + 1
-                if opts.max_retries is not None and failures > opts.max_retries:
-                    final = "failed"
-                    return
                 self._backoff(failures)
         except LiveFacesError as e:  # anything else a source raises on purpose
             final, detail = "failed", str(e)
@@ -174,13 +181,19 @@ class CaptureWorker:
                 self._set(final, detail if final == "failed" else None)
 
     def _pump(self) -> None:
-        """Frames into the ring until the source ends/fails or stop is set."""
+        """Frames into the ring until the source ends/fails or stop is set; the first frame of
+        a connection sets the status to ``connected`` (a source that opens and then sends no
+        frame is not healthy)."""
         src, ring, stop = self.source, self.ring, self.stop_event
+        first = True
         while not stop.is_set():
             frame = src.read()
             self.frames += 1
             self.last_frame = frame.captured
             self.rate.tick(frame.captured)
+            if first:
+                first, self.delivered = False, True
+                self._set("connected")
             if ring.policy == "drop_oldest":
                 ring.put(frame)
             else:

@@ -9,7 +9,8 @@ builtin that fits, so ``except OSError`` keeps working for I/O problems::
     ├── ModelError(LiveFacesError, RuntimeError)    model files missing or not matching MANIFEST
     ├── ProviderError(LiveFacesError, RuntimeError) an ONNX Runtime provider asked for is absent
     ├── SourceError(LiveFacesError, OSError)        a video source cannot be opened or read
-    │   └── StalledError(SourceError)               no frame within the watchdog timeout
+    │   ├── StalledError(SourceError)               no frame within the watchdog timeout
+    │   └── NotVideoError(SourceError)              it answers, but not with video (a web page)
     └── EndOfStream(LiveFacesError, EOFError)       a file or folder has no more frames
 
 Messages are one line and say what to do.
@@ -48,3 +49,8 @@ class EndOfStream(LiveFacesError, EOFError):
 
 class StalledError(SourceError):
     """A live source delivered no frame for longer than the watchdog allows."""
+
+
+class NotVideoError(SourceError):
+    """A source answered, but with something that is not video (a camera's HTML login page, a
+    container without a video stream, data no decoder accepts). Retrying does not help."""

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -74,6 +74,14 @@ class SourceStats:
         latency_ms_p50 / latency_ms_p95: capture → result delivered to sinks, recent frames.
         last_frame_age: seconds since the newest frame was captured (None: none yet).
         faces: faces on the newest result.  error: last one-line error (redacted) or None.
+        detect_interval_s: seconds between detections on this source, smoothed (source
+            clock: capture time for live sources, stream time for files); None before two.
+        detect_expected_s: the interval the detection policy asks for (live sources; None
+            when unknown or not applicable).
+        detect_behind: True while detection runs well behind the policy (a WARNING is logged
+            once per such episode): the detector cannot keep up; faces are carried longer.
+        busy_s: seconds from the pipeline's start to this source's newest result (throughput
+            of files: ``frames_processed / busy_s``); None before the first.
     """
 
     name: str
@@ -93,15 +101,22 @@ class SourceStats:
     last_frame_age: float | None
     faces: int
     error: str | None
+    detect_interval_s: float | None = None
+    detect_expected_s: float | None = None
+    detect_behind: bool = False
+    busy_s: float | None = None
 
 
 @dataclass(frozen=True)
 class SinkStats:
+    """``output_closed``: the sink's reader went away (a closed pipe) and the run stopped."""
+
     name: str
     results_dropped: int
     events_dropped: int
     errors: int
     error: str | None
+    output_closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,11 @@ class _Src:
     worker: CaptureWorker
     tracker: Tracker
     live: bool
+    stills: bool = False  # independent photos: fresh tracks on every frame
     finished: bool = False
+    expected_interval: float | None = None
+    behind: bool = False
+    last_output: float | None = None
     flush_reason: str | None = None
     processed: int = 0
     detected: int = 0
@@ -191,7 +210,8 @@ class Pipeline:
         self._done = threading.Event()
         self._cond = threading.Condition()
         self._limiter = UpdateLimiter(update_interval)
-        self._runners = [SinkRunner(s, self._stop) for s in sinks]
+        self.output_closed = False
+        self._runners = [SinkRunner(s, self._stop, self._on_output_closed) for s in sinks]
         self._srcs: list[_Src] = []
         self._started_at: float | None = None
         self._processed = 0
@@ -210,7 +230,11 @@ class Pipeline:
                                                   "drop_oldest" if src.live else "wait",
                                                   notify=self._cond)
             worker = CaptureWorker(src, ring, self._stop, self.capture_options, self._on_status)
-            self._srcs.append(_Src(src, ring, worker, Tracker(self.tracker_options), src.live))
+            # a folder of photos: each image stands alone (no motion, no identity between
+            # them), so every image is detected and its faces get fresh tracks
+            stills = bool(getattr(src, "stills", False))
+            topts = replace(self.tracker_options, min_hits=1) if stills else self.tracker_options
+            self._srcs.append(_Src(src, ring, worker, Tracker(topts), src.live, stills))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -291,14 +315,25 @@ class Pipeline:
                 capture_fps=w.rate.rate(now), detect_fps=s.detect_rate.rate(now),
                 output_fps=s.output_rate.rate(now), latency_ms_p50=p50, latency_ms_p95=p95,
                 last_frame_age=None if w.last_frame is None else now - w.last_frame,
-                faces=s.faces, error=w.error or self._crash))
-        sinks = tuple(SinkStats(r.name, r.results_dropped, r.events_dropped, r.errors, r.error)
+                faces=s.faces, error=w.error or self._crash,
+                detect_interval_s=s.tracker.detect_interval, detect_expected_s=s.expected_interval,
+                detect_behind=s.behind,
+                busy_s=None if s.last_output is None or self._started_at is None
+                else s.last_output - self._started_at))
+        sinks = tuple(SinkStats(r.name, r.results_dropped, r.events_dropped, r.errors, r.error,
+                                r.output_closed)
                       for r in self._runners)
         return PipelineStats(tuple(out), sinks, self.policy.detect_seconds, self.policy.scale,
                              self.policy.describe(), not self._done.is_set(),
                              0.0 if self._started_at is None else now - self._started_at)
 
     # -- events --------------------------------------------------------------------------------
+    def _on_output_closed(self, sink: str) -> None:
+        """A sink's reader went away (``watch --events - | head``): a normal, clean stop."""
+        log.info("%s: output closed by its reader; stopping", sink)
+        self.output_closed = True
+        self.request_stop()
+
     def _publish(self, event: dict[str, Any]) -> None:
         for r in self._runners:
             r.put_event(event)
@@ -367,8 +402,28 @@ class Pipeline:
         s.faces = 0
 
     # -- the detect loop -----------------------------------------------------------------------
+    def _check_rate(self, s: _Src, now: float) -> None:
+        """One WARNING per episode in which a live source's detections fall well behind what
+        the policy asks for (and an INFO when they catch up)."""
+        interval = s.tracker.detect_interval
+        rate = s.worker.rate.rate(now)
+        s.expected_interval = expected = self.policy.expected_interval(1.0 / rate if rate else None)
+        if not s.live or interval is None or expected is None or s.detected < 5:
+            return
+        if not s.behind and interval > 2.0 * expected + 0.1:
+            s.behind = True
+            log.warning("%s: the detector runs every %.2f s, the schedule (%s) asks for every "
+                        "%.2f s; it cannot keep up (busy CPU, many sources or large frames): "
+                        "faces are carried by the tracker meanwhile", s.source.name, interval,
+                        self.policy.describe(), expected)
+        elif s.behind and interval < 1.5 * expected + 0.05:
+            s.behind = False
+            log.info("%s: detection keeps up again (every %.2f s)", s.source.name, interval)
+
     def _emit(self, s: _Src, frame: Frame, faces: Faces | None) -> None:
         t = frame.pts if (not s.live and frame.pts is not None) else frame.captured
+        if s.stills and faces is not None and s.tracker.tracks:
+            self._flush(s, "next_image")  # the previous photo's faces end with it
         upd = s.tracker.update(faces, t) if faces is not None else s.tracker.predict(t)
         result = FrameResult(frame, upd.faces, faces is not None, upd.ids, upd.detected)
         events = self._face_events(s, frame, upd)
@@ -377,6 +432,7 @@ class Pipeline:
                 r.put_event(e)
             r.put_result(result)
         now = self._clock()
+        s.last_output = now
         s.latency.add(now - frame.captured)
         s.output_rate.tick(now)
         s.processed += 1
@@ -384,6 +440,7 @@ class Pipeline:
         if faces is not None:
             s.detected += 1
             s.detect_rate.tick(now)
+            self._check_rate(s, now)
         else:
             s.tracked += 1
         self._processed += 1
@@ -437,7 +494,8 @@ class Pipeline:
                     flags = []
                     for i, f in enumerate(frames):
                         now = f.pts if (not s.live and f.pts is not None) else self._clock()
-                        d = (not s.live or i == len(frames) - 1) and self.policy.due(f, s.live, now)
+                        d = s.stills or ((not s.live or i == len(frames) - 1)
+                                         and self.policy.due(f, s.live, now))
                         if d:
                             self.policy.detected(f, now)
                         flags.append(d)

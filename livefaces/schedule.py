@@ -64,6 +64,11 @@ class DetectPolicy:
     def describe(self) -> str:
         return type(self).__name__
 
+    def expected_interval(self, frame_interval: float | None) -> float | None:
+        """Seconds between detections this policy asks for on a live source delivering a
+        frame every ``frame_interval`` s (None: unknown); None when it asks for no rate."""
+        return None
+
 
 @dataclass
 class EveryN(DetectPolicy):
@@ -80,6 +85,9 @@ class EveryN(DetectPolicy):
     def describe(self) -> str:
         return f"every {self.n} frame(s)"
 
+    def expected_interval(self, frame_interval: float | None) -> float | None:
+        return None if not frame_interval else self.n * frame_interval
+
 
 @dataclass
 class FixedRate(DetectPolicy):
@@ -95,6 +103,9 @@ class FixedRate(DetectPolicy):
 
     def describe(self) -> str:
         return f"{self.fps:g} detections/s"
+
+    def expected_interval(self, frame_interval: float | None) -> float | None:
+        return max(1.0 / self.fps, frame_interval or 0.0)
 
 
 @dataclass
@@ -121,3 +132,7 @@ class Adaptive(DetectPolicy):
 
     def describe(self) -> str:
         return f"adaptive (budget {self.budget * 1000:.0f} ms, detector scale {self.scale:.2f})"
+
+    def expected_interval(self, frame_interval: float | None) -> float | None:
+        # a detection within budget, at most max_duty of the time, on the next frame
+        return self.budget / self.max_duty + (frame_interval or 0.0)

@@ -14,7 +14,12 @@ detector call :meth:`Tracker.update`; on the others :meth:`Tracker.predict`. Bot
   the frame-to-frame jitter of the detector without lagging behind real motion.
 * Lifetime: a new track is reported ("appeared") once confirmed: ``min_hits`` detections, or
   one detection scoring ``confirm_score`` or more; a track unseen by the detector for
-  ``max_age`` seconds is lost (unconfirmed tracks vanish silently).
+  longer than its *patience* is lost (unconfirmed tracks vanish silently). The patience is
+  ``max_age`` seconds, or ``max_age_detections`` detection intervals when detection runs
+  slower than planned (measured from the spacing of :meth:`Tracker.update` calls, capped at
+  ``max_age_limit``): a face is lost for having been missed by the detector, never for the
+  detector being slow. While no detection runs at all, carried tracks are kept (up to the
+  cap).
 
 Times are seconds on any monotonic clock (the pipeline passes stream pts or capture time).
 """
@@ -33,6 +38,12 @@ from .types import Faces
 class TrackerOptions:
     iou_threshold: float = 0.3
     max_age: float = 1.0
+    """seconds a track survives without a detection (at least; see the two below)"""
+    max_age_detections: float = 3.0
+    """...and at least this many (measured) detection intervals, so a detector running at
+    0.5 Hz does not lose a seated face between two detections"""
+    max_age_limit: float = 10.0
+    """cap, seconds, on the patience scaled by the detection interval"""
     smoothing: float = 0.6
     """weight of the new detection in the blended box (1.0: raw detections)"""
     velocity_smoothing: float = 0.5
@@ -92,16 +103,29 @@ class Tracker:
         self.options = options
         self.tracks: list[Track] = []
         self._next_id = first_id
-        self._t: float | None = None
+        self._last_update: float | None = None
+        self.detect_interval: float | None = None
+        """seconds between detections (:meth:`update` calls), smoothed; None before two"""
 
     def _predicted(self, tr: Track, t: float) -> np.ndarray:
         dt = min(max(t - tr.t, 0.0), self.options.max_extrapolation)
         return (tr.anchor + tr.velocity * dt).astype(np.float32)
 
+    def patience(self, t: float) -> float:
+        """Seconds a track may go undetected at time ``t``: ``max_age``, or more when the
+        detector runs less often (its measured interval, or the time since the last detection
+        if that is longer already), times ``max_age_detections``, capped at ``max_age_limit``."""
+        o = self.options
+        interval = self.detect_interval or 0.0
+        if self._last_update is not None:
+            interval = max(interval, t - self._last_update)
+        return max(o.max_age, min(o.max_age_limit, o.max_age_detections * interval))
+
     def _expire(self, t: float) -> list[Track]:
         keep, lost = [], []
+        patience = self.patience(t)
         for tr in self.tracks:
-            if t - tr.t <= self.options.max_age:
+            if t - tr.t <= patience:
                 keep.append(tr)
             elif tr.confirmed:
                 lost.append(tr)
@@ -192,6 +216,11 @@ class Tracker:
                 tr.confirmed = True
                 appeared.append(tr.id)
         lost = self._expire(t)
+        if self._last_update is not None and 0 < t - self._last_update <= o.max_age_limit:
+            gap = t - self._last_update
+            self.detect_interval = gap if self.detect_interval is None else \
+                0.7 * self.detect_interval + 0.3 * gap
+        self._last_update = t
         for tr in self.tracks:
             if not tr.detected:  # coasting through a missed detection
                 new_box = self._predicted(tr, t)
@@ -203,6 +232,7 @@ class Tracker:
     def clear(self) -> list[Track]:
         """Drop every track (the source went away); returns the confirmed ones as lost."""
         lost, self.tracks = [tr for tr in self.tracks if tr.confirmed], []
+        self._last_update = None  # the next detection starts a new spacing
         return lost
 
     def _result(self, appeared: list[int], lost: list[Track]) -> TrackUpdate:

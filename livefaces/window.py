@@ -16,6 +16,15 @@ import numpy as np
 from .errors import LiveFacesError
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q, Esc
+#: largest window opened for a frame (pixels); larger frames are shown scaled down
+MAX_WINDOW = (1280, 800)
+
+
+def fit_size(width: int, height: int, max_size: tuple[int, int] = MAX_WINDOW) -> tuple[int, int]:
+    """``(w, h)`` of a window showing a ``width``×``height`` frame: the frame's own size, or
+    scaled down (aspect ratio kept) to fit ``max_size``; never scaled up."""
+    s = min(1.0, max_size[0] / width, max_size[1] / height)
+    return max(1, round(width * s)), max(1, round(height * s))
 
 
 def check_display() -> None:
@@ -39,14 +48,21 @@ def check_display() -> None:
 
 class Window:
     """One named window showing RGB images; :meth:`show` returns False when the user quits
-    (q, Esc, or the window closed)."""
+    (q, Esc, or the window closed). The window opens at the first image's size (scaled down
+    to fit ``max_size``, aspect ratio kept; :func:`fit_size`) and stays resizable."""
 
-    def __init__(self, title: str = "livefaces") -> None:
+    def __init__(self, title: str = "livefaces", max_size: tuple[int, int] = MAX_WINDOW) -> None:
         self.title = title
+        self.max_size = max_size
+        self.size: tuple[int, int] | None = None
+        """the size the window was given for the first image, (w, h)"""
         cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         self._shown = False
 
     def show(self, rgb: np.ndarray) -> bool:
+        if self.size is None:  # without this, Qt's default is 400×300 whatever the frame
+            self.size = fit_size(rgb.shape[1], rgb.shape[0], self.max_size)
+            cv2.resizeWindow(self.title, *self.size)
         cv2.imshow(self.title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         self._shown = True
         return self.poll()

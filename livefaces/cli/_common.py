@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_SETUP = 3
 EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for 'yes | head', so pipelines read alike
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -22,7 +24,20 @@ EXIT_CODES = {
     EXIT_USAGE: "bad command line",
     EXIT_SETUP: "cannot start: bad model files, missing provider, unusable source or config",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); output written so far is complete and valid",
+    EXIT_PIPE: "the reader of stdout went away (e.g. '| head'): stopped at once and quietly, "
+               "like standard tools",
 }
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (EPIPE), so nothing more is
+    written and Python's final flush cannot complain (the Python docs' SIGPIPE recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,7 +17,16 @@ from ..capture import CaptureOptions
 from ..errors import LiveFacesError
 from ..render import HudInfo
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate
-from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_SETUP, add_detector_arguments, error
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_PIPE,
+    EXIT_SETUP,
+    add_detector_arguments,
+    error,
+    silence_stdout,
+)
 
 SOURCE_HELP = """\
 sources:
@@ -54,8 +63,9 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    help="time allowed to connect to a stream (default: 10)")
     g.add_argument("--retry", action="store_true",
                    help="keep retrying a live source that cannot be reached at start "
-                        "(default: give up with an error; after a first connection, "
-                        "live sources always reconnect)")
+                        "(default: give up with an error; after a first frame, live sources "
+                        "always reconnect; a source that answers with something that is not "
+                        "video, such as a login page, fails even so)")
     g = p.add_argument_group("detection schedule (default: adaptive)")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--detect-every", type=int, metavar="N",
@@ -116,7 +126,9 @@ def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
             s = hud_cache["stats"].source(name)
         except KeyError:
             return None
-        return HudInfo(s.capture_fps, s.detect_fps, s.dropped, s.latency_ms_p50, s.status, s.name)
+        # files not paced in real time have no camera-like latency, only a queue: leave it off
+        return HudInfo(s.capture_fps, s.detect_fps, s.dropped,
+                       s.latency_ms_p50 if s.live else None, s.status, s.name)
 
     if args.snapshots:
         try:
@@ -168,25 +180,42 @@ class Signals:
         return self.count > 0
 
 
+def summary(st: Any) -> str:
+    """The one-line report of the (first) source. Live sources (cameras, streams, files with
+    --realtime) report latency: capture to results handed to the outputs. Files and folders
+    that are not paced have no such latency (frames wait in a queue by design, so it would
+    only measure the queue); they report throughput instead."""
+    s = st.source()
+    line = (f"livefaces: {s.name}: {s.frames_processed} frames ({s.frames_detected} detected, "
+            f"{s.frames_tracked} tracked), {s.dropped} dropped, {s.reconnects} reconnects")
+    if s.live:
+        if s.latency_ms_p50 is not None:
+            line += f", latency p50 {s.latency_ms_p50:.0f} ms p95 {s.latency_ms_p95:.0f} ms"
+    elif s.frames_processed and s.busy_s:
+        line += (f", in {s.busy_s:.1f} s ({s.frames_processed / s.busy_s:.1f} fps; "
+                 f"not paced: --realtime plays it like a camera)")
+    return line
+
+
 def finish(p: Any, interrupted: bool, quiet: bool = False) -> int:
     """Stop ``p`` (2 s), report, and choose the exit code."""
     p.stop(2.0)
+    if getattr(p, "output_closed", False):  # '| head' has what it wanted: no summary, no error
+        silence_stdout()
+        return EXIT_PIPE
     st = p.stats()
     s = st.source()
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
-    if not quiet:
-        lat = "" if s.latency_ms_p50 is None else \
-            f", latency p50 {s.latency_ms_p50:.0f} ms p95 {s.latency_ms_p95:.0f} ms"
-        print(f"livefaces: {s.name}: {s.frames_processed} frames ({s.frames_detected} detected, "
-              f"{s.frames_tracked} tracked), {s.dropped} dropped, {s.reconnects} reconnects"
-              f"{lat}", file=sys.stderr)
+    cannot_start = s.status == "failed" and s.frames_captured == 0
+    if not quiet and not cannot_start:  # a source that never started: its error line says all
+        print(summary(st), file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
     if s.status == "failed":
         error(s.error or f"{s.name}: failed")
-        return EXIT_SETUP if s.frames_captured == 0 else EXIT_PARTIAL
+        return EXIT_SETUP if cannot_start else EXIT_PARTIAL
     if any(sk.error for sk in st.sinks):
         return EXIT_PARTIAL
     return EXIT_OK

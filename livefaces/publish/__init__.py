@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from ..ringbuffer import Closed, DropPolicy, RingBuffer
 from ..types import FrameResult
 
 log = logging.getLogger(__name__)
+
+
+class OutputClosed(Exception):  # noqa: N818 - a state, not a failure
+    """Raised by a sink whose reader went away for good (stdout piped into ``head`` that
+    exited: EPIPE). Not an error: the runner stops feeding that sink and calls its
+    ``on_output_closed`` callback (the pipeline stops cleanly)."""
 
 
 @runtime_checkable
@@ -60,8 +67,11 @@ class BaseSink:
 class SinkRunner:
     """Runs ``sink`` on its own thread behind bounded queues (see module docs)."""
 
-    def __init__(self, sink: Sink, stop: threading.Event | None = None) -> None:
+    def __init__(self, sink: Sink, stop: threading.Event | None = None,
+                 on_output_closed: Callable[[str], None] | None = None) -> None:
         self.sink = sink
+        self.on_output_closed = on_output_closed
+        self.output_closed = False
         self.name = type(sink).__name__
         self._wake = threading.Condition()
         self.results: RingBuffer[FrameResult] = RingBuffer(
@@ -97,8 +107,15 @@ class SinkRunner:
         self.events.put(event)
 
     def _call(self, fn, item) -> None:  # noqa: ANN001
+        if self.output_closed:  # its reader is gone: what is left has nowhere to go
+            return
         try:
             fn(item)
+        except OutputClosed as e:
+            self.output_closed = True
+            log.info("sink %s: output closed by its reader (%s)", self.name, e)
+            if self.on_output_closed is not None:
+                self.on_output_closed(self.name)
         except Exception as e:  # noqa: BLE001 - one bad sink must not stop the others
             self.errors += 1
             if self.error is None:

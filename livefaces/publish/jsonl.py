@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from typing import IO, Any
 
 from ..errors import LiveFacesError
-from . import BaseSink
+from . import BaseSink, OutputClosed
 
 
 class JsonlPublisher(BaseSink):
     """Writes each event as one JSON line to ``target`` (a path, ``"-"`` for stdout, or an
-    open text file). Files are appended to, so restarts never erase earlier events.
+    open text file). Files are appended to, so restarts never erase earlier events. A pipe
+    whose reader exits ends the output (:class:`~livefaces.publish.OutputClosed`).
     ``written`` counts lines; ``on_written(event)`` (optional) is called after each flush.
     """
 
@@ -34,8 +36,15 @@ class JsonlPublisher(BaseSink):
         self.on_written = on_written
 
     def publish(self, event: dict[str, Any]) -> None:
-        self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
-        self._f.flush()
+        """Write one line. Raises :class:`~livefaces.publish.OutputClosed` when the reader of
+        a pipe went away (``watch --events - | head -1``), so the pipeline stops at once."""
+        try:
+            self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as e:
+            if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+                raise OutputClosed("broken pipe") from None
+            raise
         self.written += 1
         if self.on_written is not None:
             self.on_written(event)

@@ -19,7 +19,13 @@ class ImageFolderSource:
 
     ``pts`` is ``index / fps``; unreadable images are skipped (and logged). ``loop`` starts
     over at the end; ``realtime`` paces frames at ``fps``.
+
+    ``stills`` tells the pipeline the frames are independent photos, not a video: each one
+    goes through the detector and its faces get fresh track ids (nothing is carried from one
+    photo to the next).
     """
+
+    stills = True
 
     def __init__(self, folder: str | os.PathLike[str], *, fps: float = 25.0, loop: bool = False,
                  realtime: bool = False) -> None:

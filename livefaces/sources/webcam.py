@@ -7,12 +7,29 @@ queue short so frames are fresh.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 
 from ..errors import SourceError, StalledError
 from ..types import Frame
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log output off while probing a camera: an absent camera makes every
+    backend (V4L2, FFmpeg, Orbbec) print warnings; our one-line error says it better."""
+    # (The process environment is left alone: setenv from this capture thread could race
+    # with FFmpeg threads reading it. Device paths that do not exist are refused before.)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 class WebcamSource:
@@ -32,8 +49,13 @@ class WebcamSource:
     def open(self, open_timeout: float = 10.0, stall_timeout: float = 10.0) -> None:
         self.close()
         self._stall = stall_timeout
-        cap = cv2.VideoCapture(self.device)
-        if not cap.isOpened():
+        if isinstance(self.device, str) and not os.path.exists(self.device):
+            raise SourceError(f"{self.name}: no such camera device; check it is plugged in "
+                              f"(ls /dev/video*)")
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(self.device)
+            opened = cap.isOpened()
+        if not opened:
             cap.release()
             raise SourceError(f"{self.name}: cannot open the camera; check it is plugged in, not "
                               f"used by another program, and that you may access it (video group)")
