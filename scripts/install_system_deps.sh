@@ -14,6 +14,7 @@ PACKAGES=(
   # a real X server for the preview-window test (xvfb-run)
   xvfb
   xauth
+  x11-utils   # xwininfo: the preview test measures the real window
   mosquitto   # MQTT broker: tests/test_serve_mqtt.py, tests/test_serve_e2e.py
   chromium    # headless browser: tests/test_serve_web.py, tests/test_serve_e2e.py
 )

@@ -179,3 +179,25 @@ def test_wheel_serve_answers(installed):
         p.terminate()
         _out, err = p.communicate(timeout=20)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                    reason="xvfb missing: run scripts/install_system_deps.sh (scripts/test.sh does)")
+def test_wheel_preview_opens_a_window_under_x(installed, tmp_path):
+    """The preview extra (pygame) with headless OpenCV: a real window under Xvfb."""
+    bin_dir, work = installed
+    r = _run(["xvfb-run", "-a", "-s", "-screen 0 800x600x24", str(bin_dir / "livefaces"), "preview",
+              "synthetic:320x240@25", "--max-frames", "30"], cwd=work, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "30 frames" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_wheel_preview_without_pygame_says_which_extra(installed, tmp_path):
+    bin_dir, work = installed
+    stub = tmp_path / "hide"
+    stub.mkdir()
+    (stub / "pygame.py").write_text("raise ImportError('hidden by the test')\n")
+    r = _run([str(bin_dir / "livefaces"), "preview", "synthetic:"], cwd=work,
+             env={"PYTHONPATH": str(stub), "DISPLAY": ":99"})
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.count("\n") == 1 and "'preview' extra" in r.stderr, r.stderr
