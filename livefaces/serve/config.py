@@ -483,7 +483,8 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
             mqtt = MqttConfig(**mvals)
     det = DetectorConfig(**v.fields(top["detector"][1], "detector", DETECTOR_FIELDS)) \
         if "detector" in top else DetectorConfig()
-    if "web" in top and web.enabled and not is_loopback(web.host) and not web.token:
+    if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
+            and "web.token" not in v.nodes):  # a token given but invalid is reported already
         v.problem(top["web"][1], "web.token", f"is required when web.host is {web.host!r} (not "
                   "loopback): set web.token (e.g. token: \"${LIVEFACES_TOKEN}\") or bind 127.0.0.1")
     if v.problems:
