@@ -226,6 +226,18 @@ def test_port_override_out_of_range():
     _one_line_error(r, "--port: must be <= 65535")
 
 
+def test_provider_serve_would_refuse_is_refused_by_check_config(tmp_path):
+    from livefaces.detect.runtime import available_providers
+
+    f = tmp_path / "cams.yaml"
+    f.write_text("cameras:\n  a: rtsp://h/x\ndetector:\n  providers: cuda\n")
+    r = run_cli("serve", "--config", str(f), "--check-config", timeout=60)
+    if "CUDAExecutionProvider" in available_providers():  # a GPU build: cuda is fine here
+        assert r.returncode == 0, r.stderr
+    else:
+        _one_line_error(r, f"{f}:4: detector.providers: ", "CUDAExecutionProvider not available")
+
+
 def test_all_cameras_disabled_is_refused_by_check_config(tmp_path):
     f = tmp_path / "cams.yaml"
     f.write_text("cameras:\n  a:\n    url: rtsp://h/x\n    enabled: false\n")

@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         w = cfg.web
         print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
         if cfg.mqtt:
-            print(f"  mqtt: {cfg.mqtt.host}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
+            mhost = f"[{cfg.mqtt.host}]" if ":" in cfg.mqtt.host else cfg.mqtt.host  # IPv6
+            print(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
         return EXIT_OK
 
     from ..serve.app import CameraServer

@@ -397,10 +397,10 @@ def _join(path: str, key: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None, *,
-                check_files: bool = False) -> ServeConfig:
+                check_machine: bool = False) -> ServeConfig:
     """Read and validate a serve config file; raises :class:`ConfigError` listing every mistake.
 
-    Files bigger than :data:`MAX_FILE_BYTES` are refused unread. ``check_files``: see
+    Files bigger than :data:`MAX_FILE_BYTES` are refused unread. ``check_machine``: see
     :func:`parse_config`.
     """
     p = Path(path)
@@ -413,17 +413,18 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"{p}: cannot read the file ({e.__class__.__name__}: {e})"]) from e
-    return parse_config(text, filename=str(p), env=env, check_files=check_files)
+    return parse_config(text, filename=str(p), env=env, check_machine=check_machine)
 
 
 def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] | None = None,
-                 check_files: bool = False) -> ServeConfig:
+                 check_machine: bool = False) -> ServeConfig:
     """Validate YAML ``text``; ``filename`` is used in the messages.
 
     Camera URLs are checked with :func:`livefaces.sources.source_problem`, the check
     :func:`~livefaces.sources.open_source` makes: the scheme, that the URL parses, and with
-    ``check_files`` that the files and folders of enabled cameras exist (relative paths
-    against the current directory, as ``serve`` opens them).
+    ``check_machine`` that the files and folders of enabled cameras exist (relative paths
+    against the current directory, as ``serve`` opens them). ``check_machine`` also checks
+    that ``detector.providers`` is in this ONNX Runtime build (imports onnxruntime).
     """
     v = _Validator(filename, dict(os.environ) if env is None else env)
     try:
@@ -467,7 +468,7 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
                 vals = v.fields(vnode, cpath, CAMERA_FIELDS, required=("url",), at=knode)
             if "url" in vals:
                 cam = CameraConfig(name=name, **{**defaults, **vals})
-                bad = source_problem(cam.url, must_exist=check_files and cam.enabled)
+                bad = source_problem(cam.url, must_exist=check_machine and cam.enabled)
                 if bad:
                     v.problem(v.nodes.get(f"{cpath}.url"), f"{cpath}.url",
                               f"{bad} (got {_redact_source(cam.url)!r})")
@@ -483,6 +484,14 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
             mqtt = MqttConfig(**mvals)
     det = DetectorConfig(**v.fields(top["detector"][1], "detector", DETECTOR_FIELDS)) \
         if "detector" in top else DetectorConfig()
+    if check_machine and det.providers is not None:
+        from ..detect.runtime import choose_providers
+        from ..errors import ProviderError
+
+        try:  # the check the detector makes at start, without loading any model
+            choose_providers(det.providers)
+        except ProviderError as e:
+            v.problem(v.nodes.get("detector.providers"), "detector.providers", str(e))
     if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
             and "web.token" not in v.nodes):  # a token given but invalid is reported already
         v.problem(top["web"][1], "web.token", f"is required when web.host is {web.host!r} (not "
@@ -493,7 +502,7 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
 
 
 def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = 20.0,
-                        check_files: bool = False) -> ServeConfig:
+                        check_machine: bool = False) -> ServeConfig:
     """A config from command-line ``[NAME=]URL`` items (names default to ``cam1``, ``cam2``...).
 
     Sources are checked like camera URLs in :func:`parse_config`; messages name the camera.
@@ -512,7 +521,7 @@ def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face
             name, url = head, rest
         if any(c.name == name for c in cams):
             problems.append(f"source {i}: camera name {name!r} given twice")
-        bad = source_problem(url, must_exist=check_files)
+        bad = source_problem(url, must_exist=check_machine)
         if bad:
             problems.append(f"source {i} (camera {name}): {bad} (got {_redact_source(url)!r})")
         cams.append(CameraConfig(name=name, url=url, detect_fps=detect_fps, min_face_size=min_face_size))
@@ -564,10 +573,10 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
     cfg: ServeConfig | None = None
     try:  # go on after problems here: the overrides below are checked too, all reported at once
         if config_file is not None:
-            cfg = load_config(config_file, env, check_files=True)
+            cfg = load_config(config_file, env, check_machine=True)
         else:
             cfg = config_from_sources(list(sources or []), detect_fps=detect_fps,
-                                      min_face_size=min_face_size, check_files=True)
+                                      min_face_size=min_face_size, check_machine=True)
     except ConfigError as e:
         problems += e.problems
 
