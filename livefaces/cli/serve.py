@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -58,39 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    import dataclasses
+    """The validated config: the same call for --check-config and for starting (no drift)."""
+    from ..serve.config import build_config
 
-    from ..serve.config import (
-        ConfigError,
-        MqttConfig,
-        config_from_sources,
-        is_loopback,
-        load_config,
-    )
-
-    if args.config and args.sources:
-        raise ConfigError(["give either --config FILE or [NAME=]URL sources, not both"])
-    if args.config:
-        cfg = load_config(args.config)
-    else:
-        cfg = config_from_sources(args.sources, detect_fps=args.detect_fps, min_face_size=args.min_face)
-    web = cfg.web
-    token = args.token or web.token or os.environ.get("LIVEFACES_TOKEN") or None
-    web = dataclasses.replace(web, host=args.host or web.host,
-                              port=web.port if args.port is None else args.port, token=token)
-    if web.enabled and not is_loopback(web.host) and not web.token:
-        raise ConfigError([f"binding {web.host} (not loopback) needs an access token: set "
-                           "LIVEFACES_TOKEN, --token or web.token, or bind 127.0.0.1"])
-    mqtt = cfg.mqtt
-    if args.mqtt:
-        host, sep, port = args.mqtt.rpartition(":")
-        if not sep:
-            host, port = args.mqtt, "1883"
-        try:
-            mqtt = MqttConfig(host=host, port=int(port))
-        except ValueError as e:
-            raise ConfigError([f"--mqtt {args.mqtt!r}: expected HOST or HOST:PORT"]) from e
-    return dataclasses.replace(cfg, web=web, mqtt=mqtt)
+    return build_config(args.config, args.sources, detect_fps=args.detect_fps,
+                        min_face_size=args.min_face, host=args.host, port=args.port,
+                        token=args.token, mqtt=args.mqtt)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,15 +85,18 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return EXIT_SETUP
     if args.check_config:
+        from ..sources.redact import redact_url
+
         print(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)")
         for c in cfg.cameras:
             state = "enabled " if c.enabled else "disabled"
             print(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face {c.min_face_size:g} px  "
-                  f"{c.safe_url}")
+                  f"{redact_url(c.url)}")
         w = cfg.web
         print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
         if cfg.mqtt:
-            print(f"  mqtt: {cfg.mqtt.host}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
+            mhost = f"[{cfg.mqtt.host}]" if ":" in cfg.mqtt.host else cfg.mqtt.host  # IPv6
+            print(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
         return EXIT_OK
 
     from ..serve.app import CameraServer

@@ -27,6 +27,7 @@ Only PyYAML is used: its composed node tree carries the line of every key and va
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable
@@ -38,6 +39,11 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from ..errors import LiveFacesError
+from ..sources import source_problem
+from ..sources.redact import redact_url as _redact_source
+
+#: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
+MAX_FILE_BYTES = 1 << 20
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -50,8 +56,10 @@ class ConfigError(LiveFacesError, ValueError):
         # in file order, so the messages read top to bottom like the file
         self.problems = sorted(problems, key=_line_of)
         n = len(self.problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in the configuration"
-        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+        if n == 1:  # one line, like every other error of the CLI
+            super().__init__(self.problems[0])
+        else:
+            super().__init__(f"{n} problems in the configuration:\n  " + "\n  ".join(self.problems))
 
 
 def _line_of(problem: str) -> int:
@@ -201,6 +209,8 @@ def _num(lo: float | None = None, hi: float | None = None, *, integer: bool = Fa
         kind = "an integer" if integer else "a number"
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             return None, f"must be {kind}"
+        if not math.isfinite(v):  # .nan passes every comparison below; .inf is no setting either
+            return None, "must be a finite number"
         if lo is not None and (v <= lo if lo_open else v < lo):
             return None, f"must be {'>' if lo_open else '>='} {lo:g}"
         if hi is not None and v > hi:
@@ -209,13 +219,15 @@ def _num(lo: float | None = None, hi: float | None = None, *, integer: bool = Fa
     return conv
 
 
-def _str(*, allow_empty: bool = False, pattern: re.Pattern[str] | None = None, hint: str = ""
-         ) -> Callable[[Any], tuple[Any, str | None]]:
+def _str(*, allow_empty: bool = False, pattern: re.Pattern[str] | None = None, hint: str = "",
+         no_space: bool = False) -> Callable[[Any], tuple[Any, str | None]]:
     def conv(v: Any) -> tuple[Any, str | None]:
         if not isinstance(v, str):
             return None, "must be a string" + (f" ({hint})" if hint else "")
-        if not allow_empty and not v:
-            return None, "must not be empty"
+        if no_space and v.strip() and any(c.isspace() for c in v):
+            return None, "must not contain spaces" + (f" ({hint})" if hint else "")
+        if not allow_empty and not v.strip():
+            return None, "must not be empty or only spaces"
         if pattern is not None and not pattern.match(v):
             return None, f"must match {pattern.pattern}" + (f" ({hint})" if hint else "")
         return v, None
@@ -238,7 +250,8 @@ def _choice(*options: str) -> Callable[[Any], tuple[Any, str | None]]:
 
 def _thresholds(v: Any) -> tuple[Any, str | None]:
     if (not isinstance(v, list) or len(v) != 3
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1 for x in v)):
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                       and 0 < x < 1 for x in v)):
         return None, "must be a list of 3 numbers between 0 and 1 (P-Net, R-Net, O-Net)"
     return tuple(float(x) for x in v), None
 
@@ -250,22 +263,22 @@ def _optional(conv: Callable[[Any], tuple[Any, str | None]]) -> Callable[[Any], 
 
 
 CAMERA_FIELDS = {
-    "url": _str(hint="rtsp://..., a video file, or webcam:N"),
+    "url": _str(hint="rtsp://..., a video file, an image folder or a webcam number"),
     "detect_fps": _num(0, 60, lo_open=True),
     "min_face_size": _num(12, 4096),
     "enabled": _bool,
 }
 DEFAULT_FIELDS = {k: v for k, v in CAMERA_FIELDS.items() if k != "url"}
 WEB_FIELDS = {
-    "host": _str(),
+    "host": _str(no_space=True),
     "port": _num(0, 65535, integer=True),
-    "token": _optional(_str()),
+    "token": _optional(_str(no_space=True, hint="it is sent in an HTTP header")),
     "stream_fps": _num(0, 30, lo_open=True),
     "jpeg_quality": _num(10, 100, integer=True),
     "enabled": _bool,
 }
 MQTT_FIELDS = {
-    "host": _str(),
+    "host": _str(no_space=True),
     "port": _num(1, 65535, integer=True),
     "username": _optional(_str()),
     "password": _optional(_str()),
@@ -283,11 +296,29 @@ DETECTOR_FIELDS = {
 TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector")
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (``*name``).
+
+    Aliases let a few lines stand for an exponentially large value ("billion laughs"); nothing
+    in this file format needs them (``defaults:`` shares camera settings), so the composer
+    refuses the first one with its line instead of expanding anything.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):  # type: ignore[no-untyped-call]
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not supported; write the value "
+                "out (settings shared by all cameras go under 'defaults:')", event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[no-untyped-call,no-any-return]
+
+
 class _Validator:
     def __init__(self, filename: str, env: dict[str, str]):
         self.filename = filename
         self.env = env
         self.problems: list[str] = []
+        self.nodes: dict[str, yaml.Node] = {}  # dotted field -> its value node (for lines)
 
     def problem(self, node: yaml.Node | None, path: str, msg: str) -> None:
         line = f"{node.start_mark.line + 1}" if node is not None else "?"
@@ -337,6 +368,7 @@ class _Validator:
             if key not in spec:
                 self.problem(knode, fpath, "unknown setting (allowed: " + ", ".join(spec) + ")")
                 continue
+            self.nodes[fpath] = vnode
             try:
                 raw = self.value(vnode)
             except yaml.YAMLError as e:
@@ -350,7 +382,7 @@ class _Validator:
             if err:
                 shown = "<hidden>" if key in ("password", "token") else repr(raw)
                 if key == "url" and isinstance(raw, str):
-                    shown = repr(redact_url(raw))
+                    shown = repr(_redact_source(raw))
                 self.problem(vnode, fpath, f"{err} (got {shown})")
                 continue
             out[key] = val
@@ -364,22 +396,41 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> ServeConfig:
-    """Read and validate a serve config file; raises :class:`ConfigError` listing every mistake."""
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None, *,
+                check_machine: bool = False) -> ServeConfig:
+    """Read and validate a serve config file; raises :class:`ConfigError` listing every mistake.
+
+    Files bigger than :data:`MAX_FILE_BYTES` are refused unread. ``check_machine``: see
+    :func:`parse_config`.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded: also safe for /dev/zero or a pipe
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError([f"{p}: the file is bigger than {MAX_FILE_BYTES >> 20} MiB; "
+                               "is it really a livefaces configuration?"])
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"{p}: cannot read the file ({e.__class__.__name__}: {e})"]) from e
-    return parse_config(text, filename=str(p), env=env)
+    return parse_config(text, filename=str(p), env=env, check_machine=check_machine)
 
 
-def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] | None = None
-                 ) -> ServeConfig:
-    """Validate YAML ``text``; ``filename`` is used in the messages."""
+def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] | None = None,
+                 check_machine: bool = False) -> ServeConfig:
+    """Validate YAML ``text``; ``filename`` is used in the messages.
+
+    Camera URLs are checked with :func:`livefaces.sources.source_problem`, the check
+    :func:`~livefaces.sources.open_source` makes: the scheme, that the URL parses, and with
+    ``check_machine`` that the files and folders of enabled cameras exist (relative paths
+    against the current directory, as ``serve`` opens them). ``check_machine`` also checks
+    that ``detector.providers`` is in this ONNX Runtime build (imports onnxruntime).
+    """
     v = _Validator(filename, dict(os.environ) if env is None else env)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_NoAliasLoader)
+    except RecursionError as e:
+        raise ConfigError([f"{filename}: not valid YAML: nested too deeply"]) from e
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = mark.line + 1 if mark is not None else "?"
@@ -416,7 +467,14 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
             else:
                 vals = v.fields(vnode, cpath, CAMERA_FIELDS, required=("url",), at=knode)
             if "url" in vals:
-                cameras.append(CameraConfig(name=name, **{**defaults, **vals}))
+                cam = CameraConfig(name=name, **{**defaults, **vals})
+                bad = source_problem(cam.url, must_exist=check_machine and cam.enabled)
+                if bad:
+                    v.problem(v.nodes.get(f"{cpath}.url"), f"{cpath}.url",
+                              f"{bad} (got {_redact_source(cam.url)!r})")
+                cameras.append(cam)
+        if cameras and not any(c.enabled for c in cameras):
+            v.problem(cnode, "cameras", "every camera is disabled (enabled: false); enable one")
     web = WebConfig(**v.fields(top["web"][1], "web", WEB_FIELDS)) if "web" in top else WebConfig()
     mqtt = None
     if "mqtt" in top:
@@ -426,7 +484,16 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
             mqtt = MqttConfig(**mvals)
     det = DetectorConfig(**v.fields(top["detector"][1], "detector", DETECTOR_FIELDS)) \
         if "detector" in top else DetectorConfig()
-    if "web" in top and web.enabled and not is_loopback(web.host) and not web.token:
+    if check_machine and det.providers is not None:
+        from ..detect.runtime import choose_providers
+        from ..errors import ProviderError
+
+        try:  # the check the detector makes at start, without loading any model
+            choose_providers(det.providers)
+        except ProviderError as e:
+            v.problem(v.nodes.get("detector.providers"), "detector.providers", str(e))
+    if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
+            and "web.token" not in v.nodes):  # a token given but invalid is reported already
         v.problem(top["web"][1], "web.token", f"is required when web.host is {web.host!r} (not "
                   "loopback): set web.token (e.g. token: \"${LIVEFACES_TOKEN}\") or bind 127.0.0.1")
     if v.problems:
@@ -434,10 +501,18 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
     return ServeConfig(cameras=tuple(cameras), web=web, mqtt=mqtt, detector=det, source=filename)
 
 
-def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = 20.0
-                        ) -> ServeConfig:
-    """A config from command-line ``[NAME=]URL`` items (names default to ``cam1``, ``cam2``...)."""
+def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = 20.0,
+                        check_machine: bool = False) -> ServeConfig:
+    """A config from command-line ``[NAME=]URL`` items (names default to ``cam1``, ``cam2``...).
+
+    Sources are checked like camera URLs in :func:`parse_config`; messages name the camera.
+    """
     problems: list[str] = []
+    for flag, value, conv in (("--detect-fps", detect_fps, CAMERA_FIELDS["detect_fps"]),
+                              ("--min-face", min_face_size, CAMERA_FIELDS["min_face_size"])):
+        _, err = conv(value)
+        if err:
+            problems.append(f"{flag}: {err} (got {value!r})")
     cams: list[CameraConfig] = []
     for i, item in enumerate(sources, 1):
         name, url = f"cam{i}", item
@@ -446,11 +521,101 @@ def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face
             name, url = head, rest
         if any(c.name == name for c in cams):
             problems.append(f"source {i}: camera name {name!r} given twice")
-        if not url:
-            problems.append(f"source {i}: empty URL")
+        bad = source_problem(url, must_exist=check_machine)
+        if bad:
+            problems.append(f"source {i} (camera {name}): {bad} (got {_redact_source(url)!r})")
         cams.append(CameraConfig(name=name, url=url, detect_fps=detect_fps, min_face_size=min_face_size))
     if not cams:
         problems.append("no cameras: give --config FILE or one or more [NAME=]URL sources")
     if problems:
         raise ConfigError(problems)
     return ServeConfig(cameras=tuple(cams))
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]``, ``[IPv6]:PORT`` or a bare IPv6 address -> (host, port).
+
+    Raises ``ValueError`` (one line) for a malformed item or a port that is not a number.
+    """
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("expected HOST, HOST:PORT or [IPv6]:PORT")
+        port = rest[1:] if rest else str(default_port)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:  # a plain host name, or an IPv6 address without a port
+        host, port = text, str(default_port)
+    if not port.isdigit():  # int() would also take ' 1_0 ' and '+5'
+        raise ValueError(f"the port must be a number (got {port!r})")
+    return host, int(port)
+
+
+def build_config(config_file: str | os.PathLike[str] | None = None, sources: list[str] | None = None, *,
+                 detect_fps: float = 5.0, min_face_size: float = 20.0, host: str | None = None,
+                 port: int | None = None, token: str | None = None, mqtt: str | None = None,
+                 env: dict[str, str] | None = None) -> ServeConfig:
+    """The one validation path of ``livefaces serve``: ``--check-config`` and starting the server
+    both call this, so a configuration that checks out is one ``serve`` accepts.
+
+    Reads ``config_file`` (or builds a config from ``sources``), applies the command-line
+    overrides (``host``, ``port``, ``token``, ``mqtt`` as ``HOST[:PORT]``), checks them with the
+    same rules as the file, checks that the files of enabled cameras exist, and that a
+    non-loopback bind has a token (``token``, ``web.token``, or ``$LIVEFACES_TOKEN`` in ``env``).
+    Raises :class:`ConfigError` listing every problem.
+    """
+    import dataclasses
+
+    env = dict(os.environ) if env is None else env
+    if config_file is not None and sources:
+        raise ConfigError(["give either --config FILE or [NAME=]URL sources, not both"])
+    problems: list[str] = []
+    cfg: ServeConfig | None = None
+    try:  # go on after problems here: the overrides below are checked too, all reported at once
+        if config_file is not None:
+            cfg = load_config(config_file, env, check_machine=True)
+        else:
+            cfg = config_from_sources(list(sources or []), detect_fps=detect_fps,
+                                      min_face_size=min_face_size, check_machine=True)
+    except ConfigError as e:
+        problems += e.problems
+
+    def check(flag: str, conv: Callable[[Any], tuple[Any, str | None]], value: Any, secret: bool = False
+              ) -> Any:
+        val, err = conv(value)
+        if err:
+            problems.append(f"{flag}: {err} (got {'<hidden>' if secret else repr(value)})")
+        return val
+
+    # web settings of a file with mistakes are unknown: then no token check on them
+    web = cfg.web if cfg is not None else WebConfig(enabled=config_file is None)
+    if host is not None:
+        web = dataclasses.replace(web, host=check("--host", WEB_FIELDS["host"], host))
+    if port is not None:
+        web = dataclasses.replace(web, port=check("--port", WEB_FIELDS["port"], port))
+    if token is not None:
+        web = dataclasses.replace(web, token=check("--token", WEB_FIELDS["token"], token, True))
+    elif not web.token and env.get("LIVEFACES_TOKEN"):
+        web = dataclasses.replace(web, token=check("$LIVEFACES_TOKEN", WEB_FIELDS["token"],
+                                                   env["LIVEFACES_TOKEN"], True))
+    token_bad = any(m.startswith(("--token", "$LIVEFACES_TOKEN")) for m in problems)
+    if web.enabled and web.host and not is_loopback(web.host) and not web.token and not token_bad:
+        problems.append(f"binding {web.host} (not loopback) needs an access token: set "
+                        "LIVEFACES_TOKEN, --token or web.token, or bind 127.0.0.1")
+    mq = cfg.mqtt if cfg is not None else None
+    if mqtt is not None:
+        try:
+            mhost, mport = parse_host_port(mqtt, 1883)
+        except ValueError as e:
+            problems.append(f"--mqtt: {e}; expected HOST or HOST:PORT (got {mqtt!r})")
+        else:
+            h, e1 = MQTT_FIELDS["host"](mhost)
+            p, e2 = MQTT_FIELDS["port"](mport)
+            for err in (e1, e2):
+                if err:
+                    problems.append(f"--mqtt: {'host' if err is e1 else 'port'} {err} (got {mqtt!r})")
+            if not (e1 or e2):
+                mq = MqttConfig(host=h, port=p)
+    if problems or cfg is None:
+        raise ConfigError(problems)
+    return dataclasses.replace(cfg, web=web, mqtt=mq)

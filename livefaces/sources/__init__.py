@@ -16,6 +16,7 @@ Sources only produce frames; threads, buffering, reconnecting and the stall watc
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -24,10 +25,13 @@ from ..errors import SourceError
 from ..types import Frame
 from .redact import redact_text, redact_url
 
-__all__ = ["FrameSource", "open_source", "redact_url", "redact_text", "NETWORK_SCHEMES"]
+__all__ = ["FrameSource", "open_source", "source_problem", "redact_url", "redact_text",
+           "NETWORK_SCHEMES"]
 
 #: URL schemes handed to FFmpeg
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "rtmps")
+# "scheme:" without "//" (two letters at least, so "C:\\clip.mp4" is a path)
+_SCHEME_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 @runtime_checkable
@@ -77,6 +81,9 @@ def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", l
 
         return WebcamSource(spec)
     s = os.fspath(spec)
+    problem = source_problem(s)
+    if problem is not None:
+        raise SourceError(f"{redact_url(s)}: {problem}")
     if s.isdigit() or s.startswith("/dev/video"):
         from .webcam import WebcamSource
 
@@ -86,13 +93,9 @@ def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", l
 
         return SyntheticSource.from_spec(s, realtime=realtime)
     if "://" in s:
-        scheme = urlsplit(s).scheme.lower()
-        if scheme == "file":
-            s = urlsplit(s).path
-        elif scheme not in NETWORK_SCHEMES:
-            raise SourceError(
-                f"{redact_url(s)}: unsupported URL scheme {scheme!r}; use rtsp://, rtsps://, "
-                f"http://, https://, a video file, an image folder or a webcam number")
+        parts = urlsplit(s)
+        if parts.scheme.lower() == "file":
+            s = parts.path
         else:
             if transport not in ("tcp", "udp"):
                 raise SourceError(f"transport must be 'tcp' or 'udp', got {transport!r}")
@@ -104,9 +107,54 @@ def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", l
         from .images import ImageFolderSource
 
         return ImageFolderSource(p, loop=loop, realtime=realtime)
-    if not p.exists():
-        raise SourceError(f"{s}: no such file or folder; check the path (or give a URL or a "
-                          f"webcam number)")
     from .stream import FileSource
 
     return FileSource(p, loop=loop, realtime=realtime, options=options)
+
+
+def source_problem(spec: str, *, must_exist: bool = True) -> str | None:
+    """Why ``spec`` can never work as a source (one line, what to do), or ``None`` if it may.
+
+    The one check of source specs: :func:`open_source` refuses exactly what this reports, and
+    ``livefaces serve --check-config`` uses it too, so checking and starting cannot disagree.
+    It does not open anything (a camera that is off is not a problem here; capture retries).
+
+    Args:
+        spec: as for :func:`open_source`. The answer never contains the spec itself, so
+            callers decide how to show it (redacted: see :func:`redact_url`).
+        must_exist: report files and folders that do not exist (``False``: only the syntax).
+    """
+    if not spec.strip():
+        return "empty source; give a URL, a video file, an image folder or a webcam number"
+    if spec.isdigit() or spec.startswith("/dev/video") or spec.startswith("synthetic:"):
+        return None
+    path = spec
+    if "://" in spec:
+        # the parser's own messages can quote part of a password ("...as 'pw'"): not shown
+        hint = ("; a '@', ':', '/', '?' or '#' inside a user name or password must be written "
+                "%40, %3A, %2F, %3F or %23")
+        try:
+            parts = urlsplit(spec)
+        except ValueError:
+            return "not a valid URL (the [ ] around an IPv6 address do not match)" + hint
+        try:
+            parts.port  # noqa: B018  (parsing it raises ValueError unless it is 0-65535)
+        except ValueError:
+            return "not a valid URL (the port is not a number from 0 to 65535)" + hint
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            path = parts.path
+        elif scheme not in NETWORK_SCHEMES:
+            return (f"unsupported URL scheme {scheme!r}; use rtsp://, rtsps://, http://, https://, "
+                    f"rtmp://, a video file, an image folder or a webcam number")
+        elif not parts.hostname:
+            return "the URL has no host; expected SCHEME://[USER:PASSWORD@]HOST[:PORT]/PATH"
+        else:
+            return None
+    elif _SCHEME_ONLY.match(spec) and not Path(spec).exists():  # "javascript:...", "webcam:0"
+        return (f"unsupported URL scheme {spec.split(':', 1)[0].lower()!r} (and no file of that "
+                f"name); use rtsp://, rtsps://, http://, https://, rtmp://, a video file, an image "
+                f"folder or a webcam number")
+    if must_exist and not Path(path).exists():
+        return "no such file or folder; check the path (or give a URL or a webcam number)"
+    return None

@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 SECRET_PARAMS = ("pass", "pwd", "token", "key", "secret", "auth", "sig", "credential", "session")
 
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
+_SECRET_PARAM_RE = re.compile(
+    r"(?i)([?&;](?:[^=&;#]*(?:" + "|".join(SECRET_PARAMS) + r"))[^=&;#]*=)[^&;#]*")
 
 
 def redact_url(url: str) -> str:
@@ -17,23 +19,38 @@ def redact_url(url: str) -> str:
     >>> redact_url("rtsp://admin:hunter2@cam.local:554/stream1?token=abc&ch=1")
     'rtsp://***@cam.local:554/stream1?token=***&ch=1'
 
-    Strings that are not URLs (file paths, webcam numbers) come back unchanged.
+    Robust on purpose: everything between ``://`` and the *last* ``@`` is masked before the
+    URL is parsed at all, so a password survives neither a URL that cannot be parsed
+    (``rtsp://u:pw@[::1/x``) nor one whose password holds a raw ``/``, ``?`` or ``#``
+    (which a URL parser would read as the start of the path). The price: a URL with an ``@``
+    in its path shows less than it could, never more.
+
+    >>> redact_url("rtsp://u:pw@[::1/x")
+    'rtsp://***@[::1/x'
+
+    Strings that are not URLs (file paths, webcam numbers) come back unchanged, unless they
+    look like credentials with the scheme forgotten (``user:pw@host/...``).
     """
-    if "://" not in url:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        at = url.rfind("@")
+        if at > 0 and ":" in url[:at]:  # "user:pw@host/..." with the scheme forgotten
+            return "***" + url[at:]
         return url
+    at = rest.rfind("@")
+    if at >= 0:
+        rest = "***@" + rest[at + 1:]
+    masked = f"{scheme}://{rest}"
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
+        parts = urlsplit(masked)
+    except ValueError:  # cannot be parsed: mask secret-looking query values textually
+        return _SECRET_PARAM_RE.sub(r"\1***", masked)
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if any(s in k.lower() for s in SECRET_PARAMS) else v)
                            for k, v in pairs], safe="*/:")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def redact_text(text: str, secret_url: str | None = None) -> str:
