@@ -34,9 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import cv2
-
 from .capture import CaptureOptions, CaptureWorker
+from .detect.rescale import detect_scaled
 from .errors import SourceError
 from .events import (
     FACE_APPEARED,
@@ -452,14 +451,11 @@ class Pipeline:
                 and self._clock() - self._started_at >= self.duration)
 
     def _detect(self, frames: list[Frame]) -> list[Faces]:
-        scales = [self.policy.scale * self.source_scale.get(f.source, 1.0) for f in frames]
-        images = [f.image if s >= 0.999 else
-                  cv2.resize(f.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-                  for f, s in zip(frames, scales, strict=True)]
+        scales = [min(1.0, self.policy.scale * self.source_scale.get(f.source, 1.0)) for f in frames]
         t0 = self._clock()
-        found = self.detector.detect_batch(images)
+        found = detect_scaled(self.detector, [f.image for f in frames], scales)
         self.policy.observe(self._clock() - t0)
-        return [f if s >= 0.999 else f.scaled(1.0 / s) for f, s in zip(found, scales, strict=True)]
+        return found
 
     def _loop(self) -> None:
         try:

@@ -265,14 +265,15 @@ def test_redact_url_never_shows_the_password(url):
 
 
 def test_redact_url_keeps_what_is_safe():
-    assert redact_url(f"rtsp://u:{PW}@[::1/x") == "rtsp://***@[::1/x"
+    assert redact_url(f"rtsp://u:{PW}@[::1/x") == "rtsp://u:***@[::1/x"
+    assert redact_url(f"rtsp://u:{PW}/x@h/x") == "rtsp://u:***@h/x"  # serve's page shows this too
     assert redact_url("rtsp://cam.local:554/s1?ch=1") == "rtsp://cam.local:554/s1?ch=1"
     assert redact_url("/videos/clip.mp4") == "/videos/clip.mp4"
 
 
 def test_watch_malformed_url_is_one_line_exit_3_without_password():
     r = run_cli("watch", f"rtsp://u:{PW}@[::1/x", timeout=60)
-    _one_line_error(r, "rtsp://***@[::1/x: not a valid URL")
+    _one_line_error(r, "rtsp://u:***@[::1/x: not a valid URL")
 
 
 @pytest.mark.parametrize("case, url, needle", BAD_SOURCES, ids=[c[0] for c in BAD_SOURCES])

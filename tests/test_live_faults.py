@@ -146,7 +146,7 @@ def test_html_page_is_not_a_video_exit_3(tmp_path, login_server, path, retry):
     assert r.returncode == 3, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("livefaces: error: http://***@127.0.0.1:")
+    assert lines[0].startswith("livefaces: error: http://admin:***@127.0.0.1:")
     assert f"{path}: not a video stream (the server sent text/html)" in lines[0]
     assert "secret" not in r.stderr + ev.read_text()
     statuses = [e["after"] for e in read_events(ev) if e["type"] == "source.status"]

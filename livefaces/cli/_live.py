@@ -76,9 +76,14 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "the image the detector sees when needed (default: 100)")
     g = p.add_argument_group("output and limits")
     g.add_argument("--record", type=Path, metavar="OUT.mp4",
-                   help="write an annotated MP4 (finalised and playable after Ctrl-C)")
+                   help="write an annotated MP4: OUT.part.mp4 while recording (fragmented, a "
+                        "keyframe every second), renamed to OUT.mp4 when finalised (Ctrl-C, end, "
+                        "--duration); after a crash or kill -9, OUT.part.mp4 plays up to about "
+                        "1 s before it")
     g.add_argument("--snapshots", type=Path, metavar="DIR",
-                   help="save a crop of each new face (with a margin) into DIR")
+                   help="save one crop per face track into DIR: its best view (largest, most "
+                        "confident, most frontal) over its first second; faces under 40 px are "
+                        "skipped")
     g.add_argument("--update-interval", type=float, default=1.0, metavar="S",
                    help="at most one face.updated event per face every S seconds (default: 1)")
     g.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")

@@ -32,11 +32,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..align import align_face, crop_box
 from ..avio import count_frames
+from ..detect import rescale
 from ..errors import ImageReadError, InputError, LiveFacesError, SourceError
 from ..imageio import read_image, write_image
 from ..types import Faces
@@ -250,12 +250,7 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions) -> set[str]:
 def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: queue.Queue,
                    stop: threading.Event) -> None:
     def small(rgb: np.ndarray) -> np.ndarray:
-        if options.resize == 1.0:
-            return rgb
-        h, w = rgb.shape[:2]
-        size = (max(1, round(w * options.resize)), max(1, round(h * options.resize)))
-        interp = cv2.INTER_AREA if options.resize < 1 else cv2.INTER_LINEAR
-        return cv2.resize(rgb, size, interpolation=interp)
+        return rescale.resize(rgb, options.resize)
 
     try:
         for inp in inputs:
@@ -448,9 +443,7 @@ def extract(
             found = iter(detect_batch([it.small for it in batch]) if batch else [])
             for it in items:
                 if isinstance(it, _Frame):
-                    faces = next(found)
-                    if options.resize != 1.0:
-                        faces = _to_original(faces, it)
+                    faces = rescale.to_original(next(found), it.small.shape, it.image.shape)
                     state.faces += len(faces)
                     state.current = it.inp.source
                     queued = _put(writer.queue, (it, faces), halt)
@@ -487,15 +480,3 @@ def _put_final(q: queue.Queue) -> None:
             return
         except queue.Full:
             continue
-
-
-def _to_original(faces: Faces, item: _Frame) -> Faces:
-    """Faces found on the resized frame, in original-frame pixels."""
-    sy = item.image.shape[0] / item.small.shape[0]
-    sx = item.image.shape[1] / item.small.shape[1]
-    scale = np.array([sx, sy], np.float32)
-    return Faces((faces.boxes.reshape(-1, 2, 2) * scale).reshape(-1, 4).astype(np.float32),
-                 faces.scores, (faces.landmarks * scale).astype(np.float32))
-
-
-__all__ = ["ExtractOptions", "ExtractReport", "Progress", "extract"]

@@ -34,13 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from ..errors import LiveFacesError
 from ..sources import source_problem
-from ..sources.redact import redact_url as _redact_source
+from ..sources.redact import redact_url
 
 #: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
 MAX_FILE_BYTES = 1 << 20
@@ -159,33 +158,6 @@ class ServeConfig:
 
 
 # --------------------------------------------------------------------------- secrets
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (the user name is kept, it helps).
-
-    >>> redact_url("rtsp://admin:hunter2@10.0.0.5:554/s1")
-    'rtsp://admin:***@10.0.0.5:554/s1'
-
-    Query parameters that look like secrets (``password``, ``pass``, ``pwd``, ``token``,
-    ``key``, ``secret``, ``auth``) are redacted too. Strings that are not URLs come back as is.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if not parts.scheme or not parts.netloc:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = parts.query
-    if query:
-        query = re.sub(r"(?i)(^|[&;])((?:pass(?:word)?|pwd|token|key|secret|auth)[^=&;]*)=[^&;]*",
-                       r"\1\2=***", query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def is_loopback(host: str) -> bool:
@@ -382,7 +354,7 @@ class _Validator:
             if err:
                 shown = "<hidden>" if key in ("password", "token") else repr(raw)
                 if key == "url" and isinstance(raw, str):
-                    shown = repr(_redact_source(raw))
+                    shown = repr(redact_url(raw))
                 self.problem(vnode, fpath, f"{err} (got {shown})")
                 continue
             out[key] = val
@@ -471,7 +443,7 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
                 bad = source_problem(cam.url, must_exist=check_machine and cam.enabled)
                 if bad:
                     v.problem(v.nodes.get(f"{cpath}.url"), f"{cpath}.url",
-                              f"{bad} (got {_redact_source(cam.url)!r})")
+                              f"{bad} (got {redact_url(cam.url)!r})")
                 cameras.append(cam)
         if cameras and not any(c.enabled for c in cameras):
             v.problem(cnode, "cameras", "every camera is disabled (enabled: false); enable one")
@@ -523,7 +495,7 @@ def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face
             problems.append(f"source {i}: camera name {name!r} given twice")
         bad = source_problem(url, must_exist=check_machine)
         if bad:
-            problems.append(f"source {i} (camera {name}): {bad} (got {_redact_source(url)!r})")
+            problems.append(f"source {i} (camera {name}): {bad} (got {redact_url(url)!r})")
         cams.append(CameraConfig(name=name, url=url, detect_fps=detect_fps, min_face_size=min_face_size))
     if not cams:
         problems.append("no cameras: give --config FILE or one or more [NAME=]URL sources")

@@ -8,16 +8,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 #: query parameters whose values are replaced by ``***`` (case-insensitive substrings)
 SECRET_PARAMS = ("pass", "pwd", "token", "key", "secret", "auth", "sig", "credential", "session")
 
+_PLAIN_USER = re.compile(r"[A-Za-z0-9._~%+-]{1,64}")
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 _SECRET_PARAM_RE = re.compile(
     r"(?i)([?&;](?:[^=&;#]*(?:" + "|".join(SECRET_PARAMS) + r"))[^=&;#]*=)[^&;#]*")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any user name/password and secret-looking query values replaced by ``***``.
+    """``url`` with any password and secret-looking query values replaced by ``***``.
 
     >>> redact_url("rtsp://admin:hunter2@cam.local:554/stream1?token=abc&ch=1")
-    'rtsp://***@cam.local:554/stream1?token=***&ch=1'
+    'rtsp://admin:***@cam.local:554/stream1?token=***&ch=1'
+
+    The user name is kept when it is a plain name followed by ``:`` (it tells which account
+    a camera uses); user info without a ``:`` may be a token (``https://TOKEN@host``) and is
+    masked whole.
 
     Robust on purpose: everything between ``://`` and the *last* ``@`` is masked before the
     URL is parsed at all, so a password survives neither a URL that cannot be parsed
@@ -26,7 +31,7 @@ def redact_url(url: str) -> str:
     in its path shows less than it could, never more.
 
     >>> redact_url("rtsp://u:pw@[::1/x")
-    'rtsp://***@[::1/x'
+    'rtsp://u:***@[::1/x'
 
     Strings that are not URLs (file paths, webcam numbers) come back unchanged, unless they
     look like credentials with the scheme forgotten (``user:pw@host/...``).
@@ -39,7 +44,9 @@ def redact_url(url: str) -> str:
         return url
     at = rest.rfind("@")
     if at >= 0:
-        rest = "***@" + rest[at + 1:]
+        user, colon, _secret = rest[:at].partition(":")
+        keep = f"{user}:" if colon and _PLAIN_USER.fullmatch(user) else ""
+        rest = f"{keep}***@{rest[at + 1:]}"
     masked = f"{scheme}://{rest}"
     try:
         parts = urlsplit(masked)
