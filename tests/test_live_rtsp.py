@@ -104,7 +104,7 @@ def test_outage_reconnects_without_restarting(server, tmp_path):
 
 
 def test_stalled_stream_triggers_watchdog(frames, tmp_path):
-    srv = RtspServer(frames, None, "--stall-after", "2").start()
+    srv = RtspServer(frames, None, "--stall-after", "4").start()
     ev = tmp_path / "ev.jsonl"
     try:
         p = popen_cli("watch", srv.url, "--events", str(ev), "--stall-timeout", "1.5",
