@@ -201,3 +201,18 @@ def test_wheel_preview_without_pygame_says_which_extra(installed, tmp_path):
              env={"PYTHONPATH": str(stub), "DISPLAY": ":99"})
     assert r.returncode == 3, r.stderr
     assert r.stderr.count("\n") == 1 and "'preview' extra" in r.stderr, r.stderr
+
+
+def test_wheel_doctor_flags_two_onnx_runtimes(installed, tmp_path):
+    """onnxruntime and onnxruntime-gpu both installed (as a later `pip install onnxruntime-gpu`
+    leaves them): doctor names the clash and the fix, and exits 3. The second build is simulated
+    by its package metadata, which is what doctor reads."""
+    bin_dir, work = installed
+    fake = tmp_path / "site" / "onnxruntime_gpu-1.31.1.dist-info"
+    fake.mkdir(parents=True)
+    (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxruntime-gpu\nVersion: 1.31.1\n")
+    r = _run([str(bin_dir / "livefaces"), "doctor"], cwd=work, env={"PYTHONPATH": str(tmp_path / "site")})
+    assert r.returncode == 3, r.stdout
+    assert re.search(r"^onnx runtime +onnxruntime \d\S*, onnxruntime-gpu 1\.31\.1$", r.stdout, re.M)
+    problem = [line for line in r.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert len(problem) == 1 and "pip uninstall -y onnxruntime onnxruntime-gpu" in problem[0]
