@@ -194,12 +194,8 @@ class CaptureWorker:
             if first:
                 first, self.delivered = False, True
                 self._set("connected")
-            if ring.policy == "drop_oldest":
-                ring.put(frame)
-            else:
-                while not ring.put(frame, timeout=0.2):
-                    if stop.is_set() or ring.closed:
-                        return
+            if not ring.put(frame, stop=stop) and ring.policy == "wait":
+                return  # stopped or closed while waiting for room
 
     def _backoff(self, failures: int) -> None:
         o = self.options

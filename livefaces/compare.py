@@ -1,6 +1,7 @@
 """Compare two sets of detections (e.g. livefaces against facenet-pytorch's MTCNN).
 
-Used by the fidelity tests and ``scripts/fidelity.py``; pure numpy.
+Used by the fidelity tests and ``scripts/fidelity.py``; pure numpy. ``iou_matrix`` lives in
+:mod:`livefaces.geometry` (re-exported here).
 """
 
 from __future__ import annotations
@@ -9,20 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import iou_matrix
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), xyxy → (N, M) float32
-    (0 where both boxes are empty)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)).astype(np.float32)
+__all__ = ["Agreement", "iou_matrix"]
 
 
 @dataclass

@@ -6,7 +6,8 @@ Two named drop policies:
   full the oldest item is discarded and counted in :attr:`RingBuffer.dropped`, so the newest
   frame always wins and a slow consumer never slows the decoder.
 * ``"wait"`` (files, image folders): :meth:`RingBuffer.put` waits (in timeout-bounded steps)
-  until there is room, so no frame of a file is lost; it gives up when the buffer is closed.
+  until there is room, so no frame of a file is lost; it gives up when the buffer is closed
+  or the ``stop`` event it is given is set.
 
 An optional shared :class:`threading.Condition` (``notify``) is notified on every put, so one
 consumer can wait on several buffers at once (the pipeline's detect loop does).
@@ -53,7 +54,6 @@ class RingBuffer(Generic[T]):
         self._closed = False
         self.dropped = 0
         """items discarded by ``drop_oldest`` since creation"""
-        self.put_count = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -63,9 +63,12 @@ class RingBuffer(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def put(self, item: T, timeout: float | None = None) -> bool:
-        """Add ``item``. Returns False if it was not added (buffer closed, or ``"wait"``
-        policy and still full after ``timeout`` seconds; ``None`` waits until room or close)."""
+    def put(self, item: T, timeout: float | None = None,
+            stop: threading.Event | None = None) -> bool:
+        """Add ``item``. Returns False if it was not added: the buffer is closed, or (``"wait"``
+        policy) it is still full after ``timeout`` seconds or when ``stop`` is set. ``None``
+        waits until room, close or ``stop``, in steps of at most 0.1 s (so a ``stop`` set
+        without touching the buffer is seen within 0.1 s)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._closed:
@@ -76,6 +79,8 @@ class RingBuffer(Generic[T]):
                     self.dropped += 1
             else:
                 while len(self._items) >= self.capacity and not self._closed:
+                    if stop is not None and stop.is_set():
+                        return False
                     left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
                     if left <= 0:
                         return False
@@ -83,7 +88,6 @@ class RingBuffer(Generic[T]):
                 if self._closed:
                     return False
             self._items.append(item)
-            self.put_count += 1
             self._not_empty.notify()
         self._wake()
         return True

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import iou_matrix
+from .geometry import iou_matrix
 from .types import Faces
 
 

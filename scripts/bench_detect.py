@@ -5,10 +5,11 @@
 
 Frames come from a real video with faces (default: facenet-pytorch's example video in
 ../shared/media), resized to 1920×1080, 1280×720 and 640×480. For every frame the two
-detectors run alternately (peer, livefaces, peer, …) with the same settings (min face 20,
-factor 0.709, thresholds 0.6/0.7/0.7) and the same number of threads. Prints a Markdown table
-of median milliseconds per frame and the speed ratio. The peer is the genuine facenet-pytorch
-package code; on machines without torchvision it runs through ../shared/peer/shim.
+detectors run alternately (peer, livefaces, peer, …) with the same settings (the defaults of
+livefaces/detect/options.py: min face 20, factor 0.709, thresholds 0.6/0.7/0.7) and the same
+number of threads. Prints a Markdown table of median milliseconds per frame and the speed
+ratio. The peer is the genuine facenet-pytorch package code; on machines without torchvision
+it runs through ../shared/peer/shim.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
+
+from livefaces.detect.options import FACTOR, MIN_FACE_SIZE, THRESHOLDS  # noqa: E402
+
 SIZES = [(1920, 1080), (1280, 720), (640, 480)]
 
 
@@ -57,7 +61,8 @@ def load_peer(threads: int):  # type: ignore[no-untyped-def]
         print(f"peer not importable: {e}", file=sys.stderr)
         return None
     torch.set_num_threads(threads)
-    return MTCNN(keep_all=True, min_face_size=20, factor=0.709, thresholds=[0.6, 0.7, 0.7], device="cpu")
+    return MTCNN(keep_all=True, min_face_size=MIN_FACE_SIZE, factor=FACTOR, thresholds=list(THRESHOLDS),
+                 device="cpu")
 
 
 def cpu_name() -> str:
@@ -82,7 +87,7 @@ def main() -> int:
     from livefaces import Detector
 
     cv2.setNumThreads(args.threads)
-    ours = Detector(min_face_size=20, factor=0.709, thresholds=(0.6, 0.7, 0.7), providers="cpu",
+    ours = Detector(min_face_size=MIN_FACE_SIZE, factor=FACTOR, thresholds=THRESHOLDS, providers="cpu",
                     threads=args.threads)
     peer = load_peer(args.threads)
     frames = load_frames(args.video, args.frames)

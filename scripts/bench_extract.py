@@ -33,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from livefaces.detect.options import MIN_FACE_SIZE  # noqa: E402
+
 DEFAULT_VIDEO = ROOT.parent / "shared/media/timesler__facenet-pytorch/examples/video.mp4"
 
 
@@ -101,11 +103,11 @@ def run_livefaces(videos: list[Path], args: argparse.Namespace, engine: str, dev
     from livefaces.extract import ExtractOptions, extract
 
     per_call = max(1, args.batch // args.stride)
-    det = make_engine(DetectorOptions(engine, device, min_face_size=args.min_face,
-                                      factor=args.factor, threads=args.threads))
-    opts = ExtractOptions(stride=args.stride, resize=args.resize, min_face_size=args.min_face,
-                          factor=args.factor, batch_size=per_call, margin=args.margin,
-                          crop_size=args.crop_size)
+    detector = DetectorOptions(engine, device, min_face_size=args.min_face, factor=args.factor,
+                               threads=args.threads)
+    det = make_engine(detector)
+    opts = ExtractOptions(stride=args.stride, resize=args.resize, detector=detector,
+                          batch_size=per_call, margin=args.margin, crop_size=args.crop_size)
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     report = extract(videos, out, opts, detector=det)
@@ -173,7 +175,7 @@ def main() -> int:
     p.add_argument("--stride", type=int, default=4)
     p.add_argument("--resize", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=60, help="video frames per batch (recipe: 60)")
-    p.add_argument("--min-face", type=float, default=20)
+    p.add_argument("--min-face", type=float, default=MIN_FACE_SIZE)
     p.add_argument("--factor", type=float, default=0.6, help="recipe: 0.6")
     p.add_argument("--margin", type=float, default=14, help="recipe: 14")
     p.add_argument("--crop-size", type=int, default=160)

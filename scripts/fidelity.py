@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from livefaces import Detector  # noqa: E402
 from livefaces.compare import Agreement  # noqa: E402
+from livefaces.detect.options import FACTOR, MIN_FACE_SIZE, THRESHOLDS  # noqa: E402
 from livefaces.imageio import read_image  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
-    det = Detector(min_face_size=20, factor=0.709, thresholds=(0.6, 0.7, 0.7))
+    det = Detector(min_face_size=MIN_FACE_SIZE, factor=FACTOR, thresholds=THRESHOLDS)
     total = Agreement()
     for line in (args.shared / "reference" / "facenet_pytorch_minface20.jsonl").read_text().splitlines():
         ref = json.loads(line)

@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 from livefaces.align import ARCFACE_TEMPLATE, align_face, alignment_matrix, crop_box
+from livefaces.detect.options import DetectorOptions
 from livefaces.extract import ExtractOptions, extract
 
 W, H = 480, 270
@@ -78,7 +79,8 @@ def assert_complete(out: Path) -> list[dict]:
 def test_extract_video_and_folder(detector, media, tmp_path):
     out = tmp_path / "faces"
     report = extract([media["clip"], media["photos"]], out,
-                     ExtractOptions(stride=2, resize=0.5, min_face_size=20, batch_size=5),
+                     ExtractOptions(stride=2, resize=0.5, detector=DetectorOptions(min_face_size=20),
+                                    batch_size=5),
                      detector=detector)
     assert (report.inputs, report.done, report.failed) == (4, 4, [])
     assert report.frames == 12 + 3

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..detect.options import DEVICES, ENGINES, DetectorOptions
+from ..errors import InputError
 from ..imageio import IMAGE_SUFFIXES, walk_files
+
+if TYPE_CHECKING:
+    from ..detect.engine import Engine
+
+log = logging.getLogger("livefaces.cli")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -40,27 +49,74 @@ def silence_stdout() -> None:
         pass
 
 
-def add_detector_arguments(p: argparse.ArgumentParser) -> None:
+def _device(value: str) -> str:
+    """argparse type of ``--device``: a bad value is a usage error (exit 2), like a bad choice."""
+    if value.split(":")[0] not in DEVICES or (":" in value and not value.split(":", 1)[1].isdigit()):
+        raise argparse.ArgumentTypeError(f"invalid device {value!r} (choose from auto, cpu, cuda, cuda:N)")
+    return value
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def add_detector_arguments(p: argparse.ArgumentParser, *, min_face_help: str | None = None) -> None:
+    """The detector flags every command shares; their defaults come from
+    :mod:`livefaces.detect.options` (the one home of them). Read them back with
+    :func:`detector_options` / :func:`make_detector`."""
+    d = DetectorOptions()
     g = p.add_argument_group("detector")
-    g.add_argument("--min-face", type=float, default=20, metavar="PX",
-                   help="smallest face to find, in input pixels (default: 20; larger is faster)")
-    g.add_argument("--factor", type=float, default=0.709, metavar="F",
-                   help="image pyramid step, 0<F<1 (default: 0.709; larger finds more, slower)")
-    g.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7),
-                   metavar=("P", "R", "O"),
-                   help="score thresholds of P-Net, R-Net, O-Net (default: 0.6 0.7 0.7)")
+    g.add_argument("--engine", choices=ENGINES, default=d.engine,
+                   help="onnx (ONNX Runtime) or torch (PyTorch, e.g. CUDA without onnxruntime-gpu); "
+                        "auto: a CUDA engine when one works, else onnx on CPU (default: auto)")
+    g.add_argument("--device", type=_device, default=d.device, metavar="{auto,cpu,cuda[:N]}",
+                   help="where the detector runs (default: auto); asking for cuda where no engine "
+                        "reaches one is an error; see 'livefaces doctor'")
     g.add_argument("--providers", choices=["cpu", "cuda"], default=None,
-                   help="ONNX Runtime provider (default: CUDA if available, else CPU); "
-                        "asking for cuda without onnxruntime-gpu is an error")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="ONNX Runtime threads (default: all cores)")
+                   help=argparse.SUPPRESS)  # deprecated alias of --device (before engines)
+    g.add_argument("--min-face", type=float, default=d.min_face_size, metavar="PX",
+                   help=min_face_help or f"smallest face to find, in input pixels (default: "
+                                         f"{_fmt(d.min_face_size)}; larger is faster)")
+    g.add_argument("--factor", type=float, default=d.factor, metavar="F",
+                   help=f"image pyramid step, 0<F<1 (default: {_fmt(d.factor)}; larger finds "
+                        f"more, slower)")
+    g.add_argument("--thresholds", type=float, nargs=3, default=d.thresholds,
+                   metavar=("P", "R", "O"),
+                   help="score thresholds of P-Net, R-Net, O-Net (default: "
+                        f"{' '.join(_fmt(t) for t in d.thresholds)})")
+    g.add_argument("--threads", type=int, default=d.threads, metavar="N",
+                   help="CPU threads of the detector (default: all cores)")
 
 
-def make_detector(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from ..detect import Detector
+def detector_options(args: argparse.Namespace) -> DetectorOptions:
+    """The :class:`DetectorOptions` of parsed :func:`add_detector_arguments` flags.
 
-    return Detector(min_face_size=args.min_face, thresholds=tuple(args.thresholds),
-                    factor=args.factor, providers=args.providers, threads=args.threads)
+    ``--providers`` (deprecated, hidden) means ``--engine onnx --device PROVIDER`` unless
+    those are given.
+    Raises :class:`~livefaces.errors.InputError` for values out of range (one line, exit 3).
+    """
+    engine, device = args.engine, args.device
+    providers = getattr(args, "providers", None)
+    if providers is not None:
+        # debug, not a warning: errors stay one line on stderr (scripts may parse them)
+        log.debug("--providers is deprecated; use --device %s", providers)
+        if engine == "auto":
+            engine = "onnx"  # providers are ONNX Runtime's: keep what the flag always meant
+        if device == "auto":
+            device = providers
+        elif device.split(":")[0] != providers:
+            raise InputError(f"--providers {providers} contradicts --device {device} "
+                             "(--providers is deprecated: use --device alone)")
+    return DetectorOptions(engine=engine, device=device, min_face_size=args.min_face,
+                           thresholds=tuple(args.thresholds), factor=args.factor,
+                           threads=args.threads)
+
+
+def make_detector(args: argparse.Namespace) -> Engine:
+    """The engine the detector flags in ``args`` ask for (see :func:`detector_options`)."""
+    from ..detect.engine import make_engine
+
+    return make_engine(detector_options(args))
 
 
 def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:

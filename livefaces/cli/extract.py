@@ -6,8 +6,16 @@ import argparse
 import sys
 import time
 
+from ..detect.options import MIN_FACE_SIZE
 from ..extract import ExtractOptions, Progress, extract
-from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, error
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    add_detector_arguments,
+    detector_options,
+    error,
+)
 
 NAME = "extract"
 HELP = "save every face of videos, image folders or globs as crops + index.jsonl"
@@ -28,10 +36,11 @@ examples:
   livefaces extract photos/ 'clips/*.mp4' --out faces/ --align          # 112x112 aligned
   livefaces extract movie.mp4 --out faces/ --engine torch --device cuda
 
-index.jsonl line (coordinates in pixels of the original frame, origin top-left):
+index.jsonl line (coordinates in pixels of the original frame, origin top-left; the face
+fields as in 'livefaces detect --json'):
   {"source": "movie.mp4", "frame": 120, "pts": 4.004, "box": [x1, y1, x2, y2],
-   "landmarks": [[x, y] x 5], "confidence": 0.999, "crop": "movie/000120_0.jpg"}
-landmark order: left_eye, right_eye, nose, mouth_left, mouth_right (as seen in the image).
+   "confidence": 0.999, "landmarks": {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y],
+   "mouth_left": [x, y], "mouth_right": [x, y]}, "crop": "movie/000120_0.jpg"}
 """
 
 
@@ -55,20 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="align crops by the 5 landmarks to the ArcFace 112x112 template "
                         "(similarity transform), for face-recognition models")
     c.add_argument("--format", choices=["jpg", "png"], default="jpg", help="crop file type (default: jpg)")
-    d = p.add_argument_group("detector")
-    d.add_argument("--min-face", type=float, default=20, metavar="PX",
-                   help="smallest face, in pixels of the (resized) frame (default: 20)")
-    d.add_argument("--factor", type=float, default=0.709, metavar="F",
-                   help="image pyramid step, 0<F<1 (default: 0.709)")
-    d.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
-                   help="score thresholds of P-Net, R-Net, O-Net (default: 0.6 0.7 0.7)")
-    d.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto",
-                   help="onnx (ONNX Runtime) or torch (PyTorch, e.g. CUDA without onnxruntime-gpu); "
-                        "auto: a CUDA engine when one works, else onnx on CPU")
-    d.add_argument("--device", default="auto", metavar="{auto,cpu,cuda[:N]}",
-                   help="where the detector runs (default: auto); see 'livefaces doctor'")
-    d.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads of the detector (default: all cores)")
+    add_detector_arguments(p, min_face_help="smallest face, in pixels of the (resized) frame "
+                                            f"(default: {MIN_FACE_SIZE:g})")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on stderr (default: auto = only on a terminal)")
 
@@ -112,10 +109,9 @@ class _Bar:
 
 def run(args: argparse.Namespace) -> int:
     options = ExtractOptions(
-        stride=args.stride, resize=args.resize, min_face_size=args.min_face,
-        thresholds=tuple(args.thresholds), factor=args.factor, batch_size=args.batch_size,
-        margin=args.margin, crop_size=args.crop_size, align=args.align, image_format=args.format,
-        engine=args.engine, device=args.device, threads=args.threads)
+        stride=args.stride, resize=args.resize, detector=detector_options(args),
+        batch_size=args.batch_size, margin=args.margin, crop_size=args.crop_size,
+        align=args.align, image_format=args.format)
     show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     bar = _Bar() if show else None
     try:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # not at run time: mtcnn imports ONNX Runtime
     from .mtcnn import ImageInput
 
 
-
 class Engine(Protocol):
     """What every engine offers (structural type)."""
 

@@ -2,15 +2,19 @@
 
 Three threads, one stop event::
 
-    decode thread ──► frames queue ──► detect (caller's thread, batches across frames
-    (PyAV / OpenCV)    (bounded,        and inputs) ──► results queue ──► writer thread
-                        blocks: no       (bounded, blocks)                (crops, index.jsonl,
-                        frame dropped)                                    done.jsonl)
+    decode thread ──► frames ring ──► detect (caller's thread, batches across frames
+    (PyAV / OpenCV)    (bounded,        and inputs) ──► results ring ──► writer thread
+                        policy "wait":   (bounded, "wait")              (crops, index.jsonl,
+                        no frame lost)                                  done.jsonl)
+
+Both rings are :class:`~livefaces.ringbuffer.RingBuffer` with the ``"wait"`` policy (nothing is
+dropped; ``dropped`` stays 0); ``close()`` is the end marker (``Closed`` on get).
 
 Output folder layout::
 
     DIR/extract.json   settings of the job (a rerun with other settings is refused)
-    DIR/index.jsonl    one line per face: source, frame, pts, box, landmarks, confidence, crop
+    DIR/index.jsonl    one line per face: source, frame, pts, box, confidence, landmarks
+                       (named, as ``types.face_json``), crop
     DIR/done.jsonl     one line per finished input (what a rerun skips)
     DIR/<name>/NNNNNN_K.jpg  crops of video <name>, frame NNNNNN, face K (by confidence)
     DIR/<name>_K.jpg         crops of image <name>
@@ -25,28 +29,33 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..align import align_face, crop_box
 from ..avio import count_frames
 from ..detect import rescale
+from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, LiveFacesError, SourceError
 from ..imageio import read_image, write_image
-from ..types import Faces
+from ..ringbuffer import Closed, RingBuffer
+from ..types import Faces, face_json
 from .decode import Input, iter_video, plan_inputs
+
+if TYPE_CHECKING:
+    from ..detect.engine import Engine
 
 SETTINGS_FILE = "extract.json"
 INDEX_FILE = "index.jsonl"
 DONE_FILE = "done.jsonl"
 
-#: Seconds every blocking queue call waits before re-checking the stop event.
+#: Seconds every blocking ring call waits before re-checking the stop event.
 POLL_S = 0.1
 
 
@@ -57,30 +66,26 @@ class ExtractOptions:
     Attributes:
         stride: detect on every ``stride``-th frame of a video (1 = all).
         resize: scale frames by this factor before detection (0.5 = half width and height);
-            boxes, landmarks and crops are in *original* pixels either way. ``min_face_size``
-            applies to the resized frame, as in facenet-pytorch's FastMTCNN recipe.
-        min_face_size, thresholds, factor: detector settings (see ``Detector``).
+            boxes, landmarks and crops are in *original* pixels either way.
+            ``detector.min_face_size`` applies to the resized frame, as in facenet-pytorch's
+            FastMTCNN recipe.
+        detector: which engine runs where, with which settings (defaults: see
+            :mod:`livefaces.detect.options`).
         batch_size: frames per detector call (across inputs).
         margin: crop margin in pixels of the output crop (facenet-pytorch's ``margin``).
         crop_size: output crop side in pixels (``None``: 112 aligned, 160 otherwise).
         align: crops aligned by the 5 landmarks to the ArcFace 112×112 template, scaled.
         image_format: crop file type, ``"jpg"`` or ``"png"``.
-        engine, device, threads: which detector runs where (see ``detect.engine``).
     """
 
     stride: int = 1
     resize: float = 1.0
-    min_face_size: float = 20
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    factor: float = 0.709
+    detector: DetectorOptions = field(default_factory=DetectorOptions)
     batch_size: int = 32
     margin: float = 0
     crop_size: int | None = None
     align: bool = False
     image_format: str = "jpg"
-    engine: str = "auto"
-    device: str = "auto"
-    threads: int | None = None
 
     def check(self) -> None:
         if self.stride < 1:
@@ -101,9 +106,11 @@ class ExtractOptions:
         return int(self.crop_size or (112 if self.align else 160))
 
     def output_settings(self) -> dict:
-        """The settings that change what is written (compared on resume)."""
-        return {"stride": self.stride, "resize": self.resize, "min_face_size": self.min_face_size,
-                "thresholds": list(self.thresholds), "factor": self.factor, "margin": self.margin,
+        """The settings that change what is written (compared on resume; the same keys as
+        before the detector settings moved into :attr:`detector`, so older folders resume)."""
+        d = self.detector
+        return {"stride": self.stride, "resize": self.resize, "min_face_size": d.min_face_size,
+                "thresholds": list(d.thresholds), "factor": d.factor, "margin": self.margin,
                 "crop_size": self.size, "align": self.align, "image_format": self.image_format}
 
 
@@ -170,18 +177,8 @@ class _End:
     error: str | None = None
 
 
-_EOS = object()  # end of all inputs
-
-
-def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Blocking put that gives up when ``stop`` is set (policy: block, never drop)."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
+_Item = _Frame | _End  # what the decoder hands the detect loop, in decode order
+_Result = tuple[_Frame, Faces] | _End  # what the detect loop hands the writer
 
 
 # -- the output folder ----------------------------------------------------------------------
@@ -247,8 +244,10 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions) -> set[str]:
 
 
 # -- threads ------------------------------------------------------------------------------------
-def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: queue.Queue,
+def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: RingBuffer[_Item],
                    stop: threading.Event) -> None:
+    """Frames and end-of-input markers of ``inputs`` into ``frames`` (waits for room, never
+    drops); closes ``frames`` at the end, however it ends."""
     def small(rgb: np.ndarray) -> np.ndarray:
         return rescale.resize(rgb, options.resize)
 
@@ -260,12 +259,12 @@ def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: queue.Q
             try:
                 if inp.kind == "image":
                     rgb = read_image(inp.path)
-                    if not _put(frames, _Frame(inp, 0, None, rgb, small(rgb)), stop):
+                    if not frames.put(_Frame(inp, 0, None, rgb, small(rgb)), stop=stop):
                         return
                     count = 1
                 else:
                     for index, pts, rgb in iter_video(inp.path, options.stride, stop):
-                        if not _put(frames, _Frame(inp, index, pts, rgb, small(rgb)), stop):
+                        if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):
                             return
                         count += 1
             except (SourceError, ImageReadError) as e:
@@ -274,13 +273,10 @@ def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: queue.Q
                 error = f"{inp.source}: {type(e).__name__}: {e}"
             if stop.is_set():
                 return  # an input cut short by the stop event is not finished
-            if not _put(frames, _End(inp, count, error), stop):
+            if not frames.put(_End(inp, count, error), stop=stop):
                 return
     finally:
-        try:
-            frames.put(_EOS, timeout=POLL_S * 10)
-        except queue.Full:
-            pass  # the detect loop is gone (stop set); nobody waits for the marker
+        frames.close()  # the end marker: the detect loop drains what is left, then ends
 
 
 class _Writer:
@@ -290,7 +286,7 @@ class _Writer:
         self.out_dir = out_dir
         self.options = options
         self.report = report
-        self.queue: queue.Queue = queue.Queue(maxsize=4 * options.batch_size)
+        self.queue: RingBuffer[_Result] = RingBuffer(4 * options.batch_size, "wait")
         self.error: BaseException | None = None
         self.faces_per_input: dict[str, int] = {}
         self._index = (out_dir / INDEX_FILE).open("a", encoding="utf-8")
@@ -318,9 +314,7 @@ class _Writer:
             lines.append(json.dumps({
                 "source": item.inp.source, "frame": item.index,
                 "pts": None if item.pts is None else round(item.pts, 6),
-                "box": [round(float(v), 2) for v in faces.boxes[k]],
-                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in faces.landmarks[k]],
-                "confidence": round(float(faces.scores[k]), 6),
+                **face_json(faces.boxes[k], faces.scores[k], faces.landmarks[k]),
                 "crop": rel,
             }) + "\n")
         if lines:
@@ -346,10 +340,10 @@ class _Writer:
             while True:
                 try:
                     item = self.queue.get(timeout=POLL_S)
-                except queue.Empty:
-                    continue
-                if item is _EOS:
+                except Closed:  # the detect loop is done and everything it gave is written
                     return
+                if item is None:
+                    continue
                 if isinstance(item, _End):
                     self._finish_input(item)
                 else:
@@ -357,8 +351,108 @@ class _Writer:
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             self.error = e
         finally:
+            self.queue.close()  # after an error: the detect loop's puts fail instead of waiting
             self._index.close()
             self._done.close()
+
+
+def _frames_total(todo: list[Input], stride: int) -> int | None:
+    """Frames to detect on over ``todo`` (after the stride); ``None`` if a count is unknown."""
+    total = 0
+    for inp in todo:
+        if inp.kind == "image":
+            total += 1
+            continue
+        n = count_frames(inp.path)
+        if n is None:
+            return None
+        total += -(-n // stride)
+    return total
+
+
+class _Job:
+    """One run over the inputs not done yet: decoder thread, detect loop, writer thread."""
+
+    def __init__(self, out: Path, todo: list[Input], options: ExtractOptions, detector: Engine,
+                 report: ExtractReport, progress: Callable[[Progress], None] | None,
+                 stop: threading.Event | None) -> None:
+        self.options = options
+        self.detector = detector
+        self.report = report
+        self.progress = progress
+        self.stop = stop
+        self.state = Progress(frames_total=_frames_total(todo, options.stride),
+                              inputs_total=len(todo))
+        self.halt = threading.Event()  # the one stop event of the threads
+        self.frames: RingBuffer[_Item] = RingBuffer(2 * options.batch_size, "wait")
+        self.writer = _Writer(out, options, report)
+        self.decoder = threading.Thread(target=_decode_worker,
+                                        args=(todo, options, self.frames, self.halt),
+                                        name="livefaces-extract-decode", daemon=True)
+
+    def _stopped(self) -> bool:
+        """Asked to stop from outside, or the writer failed."""
+        return (self.stop is not None and self.stop.is_set()) or self.writer.error is not None
+
+    def _next_items(self) -> tuple[list[_Item], bool]:
+        """Up to ``batch_size`` frames plus the end-of-input markers between them, in decode
+        order, and whether the decoder has finished (its ring closed and drained)."""
+        items: list[_Item] = []
+        n_frames = 0
+        while n_frames < self.options.batch_size and not (self.halt.is_set() or self._stopped()):
+            try:
+                item = self.frames.get(timeout=POLL_S)
+            except Closed:
+                return items, True
+            if item is not None:
+                items.append(item)
+                n_frames += isinstance(item, _Frame)
+        return items, False
+
+    def _detect(self, items: list[_Item], start: float) -> bool:
+        """Detect on the frames of ``items`` (one batch) and hand everything to the writer;
+        False when the writer takes no more (it failed)."""
+        state = self.state
+        batch = [it for it in items if isinstance(it, _Frame)]
+        found = iter(self.detector.detect_batch([it.small for it in batch]) if batch else [])
+        ok = True
+        for it in items:
+            if isinstance(it, _Frame):
+                faces = rescale.to_original(next(found), it.small.shape, it.image.shape)
+                state.faces += len(faces)
+                state.current = it.inp.source
+                ok = self.writer.queue.put((it, faces), stop=self.halt)
+            else:
+                state.inputs_done += 1
+                ok = self.writer.queue.put(it, stop=self.halt)
+            if not ok:
+                break
+        state.frames_done += len(batch)
+        state.elapsed_s = time.monotonic() - start
+        if self.progress is not None and batch:
+            self.progress(state)
+        return ok
+
+    def run(self) -> None:
+        """Start the threads, detect until the inputs end or a stop, then shut down (in
+        ``finally``: also on ``KeyboardInterrupt``) and fill in the report."""
+        start = time.monotonic()
+        self.writer.thread.start()
+        self.decoder.start()
+        try:
+            finished = False
+            while not finished and not self._stopped():
+                items, finished = self._next_items()
+                if self._stopped() or not self._detect(items, start):
+                    break
+        finally:
+            self.halt.set()  # the decoder stops; an input it was in the middle of stays not done
+            self.writer.queue.close()  # the writer finishes what it was given, then ends
+            self.writer.thread.join(timeout=60)
+            self.decoder.join(timeout=10)
+            self.report.frames = self.state.frames_done
+            self.report.faces = self.state.faces
+            self.report.seconds = time.monotonic() - start
 
 
 def extract(
@@ -366,17 +460,18 @@ def extract(
     out_dir: str | os.PathLike[str],
     options: ExtractOptions | None = None,
     *,
-    detector: object | None = None,
+    detector: Engine | None = None,
     progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
 ) -> ExtractReport:
     """Extract every face of ``inputs`` (videos, image files, folders, globs) into ``out_dir``.
 
     Re-running with the same ``out_dir`` and settings skips inputs already done and redoes
-    the others. ``detector`` (anything with ``detect_batch``) replaces the engine built from
-    ``options``. ``stop`` (set from another thread) ends the run early and cleanly: what is
-    written is complete, unfinished inputs are redone next time. On ``KeyboardInterrupt``
-    the same cleanup runs and the exception propagates.
+    the others. ``detector`` (an :class:`~livefaces.detect.engine.Engine`: anything with
+    ``detect_batch``) replaces the engine built from ``options.detector``. ``stop`` (set from
+    another thread) ends the run early and cleanly: what is written is complete, unfinished
+    inputs are redone next time. On ``KeyboardInterrupt`` the same cleanup runs and the
+    exception propagates.
 
     Raises :class:`~livefaces.errors.InputError` for bad options or an ``out_dir`` made with
     other settings; unreadable inputs are reported in :attr:`ExtractReport.failed`.
@@ -394,89 +489,13 @@ def extract(
         return report
     if detector is None:
         from ..detect.engine import make_engine
-        from ..detect.options import DetectorOptions
 
-        detector = make_engine(DetectorOptions(options.engine, options.device, options.min_face_size,
-                                               options.thresholds, options.factor, options.threads))
+        detector = make_engine(options.detector)
     report.engine = str(getattr(detector, "provider", type(detector).__name__))
-
-    total: int | None = 0
-    for inp in todo:
-        n = 1 if inp.kind == "image" else count_frames(inp.path)
-        if n is None or total is None:
-            total = None
-        else:
-            total += -(-n // options.stride) if inp.kind == "video" else 1
-    state = Progress(frames_total=total, inputs_total=len(todo))
-
-    halt = threading.Event()  # the one stop event of the threads below
-    frames: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
-    writer = _Writer(out, options, report)
-    decoder = threading.Thread(target=_decode_worker, args=(todo, options, frames, halt),
-                               name="livefaces-extract-decode", daemon=True)
-    start = time.monotonic()
-    writer.thread.start()
-    decoder.start()
-    detect_batch = detector.detect_batch  # type: ignore[attr-defined]
-
-    def stopping() -> bool:
-        return halt.is_set() or (stop is not None and stop.is_set()) or writer.error is not None
-
-    try:
-        finished = False
-        while not finished and not stopping():
-            items: list[object] = []  # frames and end-of-input markers, in decode order
-            n_frames = 0
-            while n_frames < options.batch_size and not stopping():
-                try:
-                    item = frames.get(timeout=POLL_S)
-                except queue.Empty:
-                    continue
-                if item is _EOS:
-                    finished = True
-                    break
-                items.append(item)
-                n_frames += isinstance(item, _Frame)
-            if writer.error is not None or (stop is not None and stop.is_set()):
-                break
-            batch = [it for it in items if isinstance(it, _Frame)]
-            found = iter(detect_batch([it.small for it in batch]) if batch else [])
-            for it in items:
-                if isinstance(it, _Frame):
-                    faces = rescale.to_original(next(found), it.small.shape, it.image.shape)
-                    state.faces += len(faces)
-                    state.current = it.inp.source
-                    queued = _put(writer.queue, (it, faces), halt)
-                else:
-                    state.inputs_done += 1
-                    queued = _put(writer.queue, it, halt)
-                if not queued:
-                    break
-            state.frames_done += len(batch)
-            state.elapsed_s = time.monotonic() - start
-            if progress is not None and batch:
-                progress(state)
-    finally:
-        halt.set()  # the decoder stops; an input it was in the middle of stays not done
-        _put_final(writer.queue)  # the writer finishes what it was given (bounded), then ends
-        writer.thread.join(timeout=60)
-        decoder.join(timeout=10)
-        report.frames = state.frames_done
-        report.faces = state.faces
-        report.seconds = time.monotonic() - start
-    if writer.error is not None:
-        if isinstance(writer.error, OSError):
-            raise LiveFacesError(f"cannot write into {out}: {writer.error}") from writer.error
-        raise writer.error
+    job = _Job(out, todo, options, detector, report, progress, stop)
+    job.run()
+    if job.writer.error is not None:
+        if isinstance(job.writer.error, OSError):
+            raise LiveFacesError(f"cannot write into {out}: {job.writer.error}") from job.writer.error
+        raise job.writer.error
     return report
-
-
-def _put_final(q: queue.Queue) -> None:
-    """Hand the writer its end marker; the queue is bounded and the writer drains it."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            q.put(_EOS, timeout=POLL_S)
-            return
-        except queue.Full:
-            continue

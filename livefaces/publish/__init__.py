@@ -96,12 +96,7 @@ class SinkRunner:
         self._thread.start()
 
     def put_result(self, result: FrameResult) -> None:
-        if self.results.policy == "wait":
-            while not self.results.put(result, timeout=0.2):
-                if self._stop.is_set() or self.results.closed:
-                    return
-        else:
-            self.results.put(result)
+        self.results.put(result, stop=self._stop)  # "wait": until room, close or stop
 
     def put_event(self, event: dict) -> None:
         self.events.put(event)

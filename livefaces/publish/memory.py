@@ -72,12 +72,7 @@ class QueueSink(BaseSink):
         self.queue: RingBuffer[FrameResult] = RingBuffer(capacity, policy)
 
     def on_result(self, result: FrameResult) -> None:
-        if self.queue.policy == "wait":
-            while not self.queue.put(result, timeout=0.2):
-                if self.queue.closed:
-                    return
-        else:
-            self.queue.put(result)
+        self.queue.put(result)  # "wait": until the consumer makes room or closes the queue
 
     def close(self) -> None:
         self.queue.close()
