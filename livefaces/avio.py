@@ -1,7 +1,8 @@
 """PyAV (FFmpeg) behind one module: decoding files and network streams, encoding MP4.
 
 Nothing else in livefaces imports ``av``. Errors leave this module as
-:class:`~livefaces.errors.SourceError` with one-line messages that say what to do and never
+:class:`~livefaces.errors.SourceError` (reading) or :class:`~livefaces.errors.OutputError`
+(writing) with one-line messages that say what to do and never
 contain credentials (URLs are redacted; FFmpeg's own log output is left off).
 """
 
@@ -16,7 +17,7 @@ import av
 import av.error
 import numpy as np
 
-from .errors import EndOfStream, NotVideoError, SourceError, StalledError
+from .errors import EndOfStream, NotVideoError, OutputError, SourceError, StalledError
 from .sources.redact import redact_text, redact_url
 
 #: FFmpeg demuxer options that cut buffering for live sources
@@ -244,8 +245,7 @@ class AVWriter:
                 self._container = av.open(self.part_path, mode="w", format="mp4",
                                           options=dict(FRAGMENTED_MP4))
             except (av.error.FFmpegError, OSError) as e:
-                raise SourceError(f"{self.path}: cannot write ({getattr(e, 'strerror', e)}); "
-                                  f"check the folder exists and is writable") from None
+                raise _write_error(self.path, e) from None
             s = self._container.add_stream(self._codec, rate=Fraction(self._fps).limit_denominator(1000),
                                            options=self._options)
             assert isinstance(s, av.video.stream.VideoStream)
@@ -276,22 +276,35 @@ class AVWriter:
         if self._last_key is None or pts - self._last_key >= self.keyframe_interval * 1000:
             frame.pict_type = av.video.frame.PictureType.I
             self._last_key = pts
-        for packet in stream.encode(frame):
-            container.mux(packet)
+        try:
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        except (av.error.FFmpegError, OSError) as e:  # a full disk, a vanished folder
+            raise _write_error(self.path, e) from None
         self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder, write the last fragment and index, move the file to :attr:`path`."""
         if self._container is None:
             return
+        container, self._container = self._container, None
         try:
-            assert self._stream is not None
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        finally:
-            self._container.close()
-            self._container = None
+            try:
+                assert self._stream is not None
+                for packet in self._stream.encode(None):
+                    container.mux(packet)
+            finally:
+                container.close()
             os.replace(self.part_path, self.path)
+        except (av.error.FFmpegError, OSError) as e:
+            raise _write_error(self.path, e) from None
+
+
+def _write_error(path: str, e: BaseException) -> OutputError:
+    """One line naming the file, with the system's reason (no FFmpeg log, no traceback)."""
+    reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return OutputError(f"{path}: cannot write ({reason}); check the folder exists, is writable "
+                       f"and has free space")
 
 
 def count_frames(path: str | os.PathLike[str]) -> int | None:

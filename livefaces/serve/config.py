@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import LiveFacesError
+from ..errors import ConfigError as ConfigError  # its home is errors.py; kept importable here
 from ..sources import source_problem
 from ..sources.redact import redact_url
 
@@ -46,24 +46,6 @@ MAX_FILE_BYTES = 1 << 20
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class ConfigError(LiveFacesError, ValueError):
-    """The serve configuration is invalid; ``problems`` holds one line per mistake."""
-
-    def __init__(self, problems: list[str]):
-        # in file order, so the messages read top to bottom like the file
-        self.problems = sorted(problems, key=_line_of)
-        n = len(self.problems)
-        if n == 1:  # one line, like every other error of the CLI
-            super().__init__(self.problems[0])
-        else:
-            super().__init__(f"{n} problems in the configuration:\n  " + "\n  ".join(self.problems))
-
-
-def _line_of(problem: str) -> int:
-    m = re.match(r"^.*?:(\d+): ", problem)
-    return int(m.group(1)) if m else 0
 
 
 # --------------------------------------------------------------------------- data types
