@@ -18,7 +18,7 @@ import av.error
 import numpy as np
 
 from .errors import EndOfStream, NotVideoError, OutputError, SourceError, StalledError
-from .sources.redact import redact_text, redact_url
+from .redact import redact_text, redact_url
 
 #: FFmpeg demuxer options that cut buffering for live sources
 LOW_LATENCY = {"flags": "low_delay", "max_delay": "500000",

@@ -51,3 +51,31 @@ def test_writer_into_a_missing_folder_raises_output_error_naming_the_file(tmp_pa
         w.close()
     with pytest.raises(OSError):  # still an OSError for callers that catch those
         raise OutputError("x")
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_one_url_redaction_on_the_ground_floor():
+    import ast
+    import inspect
+
+    import livefaces.avio
+    import livefaces.redact
+    import livefaces.serve.config
+    import livefaces.sources
+    import livefaces.sources.redact
+
+    assert livefaces.sources.redact_url is livefaces.redact.redact_url
+    assert livefaces.sources.redact.redact_text is livefaces.redact.redact_text
+    assert livefaces.serve.config.redact_url is livefaces.redact.redact_url
+    # avio (PyAV) is below the feature modules: it must not reach into sources for this
+    imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(livefaces.avio)))
+                if isinstance(n, ast.ImportFrom)}
+    assert not any(m and m.startswith("sources") for m in imported), imported
+    ground = {n.module for n in ast.walk(ast.parse(inspect.getsource(livefaces.redact)))
+              if isinstance(n, ast.ImportFrom) and n.level}
+    assert not ground  # no livefaces imports at all
+    pw = "hunter2"
+    cam = livefaces.serve.config.CameraConfig(name="a", url=f"rtsp://u:{pw}@h/x")
+    assert cam.safe_url == "rtsp://u:***@h/x" and pw not in repr(cam)

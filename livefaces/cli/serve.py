@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return EXIT_SETUP
     if args.check_config:
-        from ..sources.redact import redact_url
+        from ..redact import redact_url
 
         print(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)")
         for c in cfg.cameras:

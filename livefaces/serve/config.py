@@ -38,8 +38,8 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError as ConfigError  # its home is errors.py; kept importable here
+from ..redact import redact_url
 from ..sources import source_problem
-from ..sources.redact import redact_url
 
 #: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
 MAX_FILE_BYTES = 1 << 20
