@@ -79,3 +79,23 @@ def test_one_url_redaction_on_the_ground_floor():
     pw = "hunter2"
     cam = livefaces.serve.config.CameraConfig(name="a", url=f"rtsp://u:{pw}@h/x")
     assert cam.safe_url == "rtsp://u:***@h/x" and pw not in repr(cam)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def test_one_signals_class_remembers_the_first_signal_and_restores_handlers():
+    import signal
+    import threading
+
+    from livefaces.cli import serve as serve_cli
+    from livefaces.cli._live import Signals
+
+    assert serve_cli.Signals is Signals and not hasattr(serve_cli, "_Signals")
+    before = signal.getsignal(signal.SIGTERM)
+    stop = threading.Event()
+    with Signals(stop.set) as s:
+        assert s.signum is None and not s.interrupted
+        signal.raise_signal(signal.SIGTERM)  # handled on the main thread right here
+        assert stop.is_set() and s.signum == signal.SIGTERM and s.count == 1
+    assert signal.getsignal(signal.SIGTERM) is before

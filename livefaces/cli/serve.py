@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
 
 from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error
 from ._live import Signals
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # explicit handlers for SIGINT and SIGTERM (as uvicorn does): a shell starts background
     # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
-    signals = _Signals(stop.set)
+    signals = Signals(stop.set)  # the server owns its signals; a second one forces exit
     try:
         with signals:
             try:
@@ -145,14 +144,3 @@ def run(args: argparse.Namespace) -> int:
         for h in handlers:
             h.removeFilter(redacting)
 
-
-class _Signals(Signals):
-    """:class:`~livefaces.cli._live.Signals` (first SIGINT/SIGTERM: graceful stop; second: exit
-    at once) that remembers the first signal: Ctrl-C exits 130, SIGTERM (a service manager) 0."""
-
-    signum: int | None = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is None:
-            self.signum = signum
-        super()._handle(signum, frame)
