@@ -236,10 +236,13 @@ class AVWriter:
         self._last_key: int | None = None  # pts (ms) of the last forced keyframe
         self.frames = 0
         self._tb = Fraction(1, 1000)
+        self._error: OutputError | None = None  # set once writing failed: the file is given up
 
     def write(self, rgb: np.ndarray, t: float | None = None) -> None:
         """Append one ``(H, W, 3)`` uint8 RGB frame shown at ``t`` seconds (any origin)."""
         h, w = rgb.shape[:2]
+        if self._error is not None:
+            raise self._error
         if self._container is None:
             try:
                 self._container = av.open(self.part_path, mode="w", format="mp4",
@@ -280,11 +283,27 @@ class AVWriter:
             for packet in stream.encode(frame):
                 container.mux(packet)
         except (av.error.FFmpegError, OSError) as e:  # a full disk, a vanished folder
-            raise _write_error(self.path, e) from None
+            raise self._give_up(e) from None
         self.frames += 1
 
+    def _give_up(self, e: BaseException) -> OutputError:
+        """After a failed write: close without flushing (flushing into a failed muxer crashed
+        the process: SIGSEGV in FFmpeg, PyAV 18), keep the ``.part`` file as it is (it plays
+        up to its last complete fragment), and fail every later call the same way."""
+        self._error = _write_error(self.path, e)
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - the write error is the one to report
+                pass
+        return self._error
+
     def close(self) -> None:
-        """Flush the encoder, write the last fragment and index, move the file to :attr:`path`."""
+        """Flush the encoder, write the last fragment and index, move the file to :attr:`path`.
+
+        After a failed :meth:`write` (already raised) this does nothing: the ``.part`` file
+        stays as it is."""
         if self._container is None:
             return
         container, self._container = self._container, None

@@ -3,10 +3,15 @@ section, one error tree (ConfigError, OutputError), one URL redaction, one Signa
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from livefaces.errors import ConfigError, LiveFacesError, OutputError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- errors
 
@@ -38,6 +43,40 @@ def test_writer_on_a_full_disk_raises_one_line_output_error(tmp_path):
     assert msg.startswith(f"{out}: cannot write (No space left on device)")
     assert "\n" not in msg
     assert not out.exists()  # never a file under the final name that is not complete
+
+
+def test_writer_after_a_failed_write_closes_without_crashing(tmp_path):
+    # flushing into the failed muxer used to kill the process (SIGSEGV inside FFmpeg), so this
+    # runs in a child process: a crash is a failed test, not a dead test run
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "rec.part.mp4").symlink_to("/dev/full")
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from livefaces.avio import AVWriter
+        from livefaces.errors import OutputError
+        w = AVWriter({str(tmp_path / "rec.mp4")!r}, fps=25)
+        try:
+            for i in range(200):
+                w.write(np.zeros((64, 64, 3), np.uint8), i / 25)
+        except OutputError as e:
+            first = str(e)
+        try:
+            w.write(np.zeros((64, 64, 3), np.uint8), 9.0)
+        except OutputError as e:
+            assert str(e) == first, (str(e), first)
+        else:
+            raise SystemExit("a write after the failure was accepted")
+        w.close()
+        w.close()
+        print("closed")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0 and r.stdout.strip() == "closed", (r.returncode, r.stderr[-2000:])
+    assert not (tmp_path / "rec.mp4").exists()
 
 
 def test_writer_into_a_missing_folder_raises_output_error_naming_the_file(tmp_path):
@@ -103,7 +142,6 @@ def test_one_signals_class_remembers_the_first_signal_and_restores_handlers():
 
 # --------------------------------------------------------------------------- JSON Schema
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "docs" / "config.schema.json"
 
 
