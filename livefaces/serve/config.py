@@ -27,6 +27,7 @@ Only PyYAML is used: its composed node tree carries the line of every key and va
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import ipaddress
 import math
@@ -570,6 +571,8 @@ def _engine_problem(det: DetectorOptions) -> str | None:
             choose_providers(device.split(":")[0])
     except ProviderError as e:
         return str(e)
+    if engine == "torch" and importlib.util.find_spec("torch") is None:
+        return "the torch engine needs PyTorch: install torch, or use engine onnx"
     return None
 
 
