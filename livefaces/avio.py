@@ -1,7 +1,8 @@
 """PyAV (FFmpeg) behind one module: decoding files and network streams, encoding MP4.
 
 Nothing else in livefaces imports ``av``. Errors leave this module as
-:class:`~livefaces.errors.SourceError` with one-line messages that say what to do and never
+:class:`~livefaces.errors.SourceError` (reading) or :class:`~livefaces.errors.OutputError`
+(writing) with one-line messages that say what to do and never
 contain credentials (URLs are redacted; FFmpeg's own log output is left off).
 """
 
@@ -16,8 +17,8 @@ import av
 import av.error
 import numpy as np
 
-from .errors import EndOfStream, NotVideoError, SourceError, StalledError
-from .sources.redact import redact_text, redact_url
+from .errors import EndOfStream, NotVideoError, OutputError, SourceError, StalledError
+from .redact import redact_text, redact_url
 
 #: FFmpeg demuxer options that cut buffering for live sources
 LOW_LATENCY = {"flags": "low_delay", "max_delay": "500000",
@@ -235,17 +236,19 @@ class AVWriter:
         self._last_key: int | None = None  # pts (ms) of the last forced keyframe
         self.frames = 0
         self._tb = Fraction(1, 1000)
+        self._error: OutputError | None = None  # set once writing failed: the file is given up
 
     def write(self, rgb: np.ndarray, t: float | None = None) -> None:
         """Append one ``(H, W, 3)`` uint8 RGB frame shown at ``t`` seconds (any origin)."""
         h, w = rgb.shape[:2]
+        if self._error is not None:
+            raise self._error
         if self._container is None:
             try:
                 self._container = av.open(self.part_path, mode="w", format="mp4",
                                           options=dict(FRAGMENTED_MP4))
             except (av.error.FFmpegError, OSError) as e:
-                raise SourceError(f"{self.path}: cannot write ({getattr(e, 'strerror', e)}); "
-                                  f"check the folder exists and is writable") from None
+                raise _write_error(self.path, e) from None
             s = self._container.add_stream(self._codec, rate=Fraction(self._fps).limit_denominator(1000),
                                            options=self._options)
             assert isinstance(s, av.video.stream.VideoStream)
@@ -276,22 +279,51 @@ class AVWriter:
         if self._last_key is None or pts - self._last_key >= self.keyframe_interval * 1000:
             frame.pict_type = av.video.frame.PictureType.I
             self._last_key = pts
-        for packet in stream.encode(frame):
-            container.mux(packet)
+        try:
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        except (av.error.FFmpegError, OSError) as e:  # a full disk, a vanished folder
+            raise self._give_up(e) from None
         self.frames += 1
 
+    def _give_up(self, e: BaseException) -> OutputError:
+        """After a failed write: close without flushing (flushing into a failed muxer crashed
+        the process: SIGSEGV in FFmpeg, PyAV 18), keep the ``.part`` file as it is (it plays
+        up to its last complete fragment), and fail every later call the same way."""
+        self._error = _write_error(self.path, e)
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - the write error is the one to report
+                pass
+        return self._error
+
     def close(self) -> None:
-        """Flush the encoder, write the last fragment and index, move the file to :attr:`path`."""
+        """Flush the encoder, write the last fragment and index, move the file to :attr:`path`.
+
+        After a failed :meth:`write` (already raised) this does nothing: the ``.part`` file
+        stays as it is."""
         if self._container is None:
             return
+        container, self._container = self._container, None
         try:
-            assert self._stream is not None
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        finally:
-            self._container.close()
-            self._container = None
+            try:
+                assert self._stream is not None
+                for packet in self._stream.encode(None):
+                    container.mux(packet)
+            finally:
+                container.close()
             os.replace(self.part_path, self.path)
+        except (av.error.FFmpegError, OSError) as e:
+            raise _write_error(self.path, e) from None
+
+
+def _write_error(path: str, e: BaseException) -> OutputError:
+    """One line naming the file, with the system's reason (no FFmpeg log, no traceback)."""
+    reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return OutputError(f"{path}: cannot write ({reason}); check the folder exists, is writable "
+                       f"and has free space")
 
 
 def count_frames(path: str | os.PathLike[str]) -> int | None:

@@ -8,15 +8,20 @@ builtin that fits, so ``except OSError`` keeps working for I/O problems::
     ├── ImageReadError(LiveFacesError, OSError)     a file that is missing or not an image
     ├── ModelError(LiveFacesError, RuntimeError)    model files missing or not matching MANIFEST
     ├── ProviderError(LiveFacesError, RuntimeError) an ONNX Runtime provider asked for is absent
+    ├── ConfigError(LiveFacesError, ValueError)     an invalid configuration (``problems``: one
+    │                                               ``FILE:LINE: field: problem`` line each)
     ├── SourceError(LiveFacesError, OSError)        a video source cannot be opened or read
     │   ├── StalledError(SourceError)               no frame within the watchdog timeout
     │   └── NotVideoError(SourceError)              it answers, but not with video (a web page)
+    ├── OutputError(LiveFacesError, OSError)        an output file (a recording) cannot be written
     └── EndOfStream(LiveFacesError, EOFError)       a file or folder has no more frames
 
 Messages are one line and say what to do.
 """
 
 from __future__ import annotations
+
+import re
 
 
 class LiveFacesError(Exception):
@@ -39,8 +44,35 @@ class ProviderError(LiveFacesError, RuntimeError):
     """An ONNX Runtime execution provider that was asked for is not available."""
 
 
+class ConfigError(LiveFacesError, ValueError):
+    """A configuration is invalid; ``problems`` holds one line per mistake.
+
+    The lines are sorted by the line number they start with (``FILE:LINE: ...``), so the
+    message reads top to bottom like the file. One problem is one line, like every other
+    error of the CLI; several are a count followed by one indented line each.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = sorted(problems, key=_line_of)
+        n = len(self.problems)
+        if n == 1:
+            super().__init__(self.problems[0])
+        else:
+            super().__init__(f"{n} problems in the configuration:\n  " + "\n  ".join(self.problems))
+
+
+def _line_of(problem: str) -> int:
+    m = re.match(r"^.*?:(\d+): ", problem)
+    return int(m.group(1)) if m else 0
+
+
 class SourceError(LiveFacesError, OSError):
     """A video source cannot be opened or read."""
+
+
+class OutputError(LiveFacesError, OSError):
+    """An output (a recording, a file the results go to) cannot be written: a missing or
+    read-only folder, a full disk. The message is one line naming the file."""
 
 
 class EndOfStream(LiveFacesError, EOFError):

@@ -84,9 +84,9 @@ def run_n(urls: list[str], seconds: float, detect_fps: float, min_face: float, t
           warmup: float) -> dict:
     cams = tuple(CameraConfig(f"cam{i + 1}", u, detect_fps=detect_fps, min_face_size=min_face)
                  for i, u in enumerate(urls))
-    from livefaces.serve.config import DetectorConfig
+    from livefaces.detect.options import DetectorOptions
 
-    cfg = ServeConfig(cameras=cams, web=WebConfig(port=0), detector=DetectorConfig(threads=threads))
+    cfg = ServeConfig(cameras=cams, web=WebConfig(port=0), detector=DetectorOptions(threads=threads))
     server = CameraServer(cfg, file_realtime=True)
     lat: dict[str, list[float]] = {c.name: [] for c in cams}
     recording = [False]

@@ -154,11 +154,21 @@ def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
 
 
 class Signals:
-    """SIGINT/SIGTERM: the first asks ``stop`` politely, the second exits at once (130)."""
+    """SIGINT/SIGTERM: the first asks ``stop`` politely, the second exits at once (130).
+
+    The one signal handling of the CLI (``watch``, ``preview``, ``serve``...): explicit
+    handlers for both signals, as uvicorn has (a shell starts background jobs with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt). :attr:`signum` remembers the
+    first signal, so a command can tell Ctrl-C (exit 130) from a service manager's SIGTERM
+    (a requested stop: exit 0). Handlers are only installed from the main thread and are
+    restored on exit.
+    """
 
     def __init__(self, stop: Callable[[], None]) -> None:
         self.stop = stop
         self.count = 0
+        #: the first signal received (``signal.SIGINT`` / ``signal.SIGTERM``), None before
+        self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> Signals:
@@ -170,6 +180,7 @@ class Signals:
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count == 1:
+            self.signum = signum
             print("livefaces: stopping (press Ctrl-C again to quit at once)", file=sys.stderr)
             self.stop()
         else:

@@ -8,8 +8,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
 
+from ..detect.options import ENGINES, MIN_FACE_SIZE
 from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error
 from ._live import Signals
 
@@ -51,8 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker for events")
     g.add_argument("--detect-fps", type=float, default=5.0, metavar="F",
                    help="detections per second per camera, for command-line sources (default 5)")
-    g.add_argument("--min-face", type=float, default=20.0, metavar="PX",
-                   help="smallest face in pixels, for command-line sources (default 20)")
+    g.add_argument("--min-face", type=float, default=MIN_FACE_SIZE, metavar="PX",
+                   help=f"smallest face in pixels, for command-line sources (default {MIN_FACE_SIZE:g})")
+    # the same names as the other commands' detector flags; unset = the file's 'detector:'
+    # section (its defaults: livefaces.detect.options.DetectorOptions)
+    g.add_argument("--engine", choices=ENGINES, default=None,
+                   help="onnx (ONNX Runtime) or torch (PyTorch); auto: a CUDA engine when one "
+                        "works, else onnx on CPU (default: detector.engine, auto)")
+    g.add_argument("--device", default=None, metavar="{auto,cpu,cuda[:N]}",
+                   help="where the shared detector runs (default: detector.device, auto); asking "
+                        "for cuda where no engine reaches one is an error")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of the detector (default: detector.threads, all cores)")
     p.add_argument("--duration", type=float, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
 
@@ -63,7 +73,8 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     return build_config(args.config, args.sources, detect_fps=args.detect_fps,
                         min_face_size=args.min_face, host=args.host, port=args.port,
-                        token=args.token, mqtt=args.mqtt)
+                        token=args.token, mqtt=args.mqtt, engine=args.engine,
+                        device=args.device, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,13 +97,16 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return EXIT_SETUP
     if args.check_config:
-        from ..sources.redact import redact_url
+        from ..redact import redact_url
 
         print(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)")
         for c in cfg.cameras:
             state = "enabled " if c.enabled else "disabled"
             print(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face {c.min_face_size:g} px  "
                   f"{redact_url(c.url)}")
+        d = cfg.detector
+        print(f"  detector: engine {d.engine}, device {d.device}, threads {d.threads or 'all'}, "
+              f"min face {d.min_face_size:g} px")
         w = cfg.web
         print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
         if cfg.mqtt:
@@ -119,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # explicit handlers for SIGINT and SIGTERM (as uvicorn does): a shell starts background
     # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
-    signals = _Signals(stop.set)
+    signals = Signals(stop.set)  # the server owns its signals; a second one forces exit
     try:
         with signals:
             try:
@@ -145,14 +159,3 @@ def run(args: argparse.Namespace) -> int:
         for h in handlers:
             h.removeFilter(redacting)
 
-
-class _Signals(Signals):
-    """:class:`~livefaces.cli._live.Signals` (first SIGINT/SIGTERM: graceful stop; second: exit
-    at once) that remembers the first signal: Ctrl-C exits 130, SIGTERM (a service manager) 0."""
-
-    signum: int | None = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is None:
-            self.signum = signum
-        super()._handle(signum, frame)

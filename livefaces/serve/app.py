@@ -194,11 +194,9 @@ class CameraServer:
         self.hub = Hub(config.cameras, jpeg_quality=config.web.jpeg_quality)
         det_min = min(c.min_face_size for c in cams)
         if detector is None:
-            from ..detect import Detector
+            from ..detect.engine import make_engine
 
-            d = config.detector
-            detector = Detector(min_face_size=det_min, thresholds=d.thresholds, factor=d.factor,
-                                providers=d.providers, threads=d.threads)
+            detector = make_engine(config.detector)  # min_face_size: det_min (ServeConfig sees to it)
         else:
             det_min = float(getattr(detector, "min_face_size", det_min))
         sources: list[FrameSource] = []

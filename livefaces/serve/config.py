@@ -26,6 +26,9 @@ Only PyYAML is used: its composed node tree carries the line of every key and va
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import inspect
 import ipaddress
 import math
 import os
@@ -37,33 +40,16 @@ from typing import Any
 
 import yaml
 
-from ..errors import LiveFacesError
+from ..detect.options import ENGINES, MIN_FACE_SIZE, DetectorOptions
+from ..errors import ConfigError as ConfigError  # its home is errors.py; kept importable here
+from ..redact import redact_url
 from ..sources import source_problem
-from ..sources.redact import redact_url
 
 #: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
 MAX_FILE_BYTES = 1 << 20
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class ConfigError(LiveFacesError, ValueError):
-    """The serve configuration is invalid; ``problems`` holds one line per mistake."""
-
-    def __init__(self, problems: list[str]):
-        # in file order, so the messages read top to bottom like the file
-        self.problems = sorted(problems, key=_line_of)
-        n = len(self.problems)
-        if n == 1:  # one line, like every other error of the CLI
-            super().__init__(self.problems[0])
-        else:
-            super().__init__(f"{n} problems in the configuration:\n  " + "\n  ".join(self.problems))
-
-
-def _line_of(problem: str) -> int:
-    m = re.match(r"^.*?:(\d+): ", problem)
-    return int(m.group(1)) if m else 0
 
 
 # --------------------------------------------------------------------------- data types
@@ -75,16 +61,18 @@ class CameraConfig:
 
     Attributes:
         name: ``[A-Za-z0-9_-]{1,64}``; used in MQTT topics, URLs and metric labels.
-        url: RTSP/HTTP URL, a video file path, or ``webcam:N``.
+        url: RTSP/RTSPS/HTTP(S)/RTMP URL, a video file (played in real time, looping), an
+            image folder or a webcam number; ``${VAR}`` keeps passwords out of the file.
         detect_fps: detections per second to aim for (frames in between are tracked).
-        min_face_size: smallest face to find, in pixels of the camera frame.
+        min_face_size: smallest face to find, in pixels of the camera frame (>= 12; larger is
+            faster). Default: ``detector.min_face_size``.
         enabled: disabled cameras are listed but not opened.
     """
 
     name: str
     url: str
     detect_fps: float = 5.0
-    min_face_size: float = 20.0
+    min_face_size: float = MIN_FACE_SIZE
     enabled: bool = True
 
     def __repr__(self) -> str:  # the dataclass repr would print the password
@@ -98,7 +86,17 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The HTTP server. ``token`` is required when ``host`` is not a loopback address."""
+    """The HTTP server (web page, JSON API, /health, /metrics).
+
+    Attributes:
+        host: address to bind; anything but loopback (127.0.0.1, ::1, localhost) needs a token.
+        port: TCP port (0: any free port).
+        token: access token (``Authorization: Bearer TOKEN`` or ``?token=`` once); required
+            when ``host`` is not loopback. Better given as ``${LIVEFACES_TOKEN}``.
+        stream_fps: MJPEG frame-rate cap per browser.
+        jpeg_quality: JPEG quality of the live view and snapshots.
+        enabled: false: no HTTP server (MQTT only).
+    """
 
     host: str = "127.0.0.1"
     port: int = 8780
@@ -114,7 +112,18 @@ class WebConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    """The MQTT broker events go to (``None`` in :class:`ServeConfig` = no MQTT)."""
+    """The MQTT broker events go to (``None`` in :class:`ServeConfig` = no MQTT).
+
+    Attributes:
+        host: broker host name or address.
+        port: broker port.
+        username: user name at the broker.
+        password: password at the broker; better given as ``${MQTT_PASSWORD}``.
+        topic_prefix: first topic level (``PREFIX/CAMERA/events``); no ``#``, ``+`` or spaces.
+        client_id: MQTT client id.
+        keepalive: seconds between keep-alive pings.
+        buffer: events kept while the broker is away (oldest dropped beyond, counted).
+    """
 
     host: str
     port: int = 1883
@@ -132,22 +141,27 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    """Options of the one shared :class:`~livefaces.detect.Detector`."""
-
-    threads: int | None = None
-    providers: str | None = None
-    factor: float = 0.709
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-
-
-@dataclass(frozen=True)
 class ServeConfig:
+    """A whole ``serve`` configuration.
+
+    ``detector`` is the :class:`~livefaces.detect.options.DetectorOptions` of the one shared
+    engine (``make_engine(config.detector)``); its ``min_face_size`` is the smallest
+    ``min_face_size`` of the enabled cameras (frames of cameras asking for bigger faces are
+    shrunk before detection). ``source``: the file it came from, for messages.
+    """
+
     cameras: tuple[CameraConfig, ...]
     web: WebConfig = field(default_factory=WebConfig)
     mqtt: MqttConfig | None = None
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    detector: DetectorOptions = field(default_factory=DetectorOptions)
     source: str = "<command line>"
+
+    def __post_init__(self) -> None:
+        # one engine for all cameras: it runs at the smallest face any enabled camera wants
+        sizes = [c.min_face_size for c in self.cameras if c.enabled]
+        if sizes and self.detector.min_face_size != min(sizes):
+            object.__setattr__(self, "detector", dataclasses.replace(self.detector,
+                                                                      min_face_size=min(sizes)))
 
     @property
     def enabled_cameras(self) -> tuple[CameraConfig, ...]:
@@ -172,11 +186,24 @@ def is_loopback(host: str) -> bool:
 
 # --------------------------------------------------------------------------- validation
 
-_Check = Callable[[Any], str | None]
+_Conv = Callable[[Any], tuple[Any, str | None]]
+
+
+class _Check:
+    """One field's rule: called with the YAML value, it returns ``(value, None)`` or ``(None,
+    problem)``; :attr:`schema` is the same rule in JSON Schema, for editors (``docs/
+    config.schema.json``). Keeping both in one object is what keeps them from drifting."""
+
+    def __init__(self, fn: _Conv, schema: dict[str, Any]):
+        self.fn = fn
+        self.schema = schema
+
+    def __call__(self, v: Any) -> tuple[Any, str | None]:
+        return self.fn(v)
 
 
 def _num(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-         lo_open: bool = False) -> Callable[[Any], tuple[Any, str | None]]:
+         lo_open: bool = False) -> _Check:
     def conv(v: Any) -> tuple[Any, str | None]:
         kind = "an integer" if integer else "a number"
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
@@ -188,11 +215,16 @@ def _num(lo: float | None = None, hi: float | None = None, *, integer: bool = Fa
         if hi is not None and v > hi:
             return None, f"must be <= {hi:g}"
         return (int(v) if integer else float(v)), None
-    return conv
+    schema: dict[str, Any] = {"type": "integer" if integer else "number"}
+    if lo is not None:
+        schema["exclusiveMinimum" if lo_open else "minimum"] = lo
+    if hi is not None:
+        schema["maximum"] = hi
+    return _Check(conv, schema)
 
 
 def _str(*, allow_empty: bool = False, pattern: re.Pattern[str] | None = None, hint: str = "",
-         no_space: bool = False) -> Callable[[Any], tuple[Any, str | None]]:
+         no_space: bool = False) -> _Check:
     def conv(v: Any) -> tuple[Any, str | None]:
         if not isinstance(v, str):
             return None, "must be a string" + (f" ({hint})" if hint else "")
@@ -203,24 +235,34 @@ def _str(*, allow_empty: bool = False, pattern: re.Pattern[str] | None = None, h
         if pattern is not None and not pattern.match(v):
             return None, f"must match {pattern.pattern}" + (f" ({hint})" if hint else "")
         return v, None
-    return conv
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern.pattern
+    elif no_space:
+        schema["pattern"] = r"^\S+$"
+    elif not allow_empty:
+        schema["pattern"] = r"\S"  # not empty, not only spaces
+    return _Check(conv, schema)
 
 
-def _bool(v: Any) -> tuple[Any, str | None]:
+def _bool_conv(v: Any) -> tuple[Any, str | None]:
     if not isinstance(v, bool):
         return None, "must be true or false"
     return v, None
 
 
-def _choice(*options: str) -> Callable[[Any], tuple[Any, str | None]]:
+_bool = _Check(_bool_conv, {"type": "boolean"})
+
+
+def _choice(*options: str) -> _Check:
     def conv(v: Any) -> tuple[Any, str | None]:
         if v not in options:
             return None, "must be one of " + ", ".join(options)
         return v, None
-    return conv
+    return _Check(conv, {"enum": list(options)})
 
 
-def _thresholds(v: Any) -> tuple[Any, str | None]:
+def _thresholds_conv(v: Any) -> tuple[Any, str | None]:
     if (not isinstance(v, list) or len(v) != 3
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                        and 0 < x < 1 for x in v)):
@@ -228,10 +270,18 @@ def _thresholds(v: Any) -> tuple[Any, str | None]:
     return tuple(float(x) for x in v), None
 
 
-def _optional(conv: Callable[[Any], tuple[Any, str | None]]) -> Callable[[Any], tuple[Any, str | None]]:
+_thresholds = _Check(_thresholds_conv, {
+    "type": "array", "minItems": 3, "maxItems": 3,
+    "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}})
+
+#: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:data:`livefaces.detect.options.DEVICES`)
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+def _optional(conv: _Check) -> _Check:
     def c(v: Any) -> tuple[Any, str | None]:
         return (None, None) if v is None else conv(v)
-    return c
+    return _Check(c, {"anyOf": [conv.schema, {"type": "null"}]})
 
 
 CAMERA_FIELDS = {
@@ -259,11 +309,18 @@ MQTT_FIELDS = {
     "keepalive": _num(5, 3600, integer=True),
     "buffer": _num(1, 1_000_000, integer=True),
 }
+#: the ``detector:`` section: the fields of :class:`~livefaces.detect.options.DetectorOptions`
+#: (defaults come from there), plus ``providers``, the old name of ``device``
 DETECTOR_FIELDS = {
+    "engine": _choice(*ENGINES),
+    "device": _Check(lambda v: (v, None) if isinstance(v, str) and DEVICE_RE.match(v)
+                     else (None, "must be auto, cpu, cuda or cuda:N"),
+                     {"type": "string", "pattern": DEVICE_RE.pattern}),
+    "min_face_size": CAMERA_FIELDS["min_face_size"],
+    "thresholds": _thresholds,
+    "factor": _num(0.1, 0.95),
     "threads": _optional(_num(1, 256, integer=True)),
     "providers": _optional(_choice("cpu", "cuda")),
-    "factor": _num(0.1, 0.95),
-    "thresholds": _thresholds,
 }
 TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector")
 
@@ -329,7 +386,7 @@ class _Validator:
             return [self._expand(x) for x in v]
         return v
 
-    def fields(self, node: yaml.Node, path: str, spec: dict[str, Callable[[Any], tuple[Any, str | None]]],
+    def fields(self, node: yaml.Node, path: str, spec: dict[str, _Check],
                required: tuple[str, ...] = (), at: yaml.Node | None = None) -> dict[str, Any]:
         m = self.mapping(node, path)
         if m is None:
@@ -418,7 +475,10 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
         if key not in TOP_FIELDS:
             v.problem(knode, key, "unknown section (allowed: " + ", ".join(TOP_FIELDS) + ")")
 
-    defaults = v.fields(top["defaults"][1], "defaults", DEFAULT_FIELDS) if "defaults" in top else {}
+    dvals = v.fields(top["detector"][1], "detector", DETECTOR_FIELDS) if "detector" in top else {}
+    defaults = {k: dvals[k] for k in ("min_face_size",) if k in dvals}
+    if "defaults" in top:
+        defaults.update(v.fields(top["defaults"][1], "defaults", DEFAULT_FIELDS))
     cameras: list[CameraConfig] = []
     if "cameras" not in top:
         v.problem(root, "cameras", "section is required (a mapping of camera name -> settings)")
@@ -454,16 +514,7 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
         mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",), at=top["mqtt"][0])
         if "host" in mvals:
             mqtt = MqttConfig(**mvals)
-    det = DetectorConfig(**v.fields(top["detector"][1], "detector", DETECTOR_FIELDS)) \
-        if "detector" in top else DetectorConfig()
-    if check_machine and det.providers is not None:
-        from ..detect.runtime import choose_providers
-        from ..errors import ProviderError
-
-        try:  # the check the detector makes at start, without loading any model
-            choose_providers(det.providers)
-        except ProviderError as e:
-            v.problem(v.nodes.get("detector.providers"), "detector.providers", str(e))
+    det = _detector_options(v, dvals, [c for c in cameras if c.enabled], check_machine)
     if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
             and "web.token" not in v.nodes):  # a token given but invalid is reported already
         v.problem(top["web"][1], "web.token", f"is required when web.host is {web.host!r} (not "
@@ -473,7 +524,59 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
     return ServeConfig(cameras=tuple(cameras), web=web, mqtt=mqtt, detector=det, source=filename)
 
 
-def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = 20.0,
+def _detector_options(v: _Validator, vals: dict[str, Any], cameras: list[CameraConfig],
+                      check_machine: bool) -> DetectorOptions:
+    """The shared engine's options from the ``detector:`` values; ``providers`` (the old key,
+    ONNX Runtime's provider) stands for ``device`` with the ``onnx`` engine, as it always
+    meant. ``check_machine``: an engine or device asked for must exist here (the check the
+    engine makes at start, without loading a model)."""
+    vals = dict(vals)
+    key = "detector.device"
+    providers = vals.pop("providers", None)
+    if providers is not None:
+        if "device" in vals:
+            v.problem(v.nodes.get("detector.providers"), "detector.providers",
+                      "is the old name of detector.device: give one of them")
+        else:
+            vals["device"] = providers
+            vals.setdefault("engine", "onnx")
+            key = "detector.providers"
+    if cameras:  # ServeConfig does this too; here so that the check below sees the real value
+        vals["min_face_size"] = min(c.min_face_size for c in cameras)
+    try:
+        det = DetectorOptions(**vals)
+    except ValueError as e:  # InputError: the ranges above are narrower, so not expected
+        v.problem(v.nodes.get("detector"), "detector", str(e))
+        return DetectorOptions()
+    problem = _engine_problem(det) if check_machine else None
+    if problem:
+        bad = key if key in v.nodes else "detector.engine"
+        v.problem(v.nodes.get(bad), bad, problem)
+    return det
+
+
+def _engine_problem(det: DetectorOptions) -> str | None:
+    """Why the engine and device ``det`` asks for cannot run here, or None. The check the
+    engine makes at start, without loading a model; ``auto`` on both is always fine (and
+    not checked: it would import torch for nothing)."""
+    if (det.engine, det.device) == ("auto", "auto"):
+        return None
+    from ..detect.engine import resolve
+    from ..detect.runtime import choose_providers
+    from ..errors import ProviderError
+
+    try:
+        engine, device = resolve(det.engine, det.device)
+        if engine == "onnx":
+            choose_providers(device.split(":")[0])
+    except ProviderError as e:
+        return str(e)
+    if engine == "torch" and importlib.util.find_spec("torch") is None:
+        return "the torch engine needs PyTorch: install torch, or use engine onnx"
+    return None
+
+
+def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = MIN_FACE_SIZE,
                         check_machine: bool = False) -> ServeConfig:
     """A config from command-line ``[NAME=]URL`` items (names default to ``cam1``, ``cam2``...).
 
@@ -524,20 +627,20 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 def build_config(config_file: str | os.PathLike[str] | None = None, sources: list[str] | None = None, *,
-                 detect_fps: float = 5.0, min_face_size: float = 20.0, host: str | None = None,
+                 detect_fps: float = 5.0, min_face_size: float = MIN_FACE_SIZE, host: str | None = None,
                  port: int | None = None, token: str | None = None, mqtt: str | None = None,
+                 engine: str | None = None, device: str | None = None, threads: int | None = None,
                  env: dict[str, str] | None = None) -> ServeConfig:
     """The one validation path of ``livefaces serve``: ``--check-config`` and starting the server
     both call this, so a configuration that checks out is one ``serve`` accepts.
 
     Reads ``config_file`` (or builds a config from ``sources``), applies the command-line
-    overrides (``host``, ``port``, ``token``, ``mqtt`` as ``HOST[:PORT]``), checks them with the
+    overrides (``host``, ``port``, ``token``, ``mqtt`` as ``HOST[:PORT]``, the detector's
+    ``engine``, ``device`` and ``threads``), checks them with the
     same rules as the file, checks that the files of enabled cameras exist, and that a
     non-loopback bind has a token (``token``, ``web.token``, or ``$LIVEFACES_TOKEN`` in ``env``).
     Raises :class:`ConfigError` listing every problem.
     """
-    import dataclasses
-
     env = dict(os.environ) if env is None else env
     if config_file is not None and sources:
         raise ConfigError(["give either --config FILE or [NAME=]URL sources, not both"])
@@ -588,6 +691,137 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
                     problems.append(f"--mqtt: {'host' if err is e1 else 'port'} {err} (got {mqtt!r})")
             if not (e1 or e2):
                 mq = MqttConfig(host=h, port=p)
+    det_over = {key: check(f"--{key}", DETECTOR_FIELDS[key], value)
+                for key, value in (("engine", engine), ("device", device), ("threads", threads))
+                if value is not None}
     if problems or cfg is None:
         raise ConfigError(problems)
-    return dataclasses.replace(cfg, web=web, mqtt=mq)
+    det = cfg.detector
+    if det_over:
+        det = dataclasses.replace(det, **det_over)
+        if "engine" in det_over or "device" in det_over:
+            bad = _engine_problem(det)
+            if bad:
+                flags = " ".join(f"--{k} {det_over[k]}" for k in ("engine", "device") if k in det_over)
+                raise ConfigError([f"{flags}: {bad}"])
+    return dataclasses.replace(cfg, web=web, mqtt=mq, detector=det)
+
+
+# --------------------------------------------------------------------------- JSON Schema
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a class docstring, RST removed."""
+    out: dict[str, str] = {}
+    cur: str | None = None
+    inside = False
+    for line in (inspect.getdoc(cls) or "").splitlines():
+        if line.strip() == "Attributes:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        m = re.match(r"^    (\w+): (.*)$", line)
+        if m:
+            cur = m.group(1)
+            out[cur] = m.group(2).strip()
+        elif cur and line.startswith("        "):
+            out[cur] += " " + line.strip()
+        elif line.strip() or not line.startswith(" "):
+            inside = line.startswith(" ")
+            cur = None
+    return {k: re.sub(r":\w+:`~?(?:[\w.]+\.)?([\w]+)`", r"\1", v).replace("``", "`")
+            for k, v in out.items()}
+
+
+def _json_default(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _section(cls: type, spec: dict[str, _Check], *, required: tuple[str, ...] = (),
+             notes: dict[str, str] | None = None, description: str = "") -> dict[str, Any]:
+    """The JSON Schema of one section: field rules from ``spec`` (the validator's own),
+    defaults from the dataclass ``cls``, descriptions from its docstring."""
+    docs = _attribute_docs(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if f.default is not dataclasses.MISSING}
+    props: dict[str, Any] = {}
+    for name, check in spec.items():
+        sch: dict[str, Any] = {}
+        text = " ".join(t for t in (docs.get(name, ""), (notes or {}).get(name, "")) if t)
+        if text:
+            sch["description"] = text
+        sch.update(check.schema)
+        if name in defaults:
+            sch["default"] = _json_default(defaults[name])
+        props[name] = sch
+    out: dict[str, Any] = {"type": "object"}
+    if description:
+        out["description"] = description
+    out.update(additionalProperties=False, properties=props)
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """An empty section (``web:`` with nothing under it) means all defaults."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the serve configuration file, for editors.
+
+    Generated from the same model the loader uses (the field rules of :data:`CAMERA_FIELDS`
+    and friends, the dataclasses' defaults and docstrings); ``scripts/make_config_schema.py``
+    writes it to ``docs/config.schema.json``. It checks shapes, types and ranges; what only
+    the machine can tell (files exist, ``${VAR}`` set, a token for a non-loopback bind, at
+    least one camera enabled, providers present) is left to ``livefaces serve --check-config``.
+    """
+    camera = _section(CameraConfig, CAMERA_FIELDS, required=("url",),
+                      description="One camera: its URL and settings (over 'defaults').")
+    url = {"description": "Shorthand: just the URL (other settings from 'defaults').",
+           **CAMERA_FIELDS["url"].schema}
+    detector = _section(
+        DetectorOptions, DETECTOR_FIELDS,
+        description="The one detector all cameras share (detection batched across cameras).",
+        notes={"min_face_size": "In serve: the default of every camera's min_face_size; the "
+                                "detector runs with the smallest value of the enabled cameras.",
+               "providers": "Old name of `device` (an ONNX Runtime provider); implies engine "
+                            "onnx. Give `device` instead."})
+    detector["properties"]["providers"]["deprecated"] = True
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "livefaces serve configuration",
+        "description": "The YAML file of `livefaces serve --config FILE` (docs/serve.md). "
+                       "Generated by scripts/make_config_schema.py; `livefaces serve "
+                       "--check-config` checks this and what only the machine can tell.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["cameras"],
+        "properties": {
+            "defaults": _nullable(_section(
+                CameraConfig, DEFAULT_FIELDS,
+                description="Settings applied to every camera unless the camera says otherwise.")),
+            "cameras": {
+                "description": "Camera name -> settings (or just its URL). Names become MQTT "
+                               "topic levels, URL parts and metric labels.",
+                "type": "object", "minProperties": 1,
+                "propertyNames": {"pattern": NAME_RE.pattern},
+                "additionalProperties": {"anyOf": [{"$ref": "#/$defs/url"},
+                                                   {"$ref": "#/$defs/camera"}]},
+            },
+            "web": _nullable({"$ref": "#/$defs/web"}),
+            "mqtt": {"$ref": "#/$defs/mqtt"},
+            "detector": _nullable({"$ref": "#/$defs/detector"}),
+        },
+        "$defs": {
+            "url": url,
+            "camera": camera,
+            "web": _section(WebConfig, WEB_FIELDS, description="The HTTP server: web page, JSON API, "
+                            "/health, /metrics."),
+            "mqtt": _section(MqttConfig, MQTT_FIELDS, required=("host",),
+                             description="Publish events to an MQTT broker (leave out: no MQTT)."),
+            "detector": detector,
+        },
+    }

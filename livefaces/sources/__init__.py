@@ -22,8 +22,8 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..errors import SourceError
+from ..redact import redact_text, redact_url
 from ..types import Frame
-from .redact import redact_text, redact_url
 
 __all__ = ["FrameSource", "open_source", "source_problem", "redact_url", "redact_text",
            "NETWORK_SCHEMES"]

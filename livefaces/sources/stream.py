@@ -11,8 +11,8 @@ import numpy as np
 
 from ..avio import AVInput
 from ..errors import EndOfStream, SourceError
+from ..redact import redact_url
 from ..types import Frame
-from .redact import redact_url
 
 
 class _PyAVSource:
