@@ -6,10 +6,11 @@
     camera ─► capture ─┼─► Pipeline detect loop (ONE Detector, batched) ─► HubSink ─► Hub ─► WebServer
     camera ─► capture ─┘   per-camera rate and min face size               MqttSink ─► broker
 
-Per-camera settings on one shared detector:
+Each camera becomes one :class:`~livefaces.pipeline.CameraOptions` (name, rate, scale), so one
+:class:`~livefaces.pipeline.Camera` in the pipeline; per-camera settings on one shared detector:
 
-* ``detect_fps``: :class:`PerCameraRate`, a :class:`~livefaces.schedule.DetectPolicy` with one
-  rate per camera (frames in between are carried by the tracker);
+* ``detect_fps``: :class:`~livefaces.schedule.PerCameraRate` schedules each camera at its own
+  rate (frames in between are carried by the tracker);
 * ``min_face_size``: the detector runs with the smallest ``min_face_size`` of all cameras;
   a camera asking for bigger faces has its frames shrunk by ``smallest / its own`` before
   detection (the same faces are found, faster), boxes are scaled back.
@@ -25,47 +26,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..capture import CaptureOptions
-from ..pipeline import Pipeline, SourceStats
+from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink
-from ..schedule import DetectPolicy, SourceState
-from ..sources import FrameSource, open_source
-from ..types import Frame, FrameResult
+from ..schedule import PerCameraRate
+from ..sources import open_source
+from ..types import FrameResult
 from .config import ServeConfig
 from .hub import Hub
 from .metrics import metrics_text
 
 log = logging.getLogger(__name__)
-
-
-class PerCameraRate(DetectPolicy):
-    """About ``fps[camera]`` detections per second per camera (live sources); files that are
-    not paced in real time are detected on every frame.
-
-    A schedule, not a minimum gap: detection k is due at ``t0 + k / fps``. With a minimum gap
-    a 15 fps camera asked for 5/s would get ~4.3/s (the first frame *after* 200 ms comes up to
-    66 ms late every time); the schedule keeps the average at the target, and never builds a
-    backlog of more than one interval after a stall.
-    """
-
-    def __init__(self, fps: dict[str, float]):
-        super().__init__()
-        self.fps = dict(fps)
-        self._next: dict[str, float] = {}
-
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
-        interval = 1.0 / self.fps.get(frame.source, 5.0)
-        nxt = self._next.get(frame.source)
-        if nxt is None:
-            assert st.last_time is not None
-            nxt = st.last_time + interval
-        if now + 1e-3 < nxt:
-            return False
-        nxt += interval
-        self._next[frame.source] = now if nxt < now - interval else nxt  # no backlog after a stall
-        return True
-
-    def describe(self) -> str:
-        return "per camera: " + ", ".join(f"{k} {v:g}/s" for k, v in self.fps.items())
 
 
 class HubSink(BaseSink):
@@ -201,11 +171,10 @@ class CameraServer:
                                 providers=d.providers, threads=d.threads)
         else:
             det_min = float(getattr(detector, "min_face_size", det_min))
-        sources: list[FrameSource] = []
-        for c in cams:
-            src = open_source(c.url, loop=True, realtime=file_realtime)
-            src.name = c.name  # events, stats, topics and labels use the camera name
-            sources.append(src)
+        # events, stats, topics and labels use the camera name
+        cameras = [CameraOptions(open_source(c.url, loop=True, realtime=file_realtime), name=c.name,
+                                 detect_fps=c.detect_fps, scale=min(1.0, det_min / c.min_face_size))
+                   for c in cams]
         self.publisher = None
         sinks: list[BaseSink] = [HubSink(self.hub)]
         if config.mqtt is not None:
@@ -217,9 +186,8 @@ class CameraServer:
                                            buffer=m.buffer, keepalive=m.keepalive)
             sinks.append(MqttSink(self.publisher))
         self.pipeline = Pipeline(
-            sources, detector, policy=PerCameraRate({c.name: c.detect_fps for c in cams}),
-            sinks=sinks, capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0),
-            source_scale={c.name: min(1.0, det_min / c.min_face_size) for c in cams})
+            cameras, detector, policy=PerCameraRate(), sinks=sinks,
+            capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0))
         self.hub.add_stats_provider(self._pipeline_stats)
         self.web = None
         if config.web.enabled if web is None else web:

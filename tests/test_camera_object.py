@@ -1,0 +1,111 @@
+"""One camera, one object: per-camera options, schedule state, scale and face-event state."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from livefaces.events import FaceEvents
+from livefaces.pipeline import Camera, CameraOptions, Pipeline
+from livefaces.publish.memory import MemoryPublisher
+from livefaces.schedule import EveryN, PerCameraRate, SourceState
+from livefaces.sources.synthetic import SyntheticSource
+from livefaces.track import Tracker
+from livefaces.types import Faces, Frame
+
+
+class _Sizes:
+    """A detector that finds nothing and records the image sizes it was given."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def detect_batch(self, images):
+        self.shapes += [im.shape for im in images]
+        return [Faces.empty() for _ in images]
+
+
+def test_camera_options_name_and_scale_belong_to_their_camera():
+    det = _Sizes()
+    p = Pipeline([CameraOptions(SyntheticSource(320, 240, 25, frames=10, realtime=False), name="front",
+                                scale=0.5),
+                  CameraOptions(SyntheticSource(320, 240, 25, frames=10, realtime=False), name="back")],
+                 det, policy=EveryN(n=1))
+    assert [c.name for c in p.cameras] == ["front", "back"]
+    assert all(isinstance(c, Camera) for c in p.cameras)
+    assert p.cameras[0].scale == 0.5 and p.cameras[1].scale == 1.0
+    st = p.run()
+    assert {s.name for s in st.sources} == {"front", "back"}
+    assert all(s.frames_processed == 10 for s in st.sources)
+    # the same-size frames of the two cameras reach the detector at their own scale
+    assert det.shapes.count((120, 160, 3)) == 10 and det.shapes.count((240, 320, 3)) == 10
+
+
+def test_camera_scale_is_capped_at_one():
+    p = Pipeline([CameraOptions(SyntheticSource(64, 48, frames=1, realtime=False), scale=3.0)], _Sizes())
+    assert p.cameras[0].scale == 1.0
+
+
+def test_per_camera_rate_comes_from_each_cameras_own_state():
+    pol = PerCameraRate()
+    a, b = SourceState(fps=5.0), SourceState(fps=2.0)
+    pol.register("a", a)
+    pol.register("b", b)
+    img = np.zeros((2, 2, 3), np.uint8)
+    counts = {"a": 0, "b": 0}
+    for i in range(15 * 20):  # 20 s at 15 fps
+        now = i / 15
+        for name, st in (("a", a), ("b", b)):
+            f = Frame(img, name, i, now, now)
+            if pol.due(f, True, now, st):
+                pol.detected(f, now, st)
+                counts[name] += 1
+    assert abs(counts["a"] - 100) <= 1 and abs(counts["b"] - 40) <= 1
+    assert pol.describe() == "per camera: a 5/s, b 2/s"
+    assert pol._state == {"a": a, "b": b}  # no copies: the cameras' own objects
+
+
+def test_pipeline_gives_each_camera_its_detect_fps():
+    p = Pipeline([CameraOptions(SyntheticSource(64, 48, frames=1, realtime=False), name="x",
+                                detect_fps=3.0)], _Sizes(), policy=PerCameraRate())
+    assert p.cameras[0].schedule.fps == 3.0 and "x 3/s" in p.policy.describe()
+
+
+def _faces(*boxes):
+    n = len(boxes)
+    return Faces(np.array(boxes, np.float32).reshape(n, 4), np.full(n, 0.99, np.float32),
+                 np.zeros((n, 5, 2), np.float32))
+
+
+def test_face_events_update_and_clear():
+    t = [0.0]
+    ev = FaceEvents("cam", update_interval=1.0, clock=lambda: t[0], wall=lambda: 1000.0 + t[0])
+    tr = Tracker()
+    img = np.zeros((100, 200, 3), np.uint8)
+    out = []
+    for i in range(30):  # 3 s at 10 fps, detected every frame
+        t[0] = i / 10
+        f = Frame(img, "cam", i, t[0], t[0])
+        out += ev.update(f, tr.update(_faces((10 + i, 10, 50 + i, 50)), t[0]))
+    types = [e["type"] for e in out]
+    assert types[0] == "face.appeared" and out[0]["before"] is None
+    assert 2 <= types.count("face.updated") <= 3  # rate limited to one per second
+    assert ev.active == [out[0]["track_id"]]
+    lost = ev.clear("source_ended", [x.id for x in tr.clear()])
+    assert [e["type"] for e in lost] == ["face.lost"] and lost[0]["reason"] == "source_ended"
+    assert lost[0]["detected"] is True and lost[0]["frame_index"] == 29
+    assert lost[0]["duration"] == 2.9 and ev.active == [] and ev.clear("stopped") == []
+
+
+def test_stream_end_flushes_each_cameras_tracks():
+    mem = MemoryPublisher()
+    p = Pipeline([CameraOptions(SyntheticSource(320, 240, 25, frames=20, realtime=False), name="c1")],
+                 _FaceEveryFrame(), policy=EveryN(n=1), sinks=[mem])
+    p.run()
+    lost = mem.of_type("face.lost")
+    assert [e["source"] for e in mem.of_type("face.appeared")] == ["c1"]
+    assert len(lost) == 1 and lost[0]["reason"] == "source_ended"
+
+
+class _FaceEveryFrame:
+    def detect_batch(self, images):
+        return [_faces((10, 10, 60, 60)) for _ in images]
