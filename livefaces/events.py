@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .types import Faces, Frame, face_json
+from .types import Faces, Frame, Status, face_json
 
 SCHEMA_VERSION = 1
 SCHEMA = f"livefaces.event/{SCHEMA_VERSION}"
@@ -74,11 +74,12 @@ def face_event(type: str, source: str, track_id: int, state: dict[str, Any],
                       duration=round(max(0.0, now_wall - first_seen_wall), 3), before=before)
 
 
-def status_event(source: str, before: str | None, after: str, detail: str | None = None,
+def status_event(source: str, before: Status | str | None, after: Status | str, detail: str | None = None,
                  **fields: Any) -> dict:
     """``source.status``: ``before`` → ``after`` (connecting, connected, stalled,
     reconnecting, ended, failed, stopped), ``detail`` a one-line reason or None."""
-    return make_event(SOURCE_STATUS, source, before=before, after=after, detail=detail, **fields)
+    return make_event(SOURCE_STATUS, source, before=None if before is None else Status(before).value,
+                      after=Status(after).value, detail=detail, **fields)
 
 
 class UpdateLimiter:

@@ -45,7 +45,7 @@ from .ringbuffer import Closed, RingBuffer
 from .schedule import Adaptive, DetectPolicy, SourceState
 from .sources import FrameSource, open_source
 from .track import Tracker, TrackerOptions
-from .types import Faces, Frame, FrameResult
+from .types import Faces, Frame, FrameResult, Status
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SourceStats:
     """
 
     name: str
-    status: str | None
+    status: Status | None
     live: bool
     frames_captured: int
     frames_processed: int
@@ -168,7 +168,7 @@ class Camera:
     def __init__(self, source: FrameSource, options: CameraOptions, *, capture: CaptureOptions,
                  tracker: TrackerOptions, update_interval: float, stop: threading.Event,
                  notify: threading.Condition,
-                 on_status: Callable[[Camera, str | None, str, str | None], None],
+                 on_status: Callable[[Camera, Status | None, Status, str | None], None],
                  clock: Callable[[], float]) -> None:
         self.source = source
         self.name = source.name
@@ -375,10 +375,11 @@ class Pipeline:
         for r in self._runners:
             r.put_event(event)
 
-    def _on_status(self, s: Camera, before: str | None, after: str, detail: str | None) -> None:
+    def _on_status(self, s: Camera, before: Status | None, after: Status,
+                   detail: str | None) -> None:
         extra: dict[str, Any] = {"frames": s.worker.frames, "dropped": s.ring.dropped,
                                  "reconnects": s.worker.reconnects}
-        if after in ("stalled", "reconnecting"):
+        if after in (Status.STALLED, Status.RECONNECTING):
             s.flush_reason = "source_lost"
         self._publish(status_event(s.name, before, after, detail, **extra))
         with self._cond:
@@ -541,5 +542,5 @@ def stream(source: SourceLike, *, detector: Any = None, policy: DetectPolicy | N
     finally:
         p.stop()
     st = p.stats().source()
-    if st.status == "failed":
+    if st.status == Status.FAILED:
         raise SourceError(st.error or f"{st.name}: failed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,29 @@ def face_json(box: Any, confidence: float, landmarks: Any, confidence_digits: in
         "landmarks": {name: [round(float(x), 2), round(float(y), 2)]
                       for name, (x, y) in zip(LANDMARK_NAMES, landmarks)},
     }
+
+
+class Status(str, Enum):
+    """A source's state (``source.status`` events, stats, the API), a ``str`` in JSON::
+
+        connecting → connected → (stalled | reconnecting) → connected → ... → ended | failed | stopped
+
+    Members compare equal to their value (``Status.CONNECTED == "connected"``) and format as it.
+    """
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    STALLED = "stalled"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 @dataclass(frozen=True)
@@ -156,8 +180,8 @@ class FrameResult:
         detected: True if this frame went through the detector.
         track_ids: ``(N,)`` int64 stable ids parallel to ``faces`` (empty: no tracker).
         face_detected: ``(N,)`` bool, per face: True if the detector found it on this frame,
-            False if the tracker carried it (a missed detection, or a skipped frame). Empty
-            means "every face as ``detected``"; use :meth:`detected_mask`.
+            False if the tracker carried it (a missed detection, or a skipped frame). Always
+            ``N`` long: left out (or of another length), every face is taken as ``detected``.
     """
 
     frame: Frame
@@ -166,8 +190,6 @@ class FrameResult:
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     face_detected: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
 
-    def detected_mask(self) -> np.ndarray:
-        """``(N,)`` bool: which faces the detector found on this very frame."""
-        if len(self.face_detected) == len(self.faces):
-            return self.face_detected
-        return np.full(len(self.faces), self.detected, bool)
+    def __post_init__(self) -> None:
+        if len(self.face_detected) != len(self.faces):
+            object.__setattr__(self, "face_detected", np.full(len(self.faces), self.detected, bool))

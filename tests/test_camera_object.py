@@ -109,3 +109,98 @@ def test_stream_end_flushes_each_cameras_tracks():
 class _FaceEveryFrame:
     def detect_batch(self, images):
         return [_faces((10, 10, 60, 60)) for _ in images]
+
+
+def test_status_is_one_enum_and_json_stays_a_string():
+    import json
+
+    from livefaces.events import status_event
+    from livefaces.types import Status
+
+    assert Status.CONNECTED == "connected" and f"{Status.FAILED}" == "failed"
+    ev = status_event("cam", Status.CONNECTING, Status.CONNECTED)
+    assert json.loads(json.dumps(ev))["after"] == "connected" and type(ev["after"]) is str
+    st = Pipeline([SyntheticSource(64, 48, frames=3, realtime=False)], _Sizes()).run()
+    assert st.source().status is Status.ENDED and json.dumps(st.source().status) == '"ended"'
+
+
+def _live_args(source):
+    import argparse
+
+    from livefaces.cli._live import add_live_arguments
+
+    ap = argparse.ArgumentParser()
+    add_live_arguments(ap)
+    return ap.parse_args([source, "--max-frames", "3"])
+
+
+def test_preview_queue_policy_is_set_before_the_runner_is_built(tmp_path):
+    """A file preview must not drop frames: the runner copies the sink's policy when built."""
+    import cv2
+
+    from livefaces.cli._live import build
+    from livefaces.cli.preview import preview_queue
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), np.full((48, 64, 3), 90, np.uint8))
+    made = []
+
+    def sinks(live):
+        made.append(preview_queue(live))
+        return made[-1:]
+
+    p, live, _hud = build(_live_args(str(tmp_path)), sinks)
+    assert not live and made[0].queue.policy == "wait"
+    assert p._runners[0].results.policy == "wait"  # nothing dropped between pipeline and window
+    p2, live2, _ = build(_live_args("synthetic:"), sinks)
+    assert live2 and p2._runners[0].results.policy == "drop_oldest"
+
+
+def test_hub_logs_a_failing_stats_provider(caplog):
+    import logging
+
+    from livefaces.serve.config import CameraConfig
+    from livefaces.serve.hub import Hub
+
+    hub = Hub([CameraConfig(name="front", url="synthetic:")])
+
+    def broken():
+        raise RuntimeError("boom")
+
+    hub.add_stats_provider(broken)
+    with caplog.at_level(logging.WARNING, logger="livefaces.serve.hub"):
+        assert hub.status()["front"]["name"] == "front"  # the page still works
+        hub.status()
+    assert [r.getMessage() for r in caplog.records] == ["camera stats provider failed: RuntimeError: boom"]
+
+
+def test_mqtt_counters_are_changed_under_the_lock():
+    from livefaces.publish.mqtt import MqttPublisher
+
+    pub = MqttPublisher("127.0.0.1", 1)
+    held = []
+    real = pub._mid_lock
+
+    class Spy:
+        def __enter__(self):
+            held.append(True)
+            return real.__enter__()
+
+        def __exit__(self, *a):
+            return real.__exit__(*a)
+
+    pub._mid_lock = Spy()
+    pub._on_connect_fail(None, None)
+    assert held and pub.stats()["errors"] == 1
+
+
+def test_frame_result_face_detected_is_always_one_per_face():
+    from livefaces.types import FrameResult
+
+    f = Frame(np.zeros((4, 4, 3), np.uint8), "c", 0, None, 0.0)
+    two = _faces((0, 0, 1, 1), (1, 1, 2, 2))
+    assert FrameResult(f, two, True).face_detected.tolist() == [True, True]
+    assert FrameResult(f, two, False).face_detected.tolist() == [False, False]
+    assert FrameResult(f, two, True, face_detected=np.array([True, False])).face_detected.tolist() \
+        == [True, False]
+    assert not hasattr(FrameResult, "detected_mask")

@@ -17,6 +17,7 @@ from ..capture import CaptureOptions
 from ..errors import LiveFacesError
 from ..render import HudInfo
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate
+from ..types import Status
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -99,9 +100,11 @@ def make_policy(args: argparse.Namespace) -> DetectPolicy:
     return Adaptive(budget=args.latency_budget / 1000.0)
 
 
-def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
+def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any]]) -> Any:
     """The pipeline for ``args`` (not started) plus the source's ``live`` flag.
 
+    ``sinks``: a list, or a function of the source's ``live`` flag returning one (a sink whose
+    drop policy depends on it: its runner takes the policy when the pipeline is built).
     Raises LiveFacesError/ValueError for unusable input (one line)."""
     from ..pipeline import Pipeline
     from ..publish.record import RecordSink
@@ -111,6 +114,7 @@ def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
 
     spec = args.source if args.source is not None else demo_clip()
     source = open_source(spec, transport=args.transport, loop=args.loop, realtime=args.realtime)
+    sinks = list(sinks(source.live) if callable(sinks) else sinks)
     try:
         policy = make_policy(args)
     except ValueError as e:
@@ -213,12 +217,12 @@ def finish(p: Any, interrupted: bool, quiet: bool = False) -> int:
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
-    cannot_start = s.status == "failed" and s.frames_captured == 0
+    cannot_start = s.status == Status.FAILED and s.frames_captured == 0
     if not quiet and not cannot_start:  # a source that never started: its error line says all
         print(summary(st), file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
-    if s.status == "failed":
+    if s.status == Status.FAILED:
         error(s.error or f"{s.name}: failed")
         return EXIT_SETUP if cannot_start else EXIT_PARTIAL
     if any(sk.error for sk in st.sinks):

@@ -29,15 +29,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_live_arguments(p)
 
 
+def preview_queue(live: bool) -> QueueSink:
+    """The window's queue: a live source shows the newest frames (older ones dropped); a file
+    or folder shows every frame rather than racing through it (the pipeline waits)."""
+    return QueueSink(2, "drop_oldest" if live else "wait")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..window import check_display, run_window
 
     check_display()
-    q = QueueSink(2, "drop_oldest")
-    p, live, hud = build(args, [q])
-    if not live:  # a file or folder: show every frame rather than racing through it
-        q.result_policy = "wait"
-        q.queue.policy = "wait"
+    q = preview_queue(True)
+
+    def sinks(live: bool) -> list[QueueSink]:
+        nonlocal q
+        q = preview_queue(live)
+        return [q]
+
+    p, _live, hud = build(args, sinks)
 
     def next_image():  # noqa: ANN202
         r = q.queue.get(timeout=0.02) if not q.queue.closed or len(q.queue) else None

@@ -30,7 +30,7 @@ from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink
 from ..schedule import PerCameraRate
 from ..sources import open_source
-from ..types import FrameResult
+from ..types import FrameResult, Status
 from .config import ServeConfig
 from .hub import Hub
 from .metrics import metrics_text
@@ -86,16 +86,16 @@ def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, flo
     if not enabled:
         return "off", None
     after, frames_then, since = last_status
-    if s.status == "connected":
-        if after == "connected" and frames_then is not None and s.frames_captured > frames_then:
+    if s.status == Status.CONNECTED:
+        if after == Status.CONNECTED and frames_then is not None and s.frames_captured > frames_then:
             return "streaming", None
-        if since is None or now - since < NO_FRAME_GRACE_S or after != "connected":
+        if since is None or now - since < NO_FRAME_GRACE_S or after != Status.CONNECTED:
             return "starting", None
         return "error", (f"connected {now - since:.0f} s ago but no video frame arrived"
                          + (f" (last error: {s.error})" if s.error else ""))
-    if s.status == "ended":
+    if s.status == Status.ENDED:
         return "ended", None
-    if s.status in (None, "connecting") and not s.error:
+    if s.status in (None, Status.CONNECTING) and not s.error:
         return "starting", None
     return "error", s.error or f"camera is {s.status}"
 

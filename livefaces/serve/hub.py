@@ -12,6 +12,7 @@ Nothing here knows about HTTP, MQTT or the detector.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +22,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..render import render_result as _render_result
+from ..render import render_result
 from ..types import FrameResult
 from .config import CameraConfig
 from .metrics import Histogram
+
+log = logging.getLogger(__name__)
 
 StatsProvider = Callable[[], dict[str, dict[str, Any]]]
 
@@ -94,6 +97,7 @@ class Hub:
         self.latency = {n: Histogram() for n in self._cams}
         self._stats_providers: list[StatsProvider] = []
         self._jpeg_lock = threading.Lock()
+        self._provider_error: str | None = None
 
     # ------------------------------------------------------------------ writers (pipeline)
 
@@ -172,13 +176,6 @@ class Hub:
         st = self._cams.get(camera)
         return st.seq if st else 0
 
-    def latest(self, camera: str) -> tuple[int, FrameResult] | None:
-        st = self._cams.get(camera)
-        if st is None:
-            return None
-        with self._lock:
-            return (st.seq, st.result) if st.result is not None else None
-
     def jpeg(self, camera: str) -> tuple[int, bytes] | None:
         """``(seq, JPEG bytes)`` of the newest annotated frame, encoded at most once per frame."""
         st = self._cams.get(camera)
@@ -204,7 +201,11 @@ class Hub:
             try:
                 for cam, d in fn().items():
                     extra.setdefault(cam, {}).update(d)
-            except Exception:  # a stats bug must not take the page down
+            except Exception as e:  # noqa: BLE001 - a stats bug must not take the page down
+                msg = f"{type(e).__name__}: {e}"
+                if msg != self._provider_error:  # once per distinct error, not per request
+                    self._provider_error = msg
+                    log.warning("camera stats provider failed: %s", msg, exc_info=True)
                 continue
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
@@ -233,12 +234,6 @@ class Hub:
                 }
                 out[name].update(extra.get(name, {}))
         return out
-
-
-def render_result(result: FrameResult) -> np.ndarray:
-    """The annotated RGB image of a result (boxes green where detected on this frame, amber
-    where carried by the tracker; landmarks, track ids)."""
-    return _render_result(result)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
