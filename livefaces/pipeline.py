@@ -38,98 +38,16 @@ from .capture import CaptureOptions, CaptureWorker
 from .detect.rescale import detect_scaled
 from .errors import SourceError
 from .events import FaceEvents, status_event
-from .meter import LatencyWindow, RateMeter
+from .meter import Latency, RateMeter
 from .publish import Sink, SinkRunner
 from .publish.memory import QueueSink
 from .ringbuffer import Closed, RingBuffer
 from .schedule import Adaptive, DetectPolicy, SourceState
 from .sources import FrameSource, open_source
 from .track import Tracker, TrackerOptions
-from .types import Faces, Frame, FrameResult, Status
+from .types import Faces, Frame, FrameResult, PipelineStats, SinkStats, SourceStats, Status
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SourceStats:
-    """A snapshot of one source (rates are over the last 2 s; times in seconds).
-
-    Attributes:
-        name: redacted source name.  status: connecting/connected/stalled/reconnecting/
-        ended/failed/stopped.  live: dropped frames are possible (camera/stream).
-        frames_captured: decoded frames.  frames_processed: frames turned into results.
-        frames_detected / frames_tracked: of those, detector vs tracker.
-        dropped: frames lost in the capture ring buffer (newest-wins).
-        reconnects: successful or attempted reconnections after a failure.
-        capture_fps / detect_fps / output_fps: recent rates.
-        latency_ms_p50 / latency_ms_p95: capture → result delivered to sinks, recent frames.
-        last_frame_age: seconds since the newest frame was captured (None: none yet).
-        faces: faces on the newest result.  error: last one-line error (redacted) or None.
-        detect_interval_s: seconds between detections on this source, smoothed (source
-            clock: capture time for live sources, stream time for files); None before two.
-        detect_expected_s: the interval the detection policy asks for (live sources; None
-            when unknown or not applicable).
-        detect_behind: True while detection runs well behind the policy (a WARNING is logged
-            once per such episode): the detector cannot keep up; faces are carried longer.
-        busy_s: seconds from the pipeline's start to this source's newest result (throughput
-            of files: ``frames_processed / busy_s``); None before the first.
-    """
-
-    name: str
-    status: Status | None
-    live: bool
-    frames_captured: int
-    frames_processed: int
-    frames_detected: int
-    frames_tracked: int
-    dropped: int
-    reconnects: int
-    capture_fps: float
-    detect_fps: float
-    output_fps: float
-    latency_ms_p50: float | None
-    latency_ms_p95: float | None
-    last_frame_age: float | None
-    faces: int
-    error: str | None
-    detect_interval_s: float | None = None
-    detect_expected_s: float | None = None
-    detect_behind: bool = False
-    busy_s: float | None = None
-
-
-@dataclass(frozen=True)
-class SinkStats:
-    """``output_closed``: the sink's reader went away (a closed pipe) and the run stopped."""
-
-    name: str
-    results_dropped: int
-    events_dropped: int
-    errors: int
-    error: str | None
-    output_closed: bool = False
-
-
-@dataclass(frozen=True)
-class PipelineStats:
-    """A snapshot of the whole pipeline; ``detect_seconds`` is the average batch time."""
-
-    sources: tuple[SourceStats, ...]
-    sinks: tuple[SinkStats, ...]
-    detect_seconds: float
-    detect_scale: float
-    policy: str
-    running: bool
-    uptime: float
-
-    def source(self, name: str | None = None) -> SourceStats:
-        """The stats of source ``name`` (default: the first)."""
-        if name is None:
-            return self.sources[0]
-        for s in self.sources:
-            if s.name == name:
-                return s
-        raise KeyError(name)
 
 
 SourceLike = FrameSource | str | int | os.PathLike
@@ -200,7 +118,7 @@ class Camera:
         self.faces = 0
         self.detect_rate = RateMeter()
         self.output_rate = RateMeter()
-        self.latency = LatencyWindow()
+        self.latency = Latency()  # capture → result handed to the sinks
 
     def clear(self, reason: str) -> list[dict[str, Any]]:
         """Drop every track; their ``face.lost`` events with ``reason``."""
@@ -226,6 +144,8 @@ class Pipeline:
         max_frames: stop after this many results (all sources together).
         duration: stop after this many seconds.
         source_options: keyword arguments for :func:`open_source` when specs are given.
+        stats_interval: seconds between the :class:`PipelineStats` snapshots handed to every
+            sink (:meth:`Sink.on_stats`; one more when the pipeline stops).
         clock: monotonic clock (tests may inject one).
     """
 
@@ -234,6 +154,7 @@ class Pipeline:
                  capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
                  update_interval: float = 1.0, max_frames: int | None = None,
                  duration: float | None = None, source_options: dict[str, Any] | None = None,
+                 stats_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not sources:
             raise ValueError("Pipeline needs at least one source")
@@ -245,6 +166,8 @@ class Pipeline:
         self.duration = duration
         self._clock = clock
         self._stop = threading.Event()
+        self.stats_interval = stats_interval
+        self._next_stats = 0.0
         self._done = threading.Event()
         self._cond = threading.Condition()
         self.output_closed = False
@@ -316,6 +239,7 @@ class Pipeline:
         if self._thread.is_alive() or self._thread.ident is not None:
             self._thread.join(max(0.0, deadline - time.monotonic() - 0.3 * timeout))
             ok &= not self._thread.is_alive()
+        self._push_stats()  # the final numbers (a summary, a last HUD frame)
         for r in self._runners:
             ok &= r.close(max(0.05, deadline - time.monotonic()))
         self._done.set()
@@ -363,6 +287,18 @@ class Pipeline:
         return PipelineStats(tuple(out), sinks, self.policy.detect_seconds, self.policy.scale,
                              self.policy.describe(), not self._done.is_set(),
                              0.0 if self._started_at is None else now - self._started_at)
+
+    def _push_stats(self) -> None:
+        st = self.stats()
+        for r in self._runners:
+            r.put_stats(st)
+
+    def _stats_due(self) -> None:
+        """Called by the detect loop: a snapshot to the sinks every ``stats_interval`` s."""
+        now = self._clock()
+        if now >= self._next_stats:
+            self._next_stats = now + self.stats_interval
+            self._push_stats()
 
     # -- events --------------------------------------------------------------------------------
     def _on_output_closed(self, sink: str) -> None:
@@ -454,6 +390,7 @@ class Pipeline:
                     if not any(len(s.ring) or s.ring.closed or s.flush_reason
                                for s in self.cameras if not s.finished):
                         self._cond.wait(0.1)
+                self._stats_due()
                 if self._limits_hit():
                     self.limit_reached = True
                     break

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .types import Faces, FrameResult, Status
+from .types import Faces, FrameResult, PipelineStats, Status
 
 BOX_COLOUR = (0, 220, 0)
 TRACKED_COLOUR = (255, 190, 0)
@@ -99,6 +99,19 @@ class HudInfo:
     latency_ms: float | None = None
     status: str | None = None
     source: str | None = None
+
+    @classmethod
+    def of(cls, stats: PipelineStats | None, source: str) -> HudInfo | None:
+        """The HUD of ``source`` from a stats snapshot (None: no snapshot or no such source).
+        Files not paced in real time have no camera-like latency, only a queue: left off."""
+        if stats is None:
+            return None
+        try:
+            s = stats.source(source)
+        except KeyError:
+            return None
+        return cls(s.capture_fps, s.detect_fps, s.dropped, s.latency_ms_p50 if s.live else None,
+                   s.status, s.name)
 
 
 def draw_hud(image: np.ndarray, hud: HudInfo) -> np.ndarray:

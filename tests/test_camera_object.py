@@ -139,39 +139,82 @@ def test_preview_queue_policy_is_set_before_the_runner_is_built(tmp_path):
     import cv2
 
     from livefaces.cli._live import build
-    from livefaces.cli.preview import preview_queue
+    from livefaces.cli.preview import PreviewSink
 
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), np.full((48, 64, 3), 90, np.uint8))
     made = []
 
     def sinks(live):
-        made.append(preview_queue(live))
+        made.append(PreviewSink(live))
         return made[-1:]
 
-    p, live, _hud = build(_live_args(str(tmp_path)), sinks)
+    p, live = build(_live_args(str(tmp_path)), sinks)
     assert not live and made[0].queue.policy == "wait"
     assert p._runners[0].results.policy == "wait"  # nothing dropped between pipeline and window
-    p2, live2, _ = build(_live_args("synthetic:"), sinks)
+    p2, live2 = build(_live_args("synthetic:"), sinks)
     assert live2 and p2._runners[0].results.policy == "drop_oldest"
 
 
-def test_hub_logs_a_failing_stats_provider(caplog):
-    import logging
+def test_stats_flow_down_to_sinks_about_every_interval_and_once_at_the_end():
+    import dataclasses
 
+    import pytest
+
+    from livefaces.publish import BaseSink
+    from livefaces.types import PipelineStats
+
+    class Stats(BaseSink):
+        def __init__(self):
+            self.got = []
+
+        def on_stats(self, stats):
+            self.got.append(stats)
+
+    sink = Stats()
+    p = Pipeline([SyntheticSource(64, 48, 25, frames=20)], _Sizes(), sinks=[sink], stats_interval=0.1)
+    p.run()  # 0.8 s of frames
+    assert len(sink.got) >= 4 and all(isinstance(s, PipelineStats) for s in sink.got)
+    last = sink.got[-1]
+    assert last.source().frames_processed == 20 and not last.running and last.source().status == "ended"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        last.running = True  # type: ignore[misc]
+
+
+def test_record_hud_comes_from_the_pushed_stats(tmp_path):
+    from livefaces.publish.record import RecordSink
+    from livefaces.render import HudInfo
+    from livefaces.types import PipelineStats, SourceStats
+
+    st = SourceStats("cam", "connected", True, 10, 10, 5, 5, 1, 0, 25.0, 5.0, 25.0, 40.0, 60.0, 0.01,
+                     1, None)
+    stats = PipelineStats((st,), (), 0.01, 1.0, "x", True, 1.0)
+    assert HudInfo.of(stats, "cam") == HudInfo(25.0, 5.0, 1, 40.0, "connected", "cam")
+    assert HudInfo.of(stats, "other") is None and HudInfo.of(None, "cam") is None
+    files = dataclasses_replace_live(st)
+    assert HudInfo.of(PipelineStats((files,), (), 0, 1, "x", True, 1), "cam").latency_ms is None
+    sink = RecordSink(tmp_path / "o.mp4", hud=True)
+    sink.on_stats(stats)
+    assert sink._stats is stats
+    sink.close()
+
+
+def dataclasses_replace_live(st):
+    import dataclasses
+
+    return dataclasses.replace(st, live=False)
+
+
+def test_hub_takes_pushed_stats_and_health():
     from livefaces.serve.config import CameraConfig
     from livefaces.serve.hub import Hub
 
     hub = Hub([CameraConfig(name="front", url="synthetic:")])
-
-    def broken():
-        raise RuntimeError("boom")
-
-    hub.add_stats_provider(broken)
-    with caplog.at_level(logging.WARNING, logger="livefaces.serve.hub"):
-        assert hub.status()["front"]["name"] == "front"  # the page still works
-        hub.status()
-    assert [r.getMessage() for r in caplog.records] == ["camera stats provider failed: RuntimeError: boom"]
+    assert hub.health() == {} and hub.status()["front"].get("detect_fps") == 0.0
+    hub.put_stats({"front": {"detect_fps": 4.5, "health": "streaming"}},
+                  health={"problems": ["x"]}, publisher={"connected": True})
+    assert hub.status()["front"]["detect_fps"] == 4.5 and hub.status()["front"]["health"] == "streaming"
+    assert hub.health() == {"problems": ["x"]} and hub.publisher_stats == {"connected": True}
 
 
 def test_mqtt_counters_are_changed_under_the_lock():

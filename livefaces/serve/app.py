@@ -30,22 +30,27 @@ from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink
 from ..schedule import PerCameraRate
 from ..sources import open_source
-from ..types import FrameResult, Status
+from ..types import FrameResult, PipelineStats, Status
 from .config import ServeConfig
 from .hub import Hub
-from .metrics import metrics_text
 
 log = logging.getLogger(__name__)
 
 
 class HubSink(BaseSink):
-    """Feeds the hub; the web page only needs the newest frame, so a slow hub drops old ones."""
+    """Feeds the hub; the web page only needs the newest frame, so a slow hub drops old ones.
+    Statistics snapshots go to ``on_stats`` (the server turns them into what the hub shows)."""
 
     result_policy = "drop_oldest"
     result_queue = 4
 
-    def __init__(self, hub: Hub):
+    def __init__(self, hub: Hub, on_stats: Callable[[PipelineStats], None] | None = None):
         self.hub = hub
+        self._stats = on_stats
+
+    def on_stats(self, stats: PipelineStats) -> None:
+        if self._stats is not None:
+            self._stats(stats)
 
     def on_result(self, result: FrameResult) -> None:
         self.hub.put_result(result.frame.source, result)
@@ -176,7 +181,7 @@ class CameraServer:
                                  detect_fps=c.detect_fps, scale=min(1.0, det_min / c.min_face_size))
                    for c in cams]
         self.publisher = None
-        sinks: list[BaseSink] = [HubSink(self.hub)]
+        sinks: list[BaseSink] = [HubSink(self.hub, self._on_stats)]
         if config.mqtt is not None:
             from ..publish.mqtt import MqttPublisher
 
@@ -188,82 +193,70 @@ class CameraServer:
         self.pipeline = Pipeline(
             cameras, detector, policy=PerCameraRate(), sinks=sinks,
             capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0))
-        self.hub.add_stats_provider(self._pipeline_stats)
         self.web = None
         if config.web.enabled if web is None else web:
             from .web import WebServer
 
-            self.web = WebServer(self.hub, config.web, metrics=self.metrics, health=self._health)
+            self.web = WebServer(self.hub, config.web)
         self.rate_watch = RateWatch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
         self._pipeline_started = False
-        self._watcher = threading.Thread(target=self._watch, name="livefaces-serve-watch", daemon=True)
 
     def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
         return camera_health(s, self.hub.last_status(s.name), now)  # the pipeline has enabled ones only
 
-    def _pipeline_stats(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        now = self.hub.clock()
-        for s in self.pipeline.stats().sources:
-            health, err = self._health_of(s, now)
-            out[s.name] = {"state": s.status, "health": health, "streaming": health == "streaming",
-                           "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
-                           "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
-                           "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
-                           "frames_captured": s.frames_captured, "error": err,
-                           "detect_behind": s.name in self.rate_watch.behind}
-        return out
-
-    def _watch(self) -> None:
-        """Once a second: feed :class:`RateWatch` (the only periodic work of the server)."""
-        while not self._stopped.wait(1.0):
-            try:
-                now = self.hub.clock()
-                for s in self.pipeline.stats().sources:
-                    health, _ = self._health_of(s, now)
-                    target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
-                    self.rate_watch.update(s.name, target, s.detect_fps, active=health == "streaming")
-            except Exception:  # noqa: BLE001 - a monitoring bug must not stop the server
-                log.exception("rate watch failed")
-
-    def _health(self) -> dict[str, Any]:
-        st = self.pipeline.stats()
-        now = self.hub.clock()
-        problems: list[str] = []
-        streaming = 0
-        for s in st.sources:
-            health, err = self._health_of(s, now)
-            streaming += health == "streaming"
-            if health == "error":
-                problems.append(f"camera {s.name}: {err}")
-            behind = self.rate_watch.behind.get(s.name)
-            if behind is not None:
-                problems.append(f"camera {s.name}: detector behind: {behind[0]:.1f} detections/s "
-                                f"of {behind[1]:g} configured")
-        body: dict[str, Any] = {"running": st.running, "cameras_streaming": streaming}
-        if self.publisher is not None:
-            body["mqtt_connected"] = self.publisher.connected
-            problem = self.publisher.problem
-            if problem:
-                problems.append(f"mqtt: {problem}")
-        body["problems"] = problems
-        return body
-
-    def metrics(self) -> str:
-        return metrics_text(self.hub, self.publisher.stats() if self.publisher is not None else None)
+    def _on_stats(self, st: PipelineStats) -> None:
+        """Each statistics snapshot (about once a second, on the hub sink's thread): judge
+        the detection rates (:class:`RateWatch`), then hand the hub what the API, the page,
+        ``/health`` and ``/metrics`` show."""
+        try:
+            now = self.hub.clock()
+            cameras: dict[str, dict[str, Any]] = {}
+            problems: list[str] = []
+            streaming = 0
+            for s in st.sources:
+                health, err = self._health_of(s, now)
+                target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
+                self.rate_watch.update(s.name, target, s.detect_fps, active=health == "streaming")
+                cameras[s.name] = {
+                    "state": s.status, "health": health, "streaming": health == "streaming",
+                    "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
+                    "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
+                    "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
+                    "frames_captured": s.frames_captured, "error": err,
+                    "detect_behind": s.name in self.rate_watch.behind}
+                streaming += health == "streaming"
+                if health == "error":
+                    problems.append(f"camera {s.name}: {err}")
+                behind = self.rate_watch.behind.get(s.name)
+                if behind is not None:
+                    problems.append(f"camera {s.name}: detector behind: {behind[0]:.1f} "
+                                    f"detections/s of {behind[1]:g} configured")
+            body: dict[str, Any] = {"running": st.running, "cameras_streaming": streaming}
+            pub = None
+            if self.publisher is not None:
+                pub = self.publisher.stats()
+                body["mqtt_connected"] = pub["connected"]
+                problem = self.publisher.problem
+                if problem:
+                    problems.append(f"mqtt: {problem}")
+            body["problems"] = problems
+            self.hub.put_stats(cameras, pipeline=st, health=body, publisher=pub)
+        except Exception:  # noqa: BLE001 - a monitoring bug must not stop the server
+            log.exception("camera statistics failed")
 
     def start(self) -> CameraServer:
         """Bind the web port first (a taken port raises OSError before anything else runs; the
-        server is then safe to :meth:`stop`), then MQTT, the pipeline and the rate watch."""
+        server is then safe to :meth:`stop`), then MQTT and the pipeline. The hub gets a first
+        statistics snapshot at once (every camera "starting"); the pipeline pushes the rest."""
+        self._on_stats(self.pipeline.stats())
         if self.web is not None:
             self.web.start()
         if self.publisher is not None:
             self.publisher.start()
         self.pipeline.start()
         self._pipeline_started = True
-        self._watcher.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -278,8 +271,6 @@ class CameraServer:
             ok = self.pipeline.stop(timeout * 0.6)
         elif self.publisher is not None:
             self.publisher.close()
-        if self._watcher.is_alive():
-            self._watcher.join(1.0)
         if self.web is not None:
             self.web.stop(max(0.5, timeout - (time.monotonic() - t0)))
         return ok

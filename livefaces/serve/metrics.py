@@ -7,52 +7,12 @@ Label values are camera names (validated ``[A-Za-z0-9_-]``), never URLs.
 
 from __future__ import annotations
 
-import bisect
 import math
-import threading
 from dataclasses import dataclass, field
 
+from ..types import HistogramSnapshot
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-#: seconds; capture-to-result latency of a detection
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
-
-
-class Histogram:
-    """Cumulative-bucket histogram (seconds), safe to ``observe`` from any thread."""
-
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self.buckets = tuple(sorted(buckets))
-        self._counts = [0] * (len(self.buckets) + 1)  # last = +Inf
-        self._sum = 0.0
-        self._lock = threading.Lock()
-
-    def observe(self, value: float) -> None:
-        i = bisect.bisect_left(self.buckets, value)
-        with self._lock:
-            self._counts[i] += 1
-            self._sum += value
-
-    def snapshot(self) -> tuple[list[tuple[float, int]], float, int]:
-        """``([(upper_bound, cumulative_count), ...], sum, count)``; last bound is +Inf."""
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        cum, out = 0, []
-        for b, c in zip((*self.buckets, math.inf), counts, strict=False):
-            cum += c
-            out.append((b, cum))
-        return out, total, cum
-
-    def quantile(self, q: float) -> float:
-        """Upper bucket bound below which a fraction ``q`` of the observations fall (NaN if none)."""
-        buckets, _, n = self.snapshot()
-        if n == 0:
-            return math.nan
-        for b, c in buckets:
-            if c >= q * n:
-                return b
-        return math.inf
-
 
 @dataclass
 class Family:
@@ -61,9 +21,9 @@ class Family:
     name: str
     kind: str  # counter | gauge | histogram
     help: str
-    samples: list[tuple[dict[str, str], float | Histogram]] = field(default_factory=list)
+    samples: list[tuple[dict[str, str], float | HistogramSnapshot]] = field(default_factory=list)
 
-    def add(self, labels: dict[str, str], value: float | Histogram) -> Family:
+    def add(self, labels: dict[str, str], value: float | HistogramSnapshot) -> Family:
         self.samples.append((labels, value))
         return self
 
@@ -92,8 +52,8 @@ def render(families: list[Family]) -> str:
         lines.append(f"# HELP {f.name} {f.help}")
         lines.append(f"# TYPE {f.name} {f.kind}")
         for labels, value in f.samples:
-            if isinstance(value, Histogram):
-                buckets, total, n = value.snapshot()
+            if isinstance(value, HistogramSnapshot):
+                buckets, total, n = value.buckets, value.sum, value.count
                 for b, c in buckets:
                     le = "+Inf" if math.isinf(b) else repr(b)
                     lines.append(f"{f.name}_bucket{_fmt_labels({**labels, 'le': le})} {c}")
@@ -106,8 +66,12 @@ def render(families: list[Family]) -> str:
 
 def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN001 (a serve.hub.Hub)
     """The ``/metrics`` page: per-camera families from ``hub.status()`` and its latency
-    histograms, plus the MQTT publisher's counters when ``publisher_stats`` is given."""
+    histograms, plus the MQTT publisher's counters (``publisher_stats``, default: the ones
+    pushed into the hub)."""
     status = hub.status()
+    if publisher_stats is None:
+        publisher_stats = hub.publisher_stats
+
     fam = {
         "up": Family("livefaces_camera_up", "gauge", "1 when the camera delivered a frame in the last 10 s"),
         "capture": Family("livefaces_capture_fps", "gauge", "frames per second decoded from the camera"),
@@ -150,7 +114,7 @@ def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN0
         fam["events"].add(lab, float(st.get("events", 0)))
         if publisher_stats is not None:
             fam["published"].add(lab, float(publisher_stats.get("published_per_camera", {}).get(name, 0)))
-        fam["latency"].add(lab, hub.latency[name])
+        fam["latency"].add(lab, hub.latency[name].snapshot())
     out = [f for f in fam.values() if f.samples]
     out.append(Family("livefaces_event_ring_dropped_total", "counter",
                       "events pushed out of the web UI's recent-events ring").add({}, hub.events_dropped))
