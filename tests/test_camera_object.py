@@ -247,3 +247,39 @@ def test_frame_result_face_detected_is_always_one_per_face():
     assert FrameResult(f, two, True, face_detected=np.array([True, False])).face_detected.tolist() \
         == [True, False]
     assert not hasattr(FrameResult, "detected_mask")
+
+
+def test_metrics_come_from_prometheus_client_with_counters_and_build_info():
+    import time
+
+    from livefaces import __version__
+    from livefaces.serve.config import CameraConfig
+    from livefaces.serve.hub import Hub
+    from livefaces.serve.metrics import Metrics
+
+    hub = Hub([CameraConfig(name="front", url="synthetic:")])
+    img = np.zeros((24, 32, 3), np.uint8)
+    from livefaces.types import FrameResult
+
+    for i in range(3):
+        hub.put_result("front", FrameResult(Frame(img, "front", i, None, time.monotonic()), Faces.empty(),
+                                            i != 1))
+    hub.put_stats({"front": {"frames_captured": 7, "frames_processed": 6, "frames_detected": 4,
+                             "dropped": 1, "reconnects": 2}})
+    m = Metrics(hub)
+    text = m.text()
+    for line in ('livefaces_frames_captured_total{camera="front"} 7',
+                 'livefaces_frames_total{camera="front"} 6',
+                 'livefaces_detections_total{camera="front"} 4',
+                 'livefaces_frames_dropped_total{camera="front"} 1',
+                 'livefaces_reconnects_total{camera="front"} 2',
+                 'livefaces_detect_latency_seconds_count{camera="front"} 2',
+                 "# TYPE livefaces_detections_total counter"):
+        assert line in text.splitlines(), line
+    assert f'version="{__version__}"' in text and "livefaces_build_info{" in text
+    assert "livefaces_capture_fps" not in text and "livefaces_result_fps" not in text
+    # its own registry: nothing in prometheus_client's global one
+    from prometheus_client import REGISTRY
+
+    assert not [n for n in REGISTRY._names_to_collectors if n.startswith("livefaces")]
+    assert Metrics(hub).text().count("livefaces_build_info{") == 1  # a second one is independent

@@ -224,7 +224,8 @@ class CameraServer:
                     "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
                     "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
                     "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
-                    "frames_captured": s.frames_captured, "error": err,
+                    "frames_captured": s.frames_captured, "frames_processed": s.frames_processed,
+                    "frames_detected": s.frames_detected, "error": err,
                     "detect_behind": s.name in self.rate_watch.behind}
                 streaming += health == "streaming"
                 if health == "error":

@@ -204,6 +204,7 @@ class WebServer:
         self.hub = hub
         self.config = config
         self._token = config.token
+        self._metrics: Any = None  # serve.metrics.Metrics, made at the first scrape
         self.port: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -294,9 +295,11 @@ class WebServer:
         return _json(body)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        from .metrics import CONTENT_TYPE, metrics_text
+        from .metrics import CONTENT_TYPE, Metrics
 
-        text = metrics_text(self.hub)
+        if self._metrics is None:
+            self._metrics = Metrics(self.hub)
+        text = self._metrics.text()
         return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
     async def cameras(self, request: web.Request) -> web.Response:
