@@ -283,3 +283,15 @@ def test_metrics_come_from_prometheus_client_with_counters_and_build_info():
 
     assert not [n for n in REGISTRY._names_to_collectors if n.startswith("livefaces")]
     assert Metrics(hub).text().count("livefaces_build_info{") == 1  # a second one is independent
+
+
+def test_mqtt_publisher_is_a_sink_itself():
+    from livefaces.publish import Sink, SinkRunner
+    from livefaces.publish.mqtt import MqttPublisher
+
+    pub = MqttPublisher("127.0.0.1", 1)
+    assert isinstance(pub, Sink)
+    r = SinkRunner(pub)
+    assert r.results.capacity == 1  # results are not sent: one slot
+    pub.on_event({"type": "face.appeared", "source": "cam"})
+    assert pub.stats()["buffered"] == 1  # queued for the broker, never blocking

@@ -13,7 +13,10 @@ never slows detection. The runner holds two bounded queues:
 * statistics (``on_stats``, a :class:`~livefaces.types.PipelineStats` about once a second):
   one slot, the newest snapshot wins (replaced ones are counted by ``stats.dropped``).
 
-Shipped sinks: :class:`~livefaces.publish.jsonl.JsonlPublisher` (JSON Lines) and the fakes
+Words: a *sink* is anything the pipeline feeds through a runner; a *publisher* is a sink that
+sends events out of the process. Shipped sinks: the publishers
+:class:`~livefaces.publish.jsonl.JsonlPublisher` (JSON Lines) and
+:class:`~livefaces.publish.mqtt.MqttPublisher` (MQTT; the ``serve`` extra), and the fakes
 :class:`~livefaces.publish.memory.MemoryPublisher` / :class:`~livefaces.publish.memory.QueueSink`.
 """
 

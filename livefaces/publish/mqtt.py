@@ -1,5 +1,10 @@
 """MQTT publisher (the only module that imports paho-mqtt).
 
+:class:`MqttPublisher` is a :class:`~livefaces.publish.Sink` (a *publisher* is a sink that
+sends events out of the process: JSON Lines, MQTT) standing beside its paho client: the
+pipeline's runner thread calls :meth:`MqttPublisher.on_event`, which only queues; one sender
+thread hands queued messages to paho; paho's network thread runs the callbacks.
+
 Topics, with ``prefix`` = ``livefaces`` by default::
 
     <prefix>/available          "online" / "offline", retained; "offline" is also the last will
@@ -41,6 +46,8 @@ EVENT_TYPES_TO_STATUS = ("source.status",)
 
 class MqttPublisher:
     """Publish event dicts to an MQTT broker; see the module docstring for topics and policy.
+    A :class:`~livefaces.publish.Sink`: events are published, results ignored (one slot),
+    :meth:`close` says ``offline`` and disconnects.
 
     Args:
         host, port: the broker.
@@ -162,6 +169,19 @@ class MqttPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ the Sink side
+
+    result_queue = 1  # results are not sent
+
+    def on_result(self, result: Any) -> None:
+        pass
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.publish(event)
+
+    def on_stats(self, stats: Any) -> None:
+        pass  # the broker gets events only; statistics are on /metrics
 
     # ------------------------------------------------------------------ publishing
 

@@ -4,7 +4,7 @@
 
     camera ─► capture ─┐
     camera ─► capture ─┼─► Pipeline detect loop (ONE Detector, batched) ─► HubSink ─► Hub ─► WebServer
-    camera ─► capture ─┘   per-camera rate and min face size               MqttSink ─► broker
+    camera ─► capture ─┘   per-camera rate and min face size               MqttPublisher ─► broker
 
 Each camera becomes one :class:`~livefaces.pipeline.CameraOptions` (name, rate, scale), so one
 :class:`~livefaces.pipeline.Camera` in the pipeline; per-camera settings on one shared detector:
@@ -27,7 +27,7 @@ from typing import Any
 
 from ..capture import CaptureOptions
 from ..pipeline import CameraOptions, Pipeline, SourceStats
-from ..publish import BaseSink
+from ..publish import BaseSink, Sink
 from ..schedule import PerCameraRate
 from ..sources import open_source
 from ..types import FrameResult, PipelineStats, Status
@@ -57,21 +57,6 @@ class HubSink(BaseSink):
 
     def on_event(self, event: dict[str, Any]) -> None:
         self.hub.put_event(event)
-
-
-class MqttSink(BaseSink):
-    """Events → :class:`~livefaces.publish.mqtt.MqttPublisher` (results are not sent)."""
-
-    result_queue = 1
-
-    def __init__(self, publisher: Any):
-        self.publisher = publisher
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        self.publisher.publish(event)
-
-    def close(self) -> None:
-        self.publisher.close()
 
 
 #: how long a camera may be ``connected`` without delivering a frame before it is an error
@@ -181,7 +166,7 @@ class CameraServer:
                                  detect_fps=c.detect_fps, scale=min(1.0, det_min / c.min_face_size))
                    for c in cams]
         self.publisher = None
-        sinks: list[BaseSink] = [HubSink(self.hub, self._on_stats)]
+        sinks: list[Sink] = [HubSink(self.hub, self._on_stats)]
         if config.mqtt is not None:
             from ..publish.mqtt import MqttPublisher
 
@@ -189,7 +174,7 @@ class CameraServer:
             self.publisher = MqttPublisher(m.host, m.port, username=m.username, password=m.password,
                                            client_id=m.client_id, topic_prefix=m.topic_prefix,
                                            buffer=m.buffer, keepalive=m.keepalive)
-            sinks.append(MqttSink(self.publisher))
+            sinks.append(self.publisher)  # a Sink: events to the broker
         self.pipeline = Pipeline(
             cameras, detector, policy=PerCameraRate(), sinks=sinks,
             capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0))
