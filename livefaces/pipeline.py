@@ -125,6 +125,67 @@ class Camera:
         self.faces = 0
         return self.events.clear(reason, [tr.id for tr in self.tracker.clear()])
 
+    def step(self, frame: Frame, faces: Faces | None) -> tuple[list[dict[str, Any]], FrameResult]:
+        """One frame through the tracker: ``faces`` from the detector, or None (carried).
+        Returns the face events (a new photo of a folder first ends the previous photo's
+        faces) and the result."""
+        t = frame.pts if (not self.live and frame.pts is not None) else frame.captured
+        events = []
+        if self.stills and faces is not None and self.tracker.tracks:
+            events = self.clear("next_image")  # the previous photo's faces end with it
+        upd = self.tracker.update(faces, t) if faces is not None else self.tracker.predict(t)
+        self.faces = len(upd.faces)
+        result = FrameResult(frame, upd.faces, faces is not None, upd.ids, upd.detected)
+        return events + self.events.update(frame, upd), result
+
+    def delivered(self, frame: Frame, detected: bool, now: float, policy: DetectPolicy) -> None:
+        """Count a result handed to the sinks at ``now``; after a detection, judge the rate."""
+        self.last_output = now
+        self.latency.add(now - frame.captured)
+        self.output_rate.tick(now)
+        self.processed += 1
+        if detected:
+            self.detected += 1
+            self.detect_rate.tick(now)
+            self._check_rate(policy, now)
+        else:
+            self.tracked += 1
+
+    def _check_rate(self, policy: DetectPolicy, now: float) -> None:
+        """One WARNING per episode in which a live source's detections fall well behind what
+        the policy asks for (and an INFO when they catch up)."""
+        interval = self.tracker.detect_interval
+        rate = self.worker.rate.rate(now)
+        self.expected_interval = expected = policy.expected_interval(1.0 / rate if rate else None)
+        if not self.live or interval is None or expected is None or self.detected < 5:
+            return
+        if not self.behind and interval > 2.0 * expected + 0.1:
+            self.behind = True
+            log.warning("%s: the detector runs every %.2f s, the schedule (%s) asks for every "
+                        "%.2f s; it cannot keep up (busy CPU, many sources or large frames): "
+                        "faces are carried by the tracker meanwhile", self.name, interval,
+                        policy.describe(), expected)
+        elif self.behind and interval < 1.5 * expected + 0.05:
+            self.behind = False
+            log.info("%s: detection keeps up again (every %.2f s)", self.name, interval)
+
+    def stats(self, now: float, started_at: float | None, crash: str | None) -> SourceStats:
+        """This camera's snapshot (``crash``: the detect loop's error, if it died)."""
+        w = self.worker
+        p50, p95 = self.latency.percentiles_ms(50, 95)
+        return SourceStats(
+            name=self.name, status=w.status, live=self.live, frames_captured=w.frames,
+            frames_processed=self.processed, frames_detected=self.detected,
+            frames_tracked=self.tracked, dropped=self.ring.dropped, reconnects=w.reconnects,
+            capture_fps=w.rate.rate(now), detect_fps=self.detect_rate.rate(now),
+            output_fps=self.output_rate.rate(now), latency_ms_p50=p50, latency_ms_p95=p95,
+            last_frame_age=None if w.last_frame is None else now - w.last_frame,
+            faces=self.faces, error=w.error or crash,
+            detect_interval_s=self.tracker.detect_interval,
+            detect_expected_s=self.expected_interval, detect_behind=self.behind,
+            busy_s=None if self.last_output is None or started_at is None
+            else self.last_output - started_at)
+
 
 
 
@@ -267,20 +328,7 @@ class Pipeline:
         now = self._clock()
         out = []
         for s in self.cameras:
-            w = s.worker
-            p50, p95 = s.latency.percentiles_ms(50, 95)
-            out.append(SourceStats(
-                name=s.name, status=w.status, live=s.live, frames_captured=w.frames,
-                frames_processed=s.processed, frames_detected=s.detected, frames_tracked=s.tracked,
-                dropped=s.ring.dropped, reconnects=w.reconnects,
-                capture_fps=w.rate.rate(now), detect_fps=s.detect_rate.rate(now),
-                output_fps=s.output_rate.rate(now), latency_ms_p50=p50, latency_ms_p95=p95,
-                last_frame_age=None if w.last_frame is None else now - w.last_frame,
-                faces=s.faces, error=w.error or self._crash,
-                detect_interval_s=s.tracker.detect_interval, detect_expected_s=s.expected_interval,
-                detect_behind=s.behind,
-                busy_s=None if s.last_output is None or self._started_at is None
-                else s.last_output - self._started_at))
+            out.append(s.stats(now, self._started_at, self._crash))
         sinks = tuple(SinkStats(r.name, r.results_dropped, r.events_dropped, r.errors, r.error,
                                 r.output_closed)
                       for r in self._runners)
@@ -326,47 +374,13 @@ class Pipeline:
             self._publish(e)
 
     # -- the detect loop -----------------------------------------------------------------------
-    def _check_rate(self, s: Camera, now: float) -> None:
-        """One WARNING per episode in which a live source's detections fall well behind what
-        the policy asks for (and an INFO when they catch up)."""
-        interval = s.tracker.detect_interval
-        rate = s.worker.rate.rate(now)
-        s.expected_interval = expected = self.policy.expected_interval(1.0 / rate if rate else None)
-        if not s.live or interval is None or expected is None or s.detected < 5:
-            return
-        if not s.behind and interval > 2.0 * expected + 0.1:
-            s.behind = True
-            log.warning("%s: the detector runs every %.2f s, the schedule (%s) asks for every "
-                        "%.2f s; it cannot keep up (busy CPU, many sources or large frames): "
-                        "faces are carried by the tracker meanwhile", s.name, interval,
-                        self.policy.describe(), expected)
-        elif s.behind and interval < 1.5 * expected + 0.05:
-            s.behind = False
-            log.info("%s: detection keeps up again (every %.2f s)", s.name, interval)
-
     def _emit(self, s: Camera, frame: Frame, faces: Faces | None) -> None:
-        t = frame.pts if (not s.live and frame.pts is not None) else frame.captured
-        if s.stills and faces is not None and s.tracker.tracks:
-            self._flush(s, "next_image")  # the previous photo's faces end with it
-        upd = s.tracker.update(faces, t) if faces is not None else s.tracker.predict(t)
-        result = FrameResult(frame, upd.faces, faces is not None, upd.ids, upd.detected)
-        events = s.events.update(frame, upd)
+        events, result = s.step(frame, faces)
         for r in self._runners:
             for e in events:
                 r.put_event(e)
             r.put_result(result)
-        now = self._clock()
-        s.last_output = now
-        s.latency.add(now - frame.captured)
-        s.output_rate.tick(now)
-        s.processed += 1
-        s.faces = len(upd.faces)
-        if faces is not None:
-            s.detected += 1
-            s.detect_rate.tick(now)
-            self._check_rate(s, now)
-        else:
-            s.tracked += 1
+        s.delivered(frame, faces is not None, self._clock(), self.policy)
         self._processed += 1
 
     def _limits_hit(self) -> bool:
