@@ -7,6 +7,9 @@
     source ─► CaptureWorker ─► RingBuffer ┘   (ONE Detector,  SinkRunner ─► sink
                                                batched across sources; a Tracker per source)
 
+* One :class:`Camera` per source, built from its :class:`CameraOptions`: it owns the
+  capture worker, ring buffer, schedule state, detector scale, tracker, face-event state
+  (:class:`~livefaces.events.FaceEvents`) and counters.
 * One capture thread per source (never waits for the consumer on live sources; drops are
   counted by the ring buffer).
 * One detect loop thread shared by all sources: it takes what each ring holds, lets the
@@ -14,7 +17,8 @@
   as ONE :meth:`Detector.detect_batch` call (mixed sizes), and carries faces on the other
   frames with the source's :class:`~livefaces.track.Tracker`. Every captured frame that
   reaches the loop becomes a :class:`FrameResult`, in order per source.
-* Each sink runs on its own thread behind bounded queues (:class:`SinkRunner`).
+* Each sink runs on its own thread behind bounded queues (:class:`SinkRunner`); every
+  ``stats_interval`` seconds it also gets a frozen :class:`PipelineStats` (``on_stats``).
 * One stop :class:`threading.Event`; :meth:`Pipeline.stop` completes within its timeout.
 
 Usage::
