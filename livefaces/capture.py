@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,13 +28,11 @@ from .errors import EndOfStream, LiveFacesError, NotVideoError, SourceError, Sta
 from .meter import RateMeter
 from .ringbuffer import RingBuffer
 from .sources import FrameSource
-from .types import Frame
+from .types import Frame, Status
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("connecting", "connected", "stalled", "reconnecting", "ended", "failed", "stopped")
-
-StatusCallback = Callable[[str, str | None, str, str | None], None]
+StatusCallback = Callable[[str, Status | None, Status, str | None], None]
 """``on_status(source_name, before, after, detail)``; ``detail`` is a one-line reason or None."""
 
 
@@ -81,18 +78,16 @@ class CaptureWorker:
         self.stop_event = stop
         self.options = options
         self.on_status = on_status
-        self.status: str | None = None
+        self.status: Status | None = None
         self.error: str | None = None
         self.frames = 0
         self.reconnects = 0
         self.last_frame: float | None = None
         self.delivered = False  # True once the source has given a frame (ever)
         self.rate = RateMeter()
-        self.started_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"capture[{self.name}]", daemon=True)
 
     def start(self) -> None:
-        self.started_at = time.monotonic()
         self._thread.start()
 
     def join(self, timeout: float) -> bool:
@@ -100,11 +95,8 @@ class CaptureWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _set(self, status: str, detail: str | None = None) -> None:
+    def _set(self, status: Status | str, detail: str | None = None) -> None:
+        status = Status(status)
         before, self.status = self.status, status
         if before == status:
             return
@@ -128,19 +120,19 @@ class CaptureWorker:
     def _run(self) -> None:
         opts, src, stop = self.options, self.source, self.stop_event
         failures = 0  # attempts in a row that gave no frame (opening failed, or died at once)
-        final = "stopped"
+        final = Status.STOPPED
         detail: str | None = None
         try:
             while not stop.is_set():
-                self._set("connecting" if not self.delivered and failures == 0 else "reconnecting",
-                          detail)
+                self._set(Status.CONNECTING if not self.delivered and failures == 0
+                          else Status.RECONNECTING, detail)
                 try:
                     src.open(opts.open_timeout, opts.stall_timeout)
                 except SourceError as e:
                     detail = self.error = str(e)
                     failures += 1
                     if self._give_up(e, failures):
-                        final = "failed"
+                        final = Status.FAILED
                         return
                     self._backoff(failures)
                     continue
@@ -150,16 +142,16 @@ class CaptureWorker:
                     if stop.is_set():
                         return
                 except EndOfStream:
-                    final, detail = "ended", None
+                    final, detail = Status.ENDED, None
                     return
                 except SourceError as e:
                     detail = self.error = str(e)
                     failures = 1 if self.frames > frames_before else failures + 1
                     if self._give_up(e, failures):
-                        final = "failed"
+                        final = Status.FAILED
                         return
                     if isinstance(e, StalledError):
-                        self._set("stalled", detail)
+                        self._set(Status.STALLED, detail)
                 finally:
                     src.close()
                 self.reconnects += 1
@@ -167,18 +159,18 @@ class CaptureWorker:
                 # one that cannot connect (an HTTP server that accepts and then errors, say).
                 self._backoff(failures)
         except LiveFacesError as e:  # anything else a source raises on purpose
-            final, detail = "failed", str(e)
+            final, detail = Status.FAILED, str(e)
             self.error = detail
         except Exception as e:  # noqa: BLE001 - report, never die silently
             log.exception("%s: capture crashed", self.name)
-            final, detail = "failed", f"{self.name}: internal error {type(e).__name__}"
+            final, detail = Status.FAILED, f"{self.name}: internal error {type(e).__name__}"
             self.error = detail
         finally:
             try:
                 src.close()
             finally:
                 self.ring.close()
-                self._set(final, detail if final == "failed" else None)
+                self._set(final, detail if final == Status.FAILED else None)
 
     def _pump(self) -> None:
         """Frames into the ring until the source ends/fails or stop is set; the first frame of

@@ -19,12 +19,13 @@ within a schema version; meanings never change without bumping it).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .types import face_json
+from .types import Faces, Frame, Status, face_json
 
 SCHEMA_VERSION = 1
 SCHEMA = f"livefaces.event/{SCHEMA_VERSION}"
@@ -73,11 +74,12 @@ def face_event(type: str, source: str, track_id: int, state: dict[str, Any],
                       duration=round(max(0.0, now_wall - first_seen_wall), 3), before=before)
 
 
-def status_event(source: str, before: str | None, after: str, detail: str | None = None,
+def status_event(source: str, before: Status | str | None, after: Status | str, detail: str | None = None,
                  **fields: Any) -> dict:
     """``source.status``: ``before`` → ``after`` (connecting, connected, stalled,
     reconnecting, ended, failed, stopped), ``detail`` a one-line reason or None."""
-    return make_event(SOURCE_STATUS, source, before=before, after=after, detail=detail, **fields)
+    return make_event(SOURCE_STATUS, source, before=None if before is None else Status(before).value,
+                      after=Status(after).value, detail=detail, **fields)
 
 
 class UpdateLimiter:
@@ -97,3 +99,110 @@ class UpdateLimiter:
 
     def forget(self, source: str, track_id: int) -> None:
         self._last.pop((source, track_id), None)
+
+
+class TrackSet(Protocol):
+    """What :meth:`FaceEvents.update` reads from a tracker step (a
+    :class:`~livefaces.track.TrackUpdate`): faces and ids of every shown track, which of them
+    the detector matched on this frame, the ids that appeared and the tracks (``.id``) lost."""
+
+    @property
+    def faces(self) -> Faces: ...
+
+    @property
+    def ids(self) -> np.ndarray: ...
+
+    @property
+    def detected(self) -> np.ndarray: ...
+
+    @property
+    def appeared(self) -> Sequence[int]: ...
+
+    @property
+    def lost(self) -> Sequence[Any]: ...
+
+
+class FaceEvents:
+    """The face events of ONE source: ``face.appeared`` / ``face.updated`` / ``face.lost``.
+
+    Remembers, per confirmed track, the state sent with its previous event (``before``), when
+    it appeared (wall time) and the last frame on which the detector saw it (what
+    ``face.lost`` reports); ``face.updated`` is rate limited to one per track per
+    ``update_interval`` seconds (on the capture clock) and only sent on detected frames.
+
+    Args:
+        source: the source's name (the events' ``source``).
+        update_interval: seconds between ``face.updated`` of one track.
+        clock: the monotonic clock of :attr:`Frame.captured` (to date captures in wall time).
+        wall: wall-clock time (event times).
+    """
+
+    def __init__(self, source: str, update_interval: float = 1.0, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.source = source
+        self._limiter = UpdateLimiter(update_interval)
+        self._clock = clock
+        self._wall = wall
+        self._states: dict[int, dict[str, Any]] = {}  # state sent with the last event per track
+        self._first_seen: dict[int, float] = {}  # wall time per track
+        self._last_seen: dict[int, tuple[int, Frame, float, TrackSet]] = {}  # newest detection
+
+    @property
+    def active(self) -> list[int]:
+        """Ids of the tracks that appeared and are not lost yet (in order of appearance)."""
+        return list(self._states)
+
+    def update(self, frame: Frame, tracks: TrackSet) -> list[dict[str, Any]]:
+        """The events of one tracker step on ``frame`` (lost ones first)."""
+        events = []
+        wall = self._wall()
+        captured_wall = wall - (self._clock() - frame.captured)
+        h, w = frame.image.shape[:2]
+        for tr in tracks.lost:
+            events.append(self._lost(int(tr.id), "timeout", wall))
+        appeared = set(tracks.appeared)
+        for i, tid in enumerate(tracks.ids.tolist()):
+            is_new = tid in appeared
+            if tracks.detected[i]:
+                self._last_seen[tid] = (i, frame, captured_wall, tracks)
+            if not is_new and not (tracks.detected[i]
+                                   and self._limiter.allow(self.source, tid, frame.captured)):
+                continue
+            st = face_state(tracks.faces.boxes[i], tracks.faces.scores[i],
+                            tracks.faces.landmarks[i], detected=bool(tracks.detected[i]),
+                            frame_index=frame.index, pts=frame.pts, captured_wall=captured_wall,
+                            width=w, height=h)
+            if is_new:
+                self._first_seen[tid] = wall
+                self._limiter.allow(self.source, tid, frame.captured)
+            events.append(face_event(FACE_APPEARED if is_new else FACE_UPDATED, self.source, tid,
+                                     st, self._states.get(tid),
+                                     first_seen_wall=self._first_seen[tid], now_wall=wall))
+            self._states[tid] = st
+        return events
+
+    def clear(self, reason: str, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """``face.lost`` with ``reason`` for tracks ``ids`` (default: every active one), e.g.
+        when the source stalls, ends or the pipeline stops."""
+        wall = self._wall()
+        return [self._lost(int(t), reason, wall)
+                for t in (self.active if ids is None else list(ids))]
+
+    def _lost(self, tid: int, reason: str, wall: float) -> dict[str, Any]:
+        before = self._states.pop(tid, None)
+        first = self._first_seen.pop(tid, wall)
+        self._limiter.forget(self.source, tid)
+        seen = self._last_seen.pop(tid, None)
+        if seen is not None:  # the last frame on which the detector saw it
+            i, f, captured_wall, u = seen
+            st = face_state(u.faces.boxes[i], u.faces.scores[i], u.faces.landmarks[i],
+                            detected=True, frame_index=f.index, pts=f.pts,
+                            captured_wall=captured_wall, width=f.image.shape[1],
+                            height=f.image.shape[0])
+        else:
+            st = dict(before) if before else {}
+        ev = face_event(FACE_LOST, self.source, tid, st, before, first_seen_wall=first,
+                        now_wall=wall)
+        ev["reason"] = reason
+        return ev

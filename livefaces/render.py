@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .types import Faces, FrameResult
+from .types import Faces, FrameResult, PipelineStats, Status
 
 BOX_COLOUR = (0, 220, 0)
 TRACKED_COLOUR = (255, 190, 0)
@@ -100,6 +100,19 @@ class HudInfo:
     status: str | None = None
     source: str | None = None
 
+    @classmethod
+    def of(cls, stats: PipelineStats | None, source: str) -> HudInfo | None:
+        """The HUD of ``source`` from a stats snapshot (None: no snapshot or no such source).
+        Files not paced in real time have no camera-like latency, only a queue: left off."""
+        if stats is None:
+            return None
+        try:
+            s = stats.source(source)
+        except KeyError:
+            return None
+        return cls(s.capture_fps, s.detect_fps, s.dropped, s.latency_ms_p50 if s.live else None,
+                   s.status, s.name)
+
 
 def draw_hud(image: np.ndarray, hud: HudInfo) -> np.ndarray:
     """A copy of ``image`` with ``hud`` as text lines on a dark panel, top-left."""
@@ -126,7 +139,7 @@ def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
         nums.append(f"latency {hud.latency_ms:4.0f} ms")
     if nums:
         lines.append("  ".join(nums))
-    if hud.status and hud.status != "connected":
+    if hud.status and hud.status != Status.CONNECTED:
         lines.append(hud.status.upper())
     if not lines:
         return
@@ -149,7 +162,7 @@ def render_result(result: FrameResult, hud: HudInfo | None = None, *,
     by the tracker), track ids, scores and, if given, the HUD. Returns a new RGB image."""
     out = np.ascontiguousarray(result.frame.image).copy()
     ids = result.track_ids if len(result.track_ids) == len(result.faces) else None
-    _draw_faces(out, result.faces, ids, result.detected_mask(), show_scores)
+    _draw_faces(out, result.faces, ids, result.face_detected, show_scores)
     if hud is not None:
         _draw_hud(out, hud)
     return out

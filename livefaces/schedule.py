@@ -1,9 +1,13 @@
 """Which frames go through the detector (the others are carried by the tracker).
 
-Three policies; all keep per-source state keyed by source name, and see every frame:
+Four policies; all see every frame. The per-source state (:class:`SourceState`) belongs to
+the source's camera (:class:`livefaces.pipeline.Camera` passes it in); a policy used alone
+keeps one per source name:
 
 * :class:`EveryN` — ``--detect-every N``: frames whose index is N past the last detected one.
 * :class:`FixedRate` — ``--detect-fps F``: at most F detections per second per source.
+* :class:`PerCameraRate` — ``detect_fps`` per camera (``livefaces serve``): a schedule of
+  ``fps`` detections per second for each camera (its :attr:`SourceState.fps`).
 * :class:`Adaptive` (default) — keeps the detector inside a latency budget. For live sources
   it detects as often as a duty-cycle limit allows (the detector may use at most
   ``max_duty`` of the wall time, leaving CPU for decoding, tracking, drawing and encoding),
@@ -25,10 +29,15 @@ from .types import Frame
 
 @dataclass
 class SourceState:
-    """What a policy remembers per source: the last detected frame's index and time."""
+    """What a policy remembers per source: the last detected frame's index and time.
+
+    ``fps`` is this source's own detection rate (:class:`PerCameraRate`; None: the policy's
+    default) and ``next_due`` the time its next detection is due on that schedule."""
 
     last_index: int | None = None
     last_time: float | None = None
+    fps: float | None = None
+    next_due: float | None = None
 
 
 @dataclass
@@ -40,8 +49,17 @@ class DetectPolicy:
     """exponential average of the seconds one detection batch takes"""
     _state: dict[str, SourceState] = field(default_factory=dict, repr=False)
 
-    def due(self, frame: Frame, live: bool, now: float) -> bool:
-        st = self._state.setdefault(frame.source, SourceState())
+    def register(self, name: str, state: SourceState) -> None:
+        """Let the policy see ``state`` (owned by the camera ``name``) in :meth:`describe`."""
+        self._state[name] = state
+
+    def _of(self, frame: Frame, state: SourceState | None) -> SourceState:
+        return state if state is not None else self._state.setdefault(frame.source, SourceState())
+
+    def due(self, frame: Frame, live: bool, now: float, state: SourceState | None = None) -> bool:
+        """Should ``frame`` go through the detector? ``state``: the source's (default: the
+        one this policy keeps for ``frame.source``)."""
+        st = self._of(frame, state)
         if st.last_index is None or not self._applies(live):
             return True
         return self._due(st, frame, now)
@@ -52,8 +70,8 @@ class DetectPolicy:
     def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
         raise NotImplementedError
 
-    def detected(self, frame: Frame, now: float) -> None:
-        st = self._state.setdefault(frame.source, SourceState())
+    def detected(self, frame: Frame, now: float, state: SourceState | None = None) -> None:
+        st = self._of(frame, state)
         st.last_index, st.last_time = frame.index, now
 
     def observe(self, seconds: float) -> None:
@@ -106,6 +124,44 @@ class FixedRate(DetectPolicy):
 
     def expected_interval(self, frame_interval: float | None) -> float | None:
         return max(1.0 / self.fps, frame_interval or 0.0)
+
+
+class PerCameraRate(DetectPolicy):
+    """About ``fps`` detections per second per camera (live sources); files that are not paced
+    in real time are detected on every frame. A camera's rate is its
+    :attr:`SourceState.fps`, else ``fps[name]``, else ``default``.
+
+    A schedule, not a minimum gap: detection k is due at ``t0 + k / fps``. With a minimum gap
+    a 15 fps camera asked for 5/s would get ~4.3/s (the first frame *after* 200 ms comes up to
+    66 ms late every time); the schedule keeps the average at the target, and never builds a
+    backlog of more than one interval after a stall.
+    """
+
+    def __init__(self, fps: dict[str, float] | None = None, default: float = 5.0):
+        super().__init__()
+        self.fps = dict(fps or {})
+        self.default = default
+
+    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
+        fps = st.fps if st.fps is not None else self.fps.get(frame.source, self.default)
+        interval = 1.0 / fps
+        nxt = st.next_due
+        if nxt is None:
+            assert st.last_time is not None
+            nxt = st.last_time + interval
+        if now + 1e-3 < nxt:
+            return False
+        nxt += interval
+        st.next_due = now if nxt < now - interval else nxt  # no backlog after a stall
+        return True
+
+    def describe(self) -> str:
+        rates = dict(self.fps)
+        rates.update({k: v.fps for k, v in self._state.items() if v.fps is not None})
+        return "per camera: " + ", ".join(f"{k} {v:g}/s" for k, v in rates.items())
+
+    def expected_interval(self, frame_interval: float | None) -> float | None:
+        return None  # per camera; the server's RateWatch judges each camera's rate
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,29 @@ def face_json(box: Any, confidence: float, landmarks: Any, confidence_digits: in
         "landmarks": {name: [round(float(x), 2), round(float(y), 2)]
                       for name, (x, y) in zip(LANDMARK_NAMES, landmarks)},
     }
+
+
+class Status(str, Enum):
+    """A source's state (``source.status`` events, stats, the API), a ``str`` in JSON::
+
+        connecting → connected → (stalled | reconnecting) → connected → ... → ended | failed | stopped
+
+    Members compare equal to their value (``Status.CONNECTED == "connected"``) and format as it.
+    """
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    STALLED = "stalled"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 @dataclass(frozen=True)
@@ -156,8 +180,8 @@ class FrameResult:
         detected: True if this frame went through the detector.
         track_ids: ``(N,)`` int64 stable ids parallel to ``faces`` (empty: no tracker).
         face_detected: ``(N,)`` bool, per face: True if the detector found it on this frame,
-            False if the tracker carried it (a missed detection, or a skipped frame). Empty
-            means "every face as ``detected``"; use :meth:`detected_mask`.
+            False if the tracker carried it (a missed detection, or a skipped frame). Always
+            ``N`` long: left out (or of another length), every face is taken as ``detected``.
     """
 
     frame: Frame
@@ -166,8 +190,106 @@ class FrameResult:
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     face_detected: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
 
-    def detected_mask(self) -> np.ndarray:
-        """``(N,)`` bool: which faces the detector found on this very frame."""
-        if len(self.face_detected) == len(self.faces):
-            return self.face_detected
-        return np.full(len(self.faces), self.detected, bool)
+    def __post_init__(self) -> None:
+        if len(self.face_detected) != len(self.faces):
+            object.__setattr__(self, "face_detected", np.full(len(self.faces), self.detected, bool))
+
+
+# --------------------------------------------------------------------------- statistics
+# Snapshots the pipeline hands to its sinks about once a second (Sink.on_stats): the HUD,
+# the web hub and /metrics read these, never the pipeline itself.
+
+#: seconds; bucket bounds of the latency histograms (capture → result)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    """A latency histogram at one moment: ``buckets`` are ``(upper_bound_s, cumulative_count)``
+    with the last bound ``inf``; ``sum`` in seconds; ``count`` observations."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """A snapshot of one source (rates are over the last 2 s; times in seconds).
+
+    Attributes:
+        name: redacted source name.  status: connecting/connected/stalled/reconnecting/
+        ended/failed/stopped.  live: dropped frames are possible (camera/stream).
+        frames_captured: decoded frames.  frames_processed: frames turned into results.
+        frames_detected / frames_tracked: of those, detector vs tracker.
+        dropped: frames lost in the capture ring buffer (newest-wins).
+        reconnects: successful or attempted reconnections after a failure.
+        capture_fps / detect_fps / output_fps: recent rates.
+        latency_ms_p50 / latency_ms_p95: capture → result delivered to sinks, recent frames.
+        last_frame_age: seconds since the newest frame was captured (None: none yet).
+        faces: faces on the newest result.  error: last one-line error (redacted) or None.
+        detect_interval_s: seconds between detections on this source, smoothed (source
+            clock: capture time for live sources, stream time for files); None before two.
+        detect_expected_s: the interval the detection policy asks for (live sources; None
+            when unknown or not applicable).
+        detect_behind: True while detection runs well behind the policy (a WARNING is logged
+            once per such episode): the detector cannot keep up; faces are carried longer.
+        busy_s: seconds from the pipeline's start to this source's newest result (throughput
+            of files: ``frames_processed / busy_s``); None before the first.
+    """
+
+    name: str
+    status: Status | None
+    live: bool
+    frames_captured: int
+    frames_processed: int
+    frames_detected: int
+    frames_tracked: int
+    dropped: int
+    reconnects: int
+    capture_fps: float
+    detect_fps: float
+    output_fps: float
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    last_frame_age: float | None
+    faces: int
+    error: str | None
+    detect_interval_s: float | None = None
+    detect_expected_s: float | None = None
+    detect_behind: bool = False
+    busy_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SinkStats:
+    """``output_closed``: the sink's reader went away (a closed pipe) and the run stopped."""
+
+    name: str
+    results_dropped: int
+    events_dropped: int
+    errors: int
+    error: str | None
+    output_closed: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """A snapshot of the whole pipeline; ``detect_seconds`` is the average batch time."""
+
+    sources: tuple[SourceStats, ...]
+    sinks: tuple[SinkStats, ...]
+    detect_seconds: float
+    detect_scale: float
+    policy: str
+    running: bool
+    uptime: float
+
+    def source(self, name: str | None = None) -> SourceStats:
+        """The stats of source ``name`` (default: the first)."""
+        if name is None:
+            return self.sources[0]
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)

@@ -112,7 +112,7 @@ def test_max_frames_and_stream_api(detector):
     with_faces = [r for r in results if len(r.faces)]
     assert len(with_faces) >= 25
     for r in with_faces:
-        assert len(r.track_ids) == len(r.faces) and r.detected_mask().shape == (len(r.faces),)
+        assert len(r.track_ids) == len(r.faces) and r.face_detected.shape == (len(r.faces),)
 
 
 def test_several_sources_share_one_detector(detector):

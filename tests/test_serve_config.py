@@ -135,7 +135,7 @@ def test_per_camera_rate_keeps_the_average():
     """15 fps camera, 5/s asked: a minimum-gap rule gives ~4.3/s; the schedule gives 5/s."""
     import numpy as np
 
-    from livefaces.serve.app import PerCameraRate
+    from livefaces.schedule import PerCameraRate
     from livefaces.types import Frame
 
     pol = PerCameraRate({"a": 5.0, "b": 2.0})

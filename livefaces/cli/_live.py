@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Any
 
 from ..capture import CaptureOptions
 from ..errors import LiveFacesError
-from ..render import HudInfo
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate
+from ..types import Status
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -99,9 +98,16 @@ def make_policy(args: argparse.Namespace) -> DetectPolicy:
     return Adaptive(budget=args.latency_budget / 1000.0)
 
 
-def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
-    """The pipeline for ``args`` (not started) plus the source's ``live`` flag.
+#: seconds between statistics snapshots: how often the HUD (recording, window) changes
+HUD_INTERVAL = 0.5
 
+
+def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any]]) -> Any:
+    """``(pipeline, live)``: the pipeline for ``args`` (not started) and the source's ``live``
+    flag.
+
+    ``sinks``: a list, or a function of the source's ``live`` flag returning one (a sink whose
+    drop policy depends on it: its runner takes the policy when the pipeline is built).
     Raises LiveFacesError/ValueError for unusable input (one line)."""
     from ..pipeline import Pipeline
     from ..publish.record import RecordSink
@@ -111,30 +117,13 @@ def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
 
     spec = args.source if args.source is not None else demo_clip()
     source = open_source(spec, transport=args.transport, loop=args.loop, realtime=args.realtime)
+    sinks = list(sinks(source.live) if callable(sinks) else sinks)
     try:
         policy = make_policy(args)
     except ValueError as e:
         raise LiveFacesError(str(e)) from None
     capture = CaptureOptions(stall_timeout=args.stall_timeout, open_timeout=args.open_timeout,
                              retry_at_start=args.retry)
-    hud_cache: dict[str, Any] = {"t": 0.0, "stats": None}
-    holder: dict[str, Any] = {}
-
-    def hud(name: str) -> HudInfo | None:
-        p = holder.get("p")
-        if p is None:
-            return None
-        now = time.monotonic()
-        if now - hud_cache["t"] > 0.5:
-            hud_cache["t"], hud_cache["stats"] = now, p.stats()
-        try:
-            s = hud_cache["stats"].source(name)
-        except KeyError:
-            return None
-        # files not paced in real time have no camera-like latency, only a queue: leave it off
-        return HudInfo(s.capture_fps, s.detect_fps, s.dropped,
-                       s.latency_ms_p50 if s.live else None, s.status, s.name)
-
     if args.snapshots:
         try:
             sinks.append(SnapshotSink(args.snapshots))
@@ -143,14 +132,13 @@ def build(args: argparse.Namespace, sinks: list[Any]) -> Any:
     if args.record:
         if not args.record.parent.is_dir():
             raise LiveFacesError(f"{args.record}: folder {args.record.parent} does not exist")
-        sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=hud,
+        sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=True,
                                 live=source.live))
     detector = make_detector(args)
     p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
                  update_interval=args.update_interval, max_frames=args.max_frames,
-                 duration=args.duration)
-    holder["p"] = p
-    return p, source.live, hud
+                 duration=args.duration, stats_interval=HUD_INTERVAL)
+    return p, source.live
 
 
 class Signals:
@@ -224,12 +212,12 @@ def finish(p: Any, interrupted: bool, quiet: bool = False) -> int:
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
-    cannot_start = s.status == "failed" and s.frames_captured == 0
+    cannot_start = s.status == Status.FAILED and s.frames_captured == 0
     if not quiet and not cannot_start:  # a source that never started: its error line says all
         print(summary(st), file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
-    if s.status == "failed":
+    if s.status == Status.FAILED:
         error(s.error or f"{s.name}: failed")
         return EXIT_SETUP if cannot_start else EXIT_PARTIAL
     if any(sk.error for sk in st.sinks):

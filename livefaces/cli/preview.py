@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..publish.memory import QueueSink
-from ..render import render_result
+from ..render import HudInfo, render_result
+from ..types import PipelineStats
 from ._live import SOURCE_HELP, Signals, add_live_arguments, build, finish
 
 NAME = "preview"
@@ -29,19 +30,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_live_arguments(p)
 
 
+class PreviewSink(QueueSink):
+    """The window's queue plus the newest statistics (the HUD). A live source shows the
+    newest frames (older ones dropped); a file or folder every frame (the pipeline waits)."""
+
+    def __init__(self, live: bool) -> None:
+        super().__init__(2, "drop_oldest" if live else "wait")
+        self.stats: PipelineStats | None = None
+
+    def on_stats(self, stats: PipelineStats) -> None:
+        self.stats = stats
+
+
 def run(args: argparse.Namespace) -> int:
     from ..window import check_display, run_window
 
     check_display()
-    q = QueueSink(2, "drop_oldest")
-    p, live, hud = build(args, [q])
-    if not live:  # a file or folder: show every frame rather than racing through it
-        q.result_policy = "wait"
-        q.queue.policy = "wait"
+    q = PreviewSink(True)
+
+    def sinks(live: bool) -> list[QueueSink]:
+        nonlocal q
+        q = PreviewSink(live)  # the runner takes its drop policy when the pipeline is built
+        return [q]
+
+    p, _live = build(args, sinks)
 
     def next_image():  # noqa: ANN202
         r = q.queue.get(timeout=0.02) if not q.queue.closed or len(q.queue) else None
-        return None if r is None else render_result(r, hud(r.frame.source))
+        return None if r is None else render_result(r, HudInfo.of(q.stats, r.frame.source))
 
     with Signals(p.request_stop) as sig:
         p.start()

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import aiohttp  # noqa: F401
         import paho.mqtt  # noqa: F401
+        import prometheus_client  # noqa: F401
         import yaml  # noqa: F401
     except ImportError as e:
         error(f"livefaces serve needs extra packages ({e.name} is missing): "

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     sinks: list = [JsonlPublisher(args.events)]
-    p, _live, _hud = build(args, sinks)
+    p, _live = build(args, sinks)
     with Signals(p.request_stop) as sig:
         p.start()
         while not p.wait(0.2) and not sig.interrupted:

@@ -9,9 +9,14 @@ never slows detection. The runner holds two bounded queues:
   drops are counted in ``results_dropped``) or ``"wait"`` (nothing is lost; the pipeline
   waits — for file processing and :func:`livefaces.stream`);
 * events: ``drop_oldest`` with a large bound (``event_queue``), drops counted in
-  ``events_dropped``.
+  ``events_dropped``;
+* statistics (``on_stats``, a :class:`~livefaces.types.PipelineStats` about once a second):
+  one slot, the newest snapshot wins (replaced ones are counted by ``stats.dropped``).
 
-Shipped sinks: :class:`~livefaces.publish.jsonl.JsonlPublisher` (JSON Lines) and the fakes
+Words: a *sink* is anything the pipeline feeds through a runner; a *publisher* is a sink that
+sends events out of the process. Shipped sinks: the publishers
+:class:`~livefaces.publish.jsonl.JsonlPublisher` (JSON Lines) and
+:class:`~livefaces.publish.mqtt.MqttPublisher` (MQTT; the ``serve`` extra), and the fakes
 :class:`~livefaces.publish.memory.MemoryPublisher` / :class:`~livefaces.publish.memory.QueueSink`.
 """
 
@@ -23,7 +28,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from ..ringbuffer import Closed, DropPolicy, RingBuffer
-from ..types import FrameResult
+from ..types import FrameResult, PipelineStats
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,10 @@ class Sink(Protocol):
 
     def on_event(self, event: dict[str, Any]) -> None: ...
 
+    def on_stats(self, stats: PipelineStats) -> None:
+        """A statistics snapshot, about once a second and once at the end (optional: a sink
+        without this method gets none)."""
+
     def close(self) -> None:
         """Flush and release (files finalised). Called once, on the runner's thread."""
 
@@ -58,6 +67,9 @@ class BaseSink:
         pass
 
     def on_event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def on_stats(self, stats: PipelineStats) -> None:
         pass
 
     def close(self) -> None:
@@ -79,6 +91,9 @@ class SinkRunner:
             notify=self._wake)
         self.events: RingBuffer[dict] = RingBuffer(getattr(sink, "event_queue", 10000),
                                                    "drop_oldest", notify=self._wake)
+        # statistics: only the newest snapshot matters (a replaced one is counted as dropped)
+        self.stats: RingBuffer[PipelineStats] = RingBuffer(1, "drop_oldest", notify=self._wake)
+        self._on_stats = getattr(sink, "on_stats", None)
         self._stop = stop or threading.Event()
         self.errors = 0
         self.error: str | None = None
@@ -101,6 +116,10 @@ class SinkRunner:
     def put_event(self, event: dict) -> None:
         self.events.put(event)
 
+    def put_stats(self, stats: PipelineStats) -> None:
+        if self._on_stats is not None:
+            self.stats.put(stats)
+
     def _call(self, fn, item) -> None:  # noqa: ANN001
         if self.output_closed:  # its reader is gone: what is left has nowhere to go
             return
@@ -122,9 +141,15 @@ class SinkRunner:
             results_open = events_open = True
             while results_open or events_open:
                 with self._wake:
-                    if not len(self.events) and not len(self.results) \
+                    if not len(self.events) and not len(self.results) and not len(self.stats) \
                             and not (self.events.closed or self.results.closed):
                         self._wake.wait(0.1)
+                if self._on_stats is not None:
+                    try:
+                        for st in self.stats.get_all():
+                            self._call(self._on_stats, st)
+                    except Closed:
+                        pass
                 if events_open:
                     try:
                         for e in self.events.get_all():
@@ -149,6 +174,7 @@ class SinkRunner:
 
     def close(self, timeout: float) -> bool:
         """Deliver what is queued, close the sink; True if done within ``timeout`` s."""
+        self.stats.close()
         self.results.close()
         self.events.close()
         self._thread.join(timeout)

@@ -1,5 +1,10 @@
 """MQTT publisher (the only module that imports paho-mqtt).
 
+:class:`MqttPublisher` is a :class:`~livefaces.publish.Sink` (a *publisher* is a sink that
+sends events out of the process: JSON Lines, MQTT) standing beside its paho client: the
+pipeline's runner thread calls :meth:`MqttPublisher.on_event`, which only queues; one sender
+thread hands queued messages to paho; paho's network thread runs the callbacks.
+
 Topics, with ``prefix`` = ``livefaces`` by default::
 
     <prefix>/available          "online" / "offline", retained; "offline" is also the last will
@@ -41,6 +46,8 @@ EVENT_TYPES_TO_STATUS = ("source.status",)
 
 class MqttPublisher:
     """Publish event dicts to an MQTT broker; see the module docstring for topics and policy.
+    A :class:`~livefaces.publish.Sink`: events are published, results ignored (one slot),
+    :meth:`close` says ``offline`` and disconnects.
 
     Args:
         host, port: the broker.
@@ -163,6 +170,19 @@ class MqttPublisher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ the Sink side
+
+    result_queue = 1  # results are not sent
+
+    def on_result(self, result: Any) -> None:
+        pass
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.publish(event)
+
+    def on_stats(self, stats: Any) -> None:
+        pass  # the broker gets events only; statistics are on /metrics
+
     # ------------------------------------------------------------------ publishing
 
     def publish(self, event: dict[str, Any]) -> None:
@@ -176,7 +196,7 @@ class MqttPublisher:
         with self._lock:
             if len(self._buffer) >= self._capacity:
                 self._buffer.popleft()
-                self._counts["dropped"] += 1
+                self._count("dropped")
             self._buffer.append((topic, payload, kind == "status"))
         self._wake.set()
 
@@ -204,10 +224,16 @@ class MqttPublisher:
                     self._buffer.popleft()
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 # NO_CONN still means paho kept it (QoS 1) and sends it after reconnecting
-                self._counts["errors"] += 1
+                self._count("errors")
                 log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
             else:
                 self._track(info.mid, topic.split("/")[-2])
+
+    def _count(self, key: str) -> None:
+        """One more ``key``: counters change on the sender's, the caller's and paho's threads,
+        always under ``_mid_lock`` (innermost, never held while calling paho)."""
+        with self._mid_lock:
+            self._counts[key] += 1
 
     def _track(self, mid: int, camera: str) -> None:
         with self._mid_lock:
@@ -226,10 +252,10 @@ class MqttPublisher:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
-            self._counts["errors"] += 1
+            self._count("errors")
             self._trouble(f"broker {self.where} refused the connection: {str(reason).lower()}")
             return
-        self._counts["connects"] += 1
+        self._count("connects")
         self._problem = None
         if self._outage_warned:
             self._outage_warned = False
@@ -246,15 +272,15 @@ class MqttPublisher:
         was = self._connected.is_set()
         self._connected.clear()
         if was:
-            self._counts["disconnects"] += 1
+            self._count("disconnects")
         if not self._closed:
-            self._counts["errors"] += 1
+            self._count("errors")
             if was:
                 self._trouble(f"connection to {self.where} lost ({str(reason).lower()})")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this from inside its ``except OSError``: the exception is still at hand
-        self._counts["errors"] += 1
+        self._count("errors")
         self._trouble(f"cannot connect to {self.where}: {_reason(sys.exc_info()[1])}")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
@@ -282,7 +308,8 @@ class MqttPublisher:
         with self._lock, self._mid_lock:
             buffered = len(self._buffer)
             per_camera = dict(self._per_camera)
-        return {**self._counts, "buffered": buffered, "connected": self._connected.is_set(),
+            counts = dict(self._counts)
+        return {**counts, "buffered": buffered, "connected": self._connected.is_set(),
                 "published_per_camera": per_camera}
 
 

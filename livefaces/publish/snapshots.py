@@ -113,7 +113,7 @@ class SnapshotSink(BaseSink):
         if len(ids) != len(result.faces):
             return  # no tracker: no track to take a snapshot of
         t = result.frame.pts if result.frame.pts is not None else result.frame.captured
-        mask = result.detected_mask()
+        mask = result.face_detected
         # tracks of this source that ended (not carried on this frame): their best so far
         for key in [k for k in self._pending if k[0] == src and k[1] not in ids]:
             self._finish(key)

@@ -4,12 +4,13 @@
 
     camera ─► capture ─┐
     camera ─► capture ─┼─► Pipeline detect loop (ONE Detector, batched) ─► HubSink ─► Hub ─► WebServer
-    camera ─► capture ─┘   per-camera rate and min face size               MqttSink ─► broker
+    camera ─► capture ─┘   per-camera rate and min face size               MqttPublisher ─► broker
 
-Per-camera settings on one shared detector:
+Each camera becomes one :class:`~livefaces.pipeline.CameraOptions` (name, rate, scale), so one
+:class:`~livefaces.pipeline.Camera` in the pipeline; per-camera settings on one shared detector:
 
-* ``detect_fps``: :class:`PerCameraRate`, a :class:`~livefaces.schedule.DetectPolicy` with one
-  rate per camera (frames in between are carried by the tracker);
+* ``detect_fps``: :class:`~livefaces.schedule.PerCameraRate` schedules each camera at its own
+  rate (frames in between are carried by the tracker);
 * ``min_face_size``: the detector runs with the smallest ``min_face_size`` of all cameras;
   a camera asking for bigger faces has its frames shrunk by ``smallest / its own`` before
   detection (the same faces are found, faster), boxes are scaled back.
@@ -25,78 +26,37 @@ from collections.abc import Callable
 from typing import Any
 
 from ..capture import CaptureOptions
-from ..pipeline import Pipeline, SourceStats
-from ..publish import BaseSink
-from ..schedule import DetectPolicy, SourceState
-from ..sources import FrameSource, open_source
-from ..types import Frame, FrameResult
+from ..pipeline import CameraOptions, Pipeline, SourceStats
+from ..publish import BaseSink, Sink
+from ..schedule import PerCameraRate
+from ..sources import open_source
+from ..types import FrameResult, PipelineStats, Status
 from .config import ServeConfig
 from .hub import Hub
-from .metrics import metrics_text
 
 log = logging.getLogger(__name__)
 
 
-class PerCameraRate(DetectPolicy):
-    """About ``fps[camera]`` detections per second per camera (live sources); files that are
-    not paced in real time are detected on every frame.
-
-    A schedule, not a minimum gap: detection k is due at ``t0 + k / fps``. With a minimum gap
-    a 15 fps camera asked for 5/s would get ~4.3/s (the first frame *after* 200 ms comes up to
-    66 ms late every time); the schedule keeps the average at the target, and never builds a
-    backlog of more than one interval after a stall.
-    """
-
-    def __init__(self, fps: dict[str, float]):
-        super().__init__()
-        self.fps = dict(fps)
-        self._next: dict[str, float] = {}
-
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
-        interval = 1.0 / self.fps.get(frame.source, 5.0)
-        nxt = self._next.get(frame.source)
-        if nxt is None:
-            assert st.last_time is not None
-            nxt = st.last_time + interval
-        if now + 1e-3 < nxt:
-            return False
-        nxt += interval
-        self._next[frame.source] = now if nxt < now - interval else nxt  # no backlog after a stall
-        return True
-
-    def describe(self) -> str:
-        return "per camera: " + ", ".join(f"{k} {v:g}/s" for k, v in self.fps.items())
-
-
 class HubSink(BaseSink):
-    """Feeds the hub; the web page only needs the newest frame, so a slow hub drops old ones."""
+    """Feeds the hub; the web page only needs the newest frame, so a slow hub drops old ones.
+    Statistics snapshots go to ``on_stats`` (the server turns them into what the hub shows)."""
 
     result_policy = "drop_oldest"
     result_queue = 4
 
-    def __init__(self, hub: Hub):
+    def __init__(self, hub: Hub, on_stats: Callable[[PipelineStats], None] | None = None):
         self.hub = hub
+        self._stats = on_stats
+
+    def on_stats(self, stats: PipelineStats) -> None:
+        if self._stats is not None:
+            self._stats(stats)
 
     def on_result(self, result: FrameResult) -> None:
         self.hub.put_result(result.frame.source, result)
 
     def on_event(self, event: dict[str, Any]) -> None:
         self.hub.put_event(event)
-
-
-class MqttSink(BaseSink):
-    """Events → :class:`~livefaces.publish.mqtt.MqttPublisher` (results are not sent)."""
-
-    result_queue = 1
-
-    def __init__(self, publisher: Any):
-        self.publisher = publisher
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        self.publisher.publish(event)
-
-    def close(self) -> None:
-        self.publisher.close()
 
 
 #: how long a camera may be ``connected`` without delivering a frame before it is an error
@@ -116,16 +76,16 @@ def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, flo
     if not enabled:
         return "off", None
     after, frames_then, since = last_status
-    if s.status == "connected":
-        if after == "connected" and frames_then is not None and s.frames_captured > frames_then:
+    if s.status == Status.CONNECTED:
+        if after == Status.CONNECTED and frames_then is not None and s.frames_captured > frames_then:
             return "streaming", None
-        if since is None or now - since < NO_FRAME_GRACE_S or after != "connected":
+        if since is None or now - since < NO_FRAME_GRACE_S or after != Status.CONNECTED:
             return "starting", None
         return "error", (f"connected {now - since:.0f} s ago but no video frame arrived"
                          + (f" (last error: {s.error})" if s.error else ""))
-    if s.status == "ended":
+    if s.status == Status.ENDED:
         return "ended", None
-    if s.status in (None, "connecting") and not s.error:
+    if s.status in (None, Status.CONNECTING) and not s.error:
         return "starting", None
     return "error", s.error or f"camera is {s.status}"
 
@@ -199,13 +159,12 @@ class CameraServer:
             detector = make_engine(config.detector)  # min_face_size: det_min (ServeConfig sees to it)
         else:
             det_min = float(getattr(detector, "min_face_size", det_min))
-        sources: list[FrameSource] = []
-        for c in cams:
-            src = open_source(c.url, loop=True, realtime=file_realtime)
-            src.name = c.name  # events, stats, topics and labels use the camera name
-            sources.append(src)
+        # events, stats, topics and labels use the camera name
+        cameras = [CameraOptions(open_source(c.url, loop=True, realtime=file_realtime), name=c.name,
+                                 detect_fps=c.detect_fps, scale=min(1.0, det_min / c.min_face_size))
+                   for c in cams]
         self.publisher = None
-        sinks: list[BaseSink] = [HubSink(self.hub)]
+        sinks: list[Sink] = [HubSink(self.hub, self._on_stats)]
         if config.mqtt is not None:
             from ..publish.mqtt import MqttPublisher
 
@@ -213,87 +172,75 @@ class CameraServer:
             self.publisher = MqttPublisher(m.host, m.port, username=m.username, password=m.password,
                                            client_id=m.client_id, topic_prefix=m.topic_prefix,
                                            buffer=m.buffer, keepalive=m.keepalive)
-            sinks.append(MqttSink(self.publisher))
+            sinks.append(self.publisher)  # a Sink: events to the broker
         self.pipeline = Pipeline(
-            sources, detector, policy=PerCameraRate({c.name: c.detect_fps for c in cams}),
-            sinks=sinks, capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0),
-            source_scale={c.name: min(1.0, det_min / c.min_face_size) for c in cams})
-        self.hub.add_stats_provider(self._pipeline_stats)
+            cameras, detector, policy=PerCameraRate(), sinks=sinks,
+            capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0))
         self.web = None
         if config.web.enabled if web is None else web:
             from .web import WebServer
 
-            self.web = WebServer(self.hub, config.web, metrics=self.metrics, health=self._health)
+            self.web = WebServer(self.hub, config.web)
         self.rate_watch = RateWatch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
         self._pipeline_started = False
-        self._watcher = threading.Thread(target=self._watch, name="livefaces-serve-watch", daemon=True)
 
     def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
         return camera_health(s, self.hub.last_status(s.name), now)  # the pipeline has enabled ones only
 
-    def _pipeline_stats(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        now = self.hub.clock()
-        for s in self.pipeline.stats().sources:
-            health, err = self._health_of(s, now)
-            out[s.name] = {"state": s.status, "health": health, "streaming": health == "streaming",
-                           "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
-                           "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
-                           "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
-                           "frames_captured": s.frames_captured, "error": err,
-                           "detect_behind": s.name in self.rate_watch.behind}
-        return out
-
-    def _watch(self) -> None:
-        """Once a second: feed :class:`RateWatch` (the only periodic work of the server)."""
-        while not self._stopped.wait(1.0):
-            try:
-                now = self.hub.clock()
-                for s in self.pipeline.stats().sources:
-                    health, _ = self._health_of(s, now)
-                    target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
-                    self.rate_watch.update(s.name, target, s.detect_fps, active=health == "streaming")
-            except Exception:  # noqa: BLE001 - a monitoring bug must not stop the server
-                log.exception("rate watch failed")
-
-    def _health(self) -> dict[str, Any]:
-        st = self.pipeline.stats()
-        now = self.hub.clock()
-        problems: list[str] = []
-        streaming = 0
-        for s in st.sources:
-            health, err = self._health_of(s, now)
-            streaming += health == "streaming"
-            if health == "error":
-                problems.append(f"camera {s.name}: {err}")
-            behind = self.rate_watch.behind.get(s.name)
-            if behind is not None:
-                problems.append(f"camera {s.name}: detector behind: {behind[0]:.1f} detections/s "
-                                f"of {behind[1]:g} configured")
-        body: dict[str, Any] = {"running": st.running, "cameras_streaming": streaming}
-        if self.publisher is not None:
-            body["mqtt_connected"] = self.publisher.connected
-            problem = self.publisher.problem
-            if problem:
-                problems.append(f"mqtt: {problem}")
-        body["problems"] = problems
-        return body
-
-    def metrics(self) -> str:
-        return metrics_text(self.hub, self.publisher.stats() if self.publisher is not None else None)
+    def _on_stats(self, st: PipelineStats) -> None:
+        """Each statistics snapshot (about once a second, on the hub sink's thread): judge
+        the detection rates (:class:`RateWatch`), then hand the hub what the API, the page,
+        ``/health`` and ``/metrics`` show."""
+        try:
+            now = self.hub.clock()
+            cameras: dict[str, dict[str, Any]] = {}
+            problems: list[str] = []
+            streaming = 0
+            for s in st.sources:
+                health, err = self._health_of(s, now)
+                target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
+                self.rate_watch.update(s.name, target, s.detect_fps, active=health == "streaming")
+                cameras[s.name] = {
+                    "state": s.status, "health": health, "streaming": health == "streaming",
+                    "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
+                    "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
+                    "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
+                    "frames_captured": s.frames_captured, "frames_processed": s.frames_processed,
+                    "frames_detected": s.frames_detected, "error": err,
+                    "detect_behind": s.name in self.rate_watch.behind}
+                streaming += health == "streaming"
+                if health == "error":
+                    problems.append(f"camera {s.name}: {err}")
+                behind = self.rate_watch.behind.get(s.name)
+                if behind is not None:
+                    problems.append(f"camera {s.name}: detector behind: {behind[0]:.1f} "
+                                    f"detections/s of {behind[1]:g} configured")
+            body: dict[str, Any] = {"running": st.running, "cameras_streaming": streaming}
+            pub = None
+            if self.publisher is not None:
+                pub = self.publisher.stats()
+                body["mqtt_connected"] = pub["connected"]
+                problem = self.publisher.problem
+                if problem:
+                    problems.append(f"mqtt: {problem}")
+            body["problems"] = problems
+            self.hub.put_stats(cameras, pipeline=st, health=body, publisher=pub)
+        except Exception:  # noqa: BLE001 - a monitoring bug must not stop the server
+            log.exception("camera statistics failed")
 
     def start(self) -> CameraServer:
         """Bind the web port first (a taken port raises OSError before anything else runs; the
-        server is then safe to :meth:`stop`), then MQTT, the pipeline and the rate watch."""
+        server is then safe to :meth:`stop`), then MQTT and the pipeline. The hub gets a first
+        statistics snapshot at once (every camera "starting"); the pipeline pushes the rest."""
+        self._on_stats(self.pipeline.stats())
         if self.web is not None:
             self.web.start()
         if self.publisher is not None:
             self.publisher.start()
         self.pipeline.start()
         self._pipeline_started = True
-        self._watcher.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -308,8 +255,6 @@ class CameraServer:
             ok = self.pipeline.stop(timeout * 0.6)
         elif self.publisher is not None:
             self.publisher.close()
-        if self._watcher.is_alive():
-            self._watcher.join(1.0)
         if self.web is not None:
             self.web.stop(max(0.5, timeout - (time.monotonic() - t0)))
         return ok

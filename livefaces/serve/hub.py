@@ -21,12 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..render import render_result as _render_result
-from ..types import FrameResult
+from ..meter import Latency, RateMeter
+from ..render import render_result
+from ..types import FrameResult, PipelineStats
 from .config import CameraConfig
-from .metrics import Histogram
-
-StatsProvider = Callable[[], dict[str, dict[str, Any]]]
 
 
 @dataclass
@@ -46,24 +44,6 @@ class _CameraState:
     status_after: str | None = None
     status_frames: int | None = None
     status_mono: float | None = None
-
-
-class _Rate:
-    """Events per second over a sliding window (monotonic seconds)."""
-
-    def __init__(self, window: float = 5.0):
-        self.window = window
-        self.times: collections.deque[float] = collections.deque(maxlen=4096)
-
-    def tick(self, t: float) -> None:
-        self.times.append(t)
-
-    def rate(self, now: float) -> float:
-        while self.times and self.times[0] < now - self.window:
-            self.times.popleft()
-        if len(self.times) < 2:
-            return 0.0
-        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-6)
 
 
 class Hub:
@@ -89,11 +69,15 @@ class Hub:
         self.jpeg_quality = int(jpeg_quality)
         self.clock = clock
         self.started = clock()
-        self._detect_rate = {n: _Rate() for n in self._cams}
-        self._frame_rate = {n: _Rate() for n in self._cams}
-        self.latency = {n: Histogram() for n in self._cams}
-        self._stats_providers: list[StatsProvider] = []
+        self._detect_rate = {n: RateMeter(5.0) for n in self._cams}
+        self._frame_rate = {n: RateMeter(5.0) for n in self._cams}
+        self.latency = {n: Latency() for n in self._cams}  # capture → here, detected frames
         self._jpeg_lock = threading.Lock()
+        # pushed about once a second (put_stats), never pulled from the pipeline
+        self._camera_stats: dict[str, dict[str, Any]] = {}
+        self._health: dict[str, Any] = {}
+        self.pipeline_stats: PipelineStats | None = None
+        self.publisher_stats: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ writers (pipeline)
 
@@ -122,7 +106,7 @@ class Hub:
                 st.detections += 1
                 self._detect_rate[camera].tick(now)
         if result.detected:
-            self.latency[camera].observe(max(0.0, now - result.frame.captured))
+            self.latency[camera].add(max(0.0, now - result.frame.captured))
 
     def put_event(self, event: dict[str, Any]) -> None:
         """Append an event dict (the JSON Lines schema) to the recent-events ring."""
@@ -152,9 +136,25 @@ class Hub:
         with self._lock:
             return st.status_after, st.status_frames, st.status_mono
 
-    def add_stats_provider(self, fn: StatsProvider) -> None:
-        """``fn() -> {camera: {stat: value}}`` merged into :meth:`status` (e.g. capture stats)."""
-        self._stats_providers.append(fn)
+    def put_stats(self, cameras: dict[str, dict[str, Any]], *,
+                  pipeline: PipelineStats | None = None, health: dict[str, Any] | None = None,
+                  publisher: dict[str, Any] | None = None) -> None:
+        """The newest statistics (pushed about once a second): ``cameras`` ``{camera: {stat:
+        value}}`` merged into :meth:`status`; the pipeline snapshot and the publisher's counters
+        for ``/metrics``; ``health`` fields for ``/health``."""
+        with self._lock:
+            self._camera_stats = {k: dict(v) for k, v in cameras.items()}
+            if pipeline is not None:
+                self.pipeline_stats = pipeline
+            if health is not None:
+                self._health = dict(health)
+            if publisher is not None:
+                self.publisher_stats = dict(publisher)
+
+    def health(self) -> dict[str, Any]:
+        """The newest ``/health`` fields (``problems``, ...; empty before the first push)."""
+        with self._lock:
+            return dict(self._health)
 
     # ------------------------------------------------------------------ readers (web)
 
@@ -171,13 +171,6 @@ class Hub:
     def frame_seq(self, camera: str) -> int:
         st = self._cams.get(camera)
         return st.seq if st else 0
-
-    def latest(self, camera: str) -> tuple[int, FrameResult] | None:
-        st = self._cams.get(camera)
-        if st is None:
-            return None
-        with self._lock:
-            return (st.seq, st.result) if st.result is not None else None
 
     def jpeg(self, camera: str) -> tuple[int, bytes] | None:
         """``(seq, JPEG bytes)`` of the newest annotated frame, encoded at most once per frame."""
@@ -197,15 +190,8 @@ class Hub:
             return seq, data
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """Per-camera status: config (password-free), rates, counters, provider stats."""
+        """Per-camera status: config (password-free), rates, counters, pushed stats."""
         now = self.clock()
-        extra: dict[str, dict[str, Any]] = {}
-        for fn in self._stats_providers:
-            try:
-                for cam, d in fn().items():
-                    extra.setdefault(cam, {}).update(d)
-            except Exception:  # a stats bug must not take the page down
-                continue
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
             for name, st in self._cams.items():
@@ -231,14 +217,8 @@ class Hub:
                     "frame_size": ([int(r.frame.image.shape[1]), int(r.frame.image.shape[0])]
                                    if r is not None else None),
                 }
-                out[name].update(extra.get(name, {}))
+                out[name].update(self._camera_stats.get(name, {}))
         return out
-
-
-def render_result(result: FrameResult) -> np.ndarray:
-    """The annotated RGB image of a result (boxes green where detected on this frame, amber
-    where carried by the tracker; landmarks, track ids)."""
-    return _render_result(result)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:

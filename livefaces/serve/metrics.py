@@ -1,173 +1,176 @@
-"""A tiny Prometheus text-format (0.0.4) writer and a thread-safe histogram.
+"""``/metrics``: Prometheus text format (0.0.4) through ``prometheus_client``.
 
-No client library: the values already live in the pipeline's and publisher's snapshots, so
-a scrape just reads them and formats them (nothing to register, no global state).
-Label values are camera names (validated ``[A-Za-z0-9_-]``), never URLs.
+One :class:`Metrics` per web server: its own :class:`~prometheus_client.CollectorRegistry`
+(nothing registered globally) holding :class:`HubCollector` — which, at each scrape, reads the
+statistics the server pushed into the hub — the process collector (``livefaces_process_*``)
+and the build info. Label values are camera names (validated ``[A-Za-z0-9_-]``), never URLs.
+Counts are counters (``…_total``; rates are for ``rate()`` in Prometheus); the detection rate
+is also a gauge because it is judged against ``detect_fps_target`` (``/health``).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-import threading
-from dataclasses import dataclass, field
+import platform
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from ..types import HistogramSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: seconds; capture-to-result latency of a detection
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+#: a sample line whose value is integral ("… 3.0"): written "… 3", as counts read
+_INTEGRAL = re.compile(r"^([^#].* -?\d+)\.0$", re.M)
 
 
-class Histogram:
-    """Cumulative-bucket histogram (seconds), safe to ``observe`` from any thread."""
-
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self.buckets = tuple(sorted(buckets))
-        self._counts = [0] * (len(self.buckets) + 1)  # last = +Inf
-        self._sum = 0.0
-        self._lock = threading.Lock()
-
-    def observe(self, value: float) -> None:
-        i = bisect.bisect_left(self.buckets, value)
-        with self._lock:
-            self._counts[i] += 1
-            self._sum += value
-
-    def snapshot(self) -> tuple[list[tuple[float, int]], float, int]:
-        """``([(upper_bound, cumulative_count), ...], sum, count)``; last bound is +Inf."""
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        cum, out = 0, []
-        for b, c in zip((*self.buckets, math.inf), counts, strict=False):
-            cum += c
-            out.append((b, cum))
-        return out, total, cum
-
-    def quantile(self, q: float) -> float:
-        """Upper bucket bound below which a fraction ``q`` of the observations fall (NaN if none)."""
-        buckets, _, n = self.snapshot()
-        if n == 0:
-            return math.nan
-        for b, c in buckets:
-            if c >= q * n:
-                return b
-        return math.inf
+def _num(v: Any) -> float:
+    try:
+        f = float(v or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return f if math.isfinite(f) else 0.0
 
 
-@dataclass
-class Family:
-    """One metric family: ``samples`` are ``(labels, value)``; for histograms value is a Histogram."""
-
-    name: str
-    kind: str  # counter | gauge | histogram
-    help: str
-    samples: list[tuple[dict[str, str], float | Histogram]] = field(default_factory=list)
-
-    def add(self, labels: dict[str, str], value: float | Histogram) -> Family:
-        self.samples.append((labels, value))
-        return self
+def _le(b: float) -> str:
+    return "+Inf" if math.isinf(b) else repr(float(b))
 
 
-def _fmt_labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    esc = (v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for v in labels.values())
-    return "{" + ",".join(f'{k}="{v}"' for k, v in zip(labels, esc, strict=False)) + "}"
+class HubCollector(Collector):
+    """Every livefaces metric, from ``hub.status()`` (per camera: config, what the hub saw,
+    and the pushed pipeline stats), the hub's latency meters and the pushed MQTT counters."""
+
+    def __init__(self, hub: Any) -> None:  # a serve.hub.Hub
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        status = hub.status()
+        pub = hub.publisher_stats
+        cam = ["camera"]
+        up = GaugeMetricFamily("livefaces_camera_up",
+                               "1 when the camera delivered a frame in the last 10 s", labels=cam)
+        streaming = GaugeMetricFamily("livefaces_camera_streaming",
+                                      "1 while the camera is connected and delivering frames",
+                                      labels=cam)
+        captured = CounterMetricFamily("livefaces_frames_captured",
+                                       "frames decoded from the camera", labels=cam)
+        frames = CounterMetricFamily("livefaces_frames",
+                                     "results: frames detected or carried by the tracker",
+                                     labels=cam)
+        detections = CounterMetricFamily("livefaces_detections",
+                                         "frames the detector ran on", labels=cam)
+        drops = CounterMetricFamily("livefaces_frames_dropped",
+                                    "frames decoded but never processed (newest-wins ring buffer)",
+                                    labels=cam)
+        reconnects = CounterMetricFamily("livefaces_reconnects", "times the camera was reopened",
+                                         labels=cam)
+        events = CounterMetricFamily("livefaces_events", "events produced for the camera",
+                                     labels=cam)
+        faces_seen = CounterMetricFamily("livefaces_faces_seen", "faces that appeared (new tracks)",
+                                         labels=cam)
+        published = CounterMetricFamily("livefaces_events_published",
+                                        "events acknowledged by the MQTT broker", labels=cam)
+        faces_now = GaugeMetricFamily("livefaces_faces_current", "faces in the newest result",
+                                      labels=cam)
+        detect_fps = GaugeMetricFamily("livefaces_detect_fps",
+                                       "detections per second (frames the detector ran on), "
+                                       "recent", labels=cam)
+        target = GaugeMetricFamily("livefaces_detect_fps_target", "configured detections per second",
+                                   labels=cam)
+        behind = GaugeMetricFamily("livefaces_detect_behind",
+                                   "1 while the detection rate stays below 70% of the configured "
+                                   "rate", labels=cam)
+        latency = HistogramMetricFamily("livefaces_detect_latency_seconds",
+                                        "time from frame capture to detection result", labels=cam)
+        for name, st in status.items():
+            lab = [name]
+            age = st.get("last_seen_age_s")
+            up.add_metric(lab, 1.0 if age is not None and age < 10 else 0.0)
+            if "streaming" in st:
+                streaming.add_metric(lab, 1.0 if st["streaming"] else 0.0)
+            if "frames_captured" in st:
+                captured.add_metric(lab, _num(st["frames_captured"]))
+            frames.add_metric(lab, _num(st.get("frames_processed", st.get("frames"))))
+            detections.add_metric(lab, _num(st.get("frames_detected", st.get("detections"))))
+            drops.add_metric(lab, _num(st.get("dropped")))
+            reconnects.add_metric(lab, _num(st.get("reconnects")))
+            events.add_metric(lab, _num(st.get("events")))
+            faces_seen.add_metric(lab, _num(st.get("faces_seen")))
+            if pub is not None:
+                published.add_metric(lab, _num(pub.get("published_per_camera", {}).get(name)))
+            faces_now.add_metric(lab, _num(st.get("faces_now")))
+            detect_fps.add_metric(lab, _num(st.get("detect_fps")))
+            if st.get("enabled", True):
+                target.add_metric(lab, _num(st.get("detect_fps_target")))
+            if "detect_behind" in st:
+                behind.add_metric(lab, 1.0 if st["detect_behind"] else 0.0)
+            snap: HistogramSnapshot = hub.latency[name].snapshot()
+            latency.add_metric(lab, [(_le(b), c) for b, c in snap.buckets], snap.sum)
+        for fam in (up, streaming, captured, frames, detections, drops, reconnects, events,
+                    faces_seen, published, faces_now, detect_fps, target, behind, latency):
+            if fam.samples:
+                yield fam
+        yield CounterMetricFamily("livefaces_event_ring_dropped",
+                                  "events pushed out of the web UI's recent-events ring",
+                                  value=hub.events_dropped)
+        yield GaugeMetricFamily("livefaces_uptime_seconds", "seconds since start",
+                                value=round(hub.clock() - hub.started, 3))
+        if pub is not None:
+            p = ["publisher"]
+            for fam, key in (
+                (GaugeMetricFamily("livefaces_publisher_connected", "1 while connected to the broker",
+                                   labels=p), "connected"),
+                (GaugeMetricFamily("livefaces_publisher_buffered", "events waiting for the broker",
+                                   labels=p), "buffered"),
+                (CounterMetricFamily("livefaces_publisher_dropped", "events dropped because the "
+                                     "buffer was full while the broker was away", labels=p), "dropped"),
+                (CounterMetricFamily("livefaces_publisher_errors", "connection failures, lost "
+                                     "connections and refused publishes", labels=p), "errors"),
+            ):
+                fam.add_metric(["mqtt"], _num(pub.get(key)))
+                yield fam
 
 
-def _fmt_value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if float(v).is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(float(v))
+def _build_info() -> InfoMetricFamily:
+    from .. import __version__
+
+    return InfoMetricFamily("livefaces_build", "livefaces version and Python it runs on",
+                            value={"version": __version__,
+                                   "python": platform.python_version(),
+                                   "implementation": platform.python_implementation()})
 
 
-def render(families: list[Family]) -> str:
-    """The text exposition of ``families`` (ends with a newline)."""
-    lines: list[str] = []
-    for f in families:
-        lines.append(f"# HELP {f.name} {f.help}")
-        lines.append(f"# TYPE {f.name} {f.kind}")
-        for labels, value in f.samples:
-            if isinstance(value, Histogram):
-                buckets, total, n = value.snapshot()
-                for b, c in buckets:
-                    le = "+Inf" if math.isinf(b) else repr(b)
-                    lines.append(f"{f.name}_bucket{_fmt_labels({**labels, 'le': le})} {c}")
-                lines.append(f"{f.name}_sum{_fmt_labels(labels)} {_fmt_value(total)}")
-                lines.append(f"{f.name}_count{_fmt_labels(labels)} {n}")
-            else:
-                lines.append(f"{f.name}{_fmt_labels(labels)} {_fmt_value(float(value))}")
-    return "\n".join(lines) + "\n"
+class _BuildCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield _build_info()
 
 
-def metrics_text(hub, publisher_stats: dict | None = None) -> str:  # noqa: ANN001 (a serve.hub.Hub)
-    """The ``/metrics`` page: per-camera families from ``hub.status()`` and its latency
-    histograms, plus the MQTT publisher's counters when ``publisher_stats`` is given."""
-    status = hub.status()
-    fam = {
-        "up": Family("livefaces_camera_up", "gauge", "1 when the camera delivered a frame in the last 10 s"),
-        "capture": Family("livefaces_capture_fps", "gauge", "frames per second decoded from the camera"),
-        "detect": Family("livefaces_detect_fps", "gauge",
-                         "detections per second (frames the detector ran on)"),
-        "target": Family("livefaces_detect_fps_target", "gauge", "configured detections per second"),
-        "behind": Family("livefaces_detect_behind", "gauge",
-                         "1 while the detection rate stays below 70% of the configured rate"),
-        "streaming": Family("livefaces_camera_streaming", "gauge",
-                            "1 while the camera is connected and delivering frames"),
-        "result": Family("livefaces_result_fps", "gauge", "results per second (detected or tracked frames)"),
-        "drops": Family("livefaces_frames_dropped_total", "counter",
-                        "frames decoded but never processed (newest-wins ring buffer)"),
-        "reconnects": Family("livefaces_reconnects_total", "counter", "times the camera was reopened"),
-        "faces_now": Family("livefaces_faces_current", "gauge", "faces in the newest result"),
-        "faces_seen": Family("livefaces_faces_seen_total", "counter", "faces that appeared (new tracks)"),
-        "events": Family("livefaces_events_total", "counter", "events produced for the camera"),
-        "published": Family("livefaces_events_published_total", "counter",
-                            "events acknowledged by the MQTT broker"),
-        "latency": Family("livefaces_detect_latency_seconds", "histogram",
-                          "time from frame capture to detection result"),
-    }
-    for name, st in status.items():
-        lab = {"camera": name}
-        age = st.get("last_seen_age_s")
-        fam["up"].add(lab, 1.0 if age is not None and age < 10 else 0.0)
-        fam["capture"].add(lab, float(st.get("capture_fps", st.get("result_fps", 0.0)) or 0.0))
-        fam["detect"].add(lab, float(st.get("detect_fps", 0.0) or 0.0))
-        if st.get("enabled", True):
-            fam["target"].add(lab, float(st.get("detect_fps_target", 0.0) or 0.0))
-        if "detect_behind" in st:
-            fam["behind"].add(lab, 1.0 if st["detect_behind"] else 0.0)
-        if "streaming" in st:
-            fam["streaming"].add(lab, 1.0 if st["streaming"] else 0.0)
-        fam["result"].add(lab, float(st.get("result_fps", 0.0)))
-        fam["drops"].add(lab, float(st.get("dropped", 0) or 0))
-        fam["reconnects"].add(lab, float(st.get("reconnects", 0) or 0))
-        fam["faces_now"].add(lab, float(st.get("faces_now", 0)))
-        fam["faces_seen"].add(lab, float(st.get("faces_seen", 0)))
-        fam["events"].add(lab, float(st.get("events", 0)))
-        if publisher_stats is not None:
-            fam["published"].add(lab, float(publisher_stats.get("published_per_camera", {}).get(name, 0)))
-        fam["latency"].add(lab, hub.latency[name])
-    out = [f for f in fam.values() if f.samples]
-    out.append(Family("livefaces_event_ring_dropped_total", "counter",
-                      "events pushed out of the web UI's recent-events ring").add({}, hub.events_dropped))
-    out.append(Family("livefaces_uptime_seconds", "gauge", "seconds since start")
-               .add({}, round(hub.clock() - hub.started, 3)))
-    if publisher_stats is not None:
-        lab = {"publisher": "mqtt"}
-        out += [
-            Family("livefaces_publisher_connected", "gauge", "1 while connected to the broker")
-            .add(lab, 1.0 if publisher_stats.get("connected") else 0.0),
-            Family("livefaces_publisher_buffered", "gauge", "events waiting for the broker")
-            .add(lab, float(publisher_stats.get("buffered", 0))),
-            Family("livefaces_publisher_dropped_total", "counter",
-                   "events dropped because the buffer was full while the broker was away")
-            .add(lab, float(publisher_stats.get("dropped", 0))),
-            Family("livefaces_publisher_errors_total", "counter",
-                   "connection failures, lost connections and refused publishes")
-            .add(lab, float(publisher_stats.get("errors", 0))),
-        ]
-    return render(out)
+class Metrics:
+    """The ``/metrics`` page of one hub (its own registry: no global state)."""
+
+    def __init__(self, hub: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(HubCollector(hub))
+        self.registry.register(_BuildCollector())
+        # CPU seconds, memory, open files, start time (Linux; nothing elsewhere)
+        ProcessCollector(namespace="livefaces", registry=self.registry)
+
+    def text(self) -> str:
+        """The text exposition (integral values written as integers, e.g. ``… 3``)."""
+        return _INTEGRAL.sub(r"\1", generate_latest(self.registry).decode("utf-8"))
+
+
+def metrics_text(hub: Any) -> str:
+    """The ``/metrics`` page of ``hub`` (a :class:`~livefaces.serve.hub.Hub`)."""
+    return Metrics(hub).text()

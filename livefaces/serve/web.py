@@ -194,19 +194,17 @@ class WebServer:
         hub: where frames, events and status come from.
         config: host, port (0 = any free port; see :attr:`port` after :meth:`start`), token,
             stream_fps (per-client MJPEG cap).
-        metrics: ``() -> str`` the Prometheus text for ``/metrics``.
-        health: ``() -> dict`` extra fields for ``/health``.
+
+    ``/health`` and ``/metrics`` show the statistics the server pushed into the hub.
     """
 
-    def __init__(self, hub: Hub, config: WebConfig, *, metrics: Callable[[], str] | None = None,
-                 health: Callable[[], dict[str, Any]] | None = None):
+    def __init__(self, hub: Hub, config: WebConfig):
         if not is_loopback(config.host) and not config.token:
             raise ValueError("a token is required when binding a non-loopback address")
         self.hub = hub
         self.config = config
-        self._metrics = metrics
-        self._health = health
         self._token = config.token
+        self._metrics: Any = None  # serve.metrics.Metrics, made at the first scrape
         self.port: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -287,20 +285,21 @@ class WebServer:
     async def health(self, request: web.Request) -> web.Response:
         """200 ``{"status": "ok"|"degraded", "problems": [...], ...}``: degraded (still 200: the
         process serves, a liveness probe must not restart it for a broker outage) when the
-        ``health`` callable reports problems (MQTT unreachable, a camera down or behind)."""
+        hub's newest statistics report problems (MQTT unreachable, a camera down or behind)."""
         body: dict[str, Any] = {"status": "ok", "cameras": len(self.hub.camera_names),
                                 "uptime_s": round(self.hub.clock() - self.hub.started, 1),
                                 "problems": []}
-        if self._health:
-            body.update(self._health())
+        body.update(self.hub.health())
         if body.get("problems"):
             body["status"] = "degraded"
         return _json(body)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        from .metrics import CONTENT_TYPE, metrics_text
+        from .metrics import CONTENT_TYPE, Metrics
 
-        text = self._metrics() if self._metrics else metrics_text(self.hub)
+        if self._metrics is None:
+            self._metrics = Metrics(self.hub)
+        text = self._metrics.text()
         return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
     async def cameras(self, request: web.Request) -> web.Response:
