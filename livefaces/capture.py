@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from .errors import EndOfStream, LiveFacesError, NotVideoError, SourceError, StalledError
 from .meter import RateMeter
 from .ringbuffer import RingBuffer
-from .sources import FrameSource
-from .types import Frame, Status
+from .types import Frame, FrameSource, Status
 
 log = logging.getLogger(__name__)
 

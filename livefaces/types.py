@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -293,3 +293,29 @@ class PipelineStats:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """What capture needs from a source. Not thread-safe: one capture thread owns it.
+
+    Attributes:
+        name: display name, credentials removed (safe for logs and events).
+        live: True for cameras and streams (frames are dropped rather than waited for, and
+            errors lead to reconnecting); False for files and folders (no frame is lost).
+    """
+
+    name: str
+    live: bool
+
+    def open(self, open_timeout: float, stall_timeout: float) -> None:
+        """Connect/open; raises :class:`~livefaces.errors.SourceError` with a one-line reason.
+        May be called again after :meth:`close` (reconnect)."""
+
+    def read(self) -> Frame:
+        """The next frame. Raises :class:`~livefaces.errors.EndOfStream` at the end,
+        :class:`~livefaces.errors.StalledError` when no frame came for ``stall_timeout`` s,
+        :class:`~livefaces.errors.SourceError` on other failures."""
+
+    def close(self) -> None:
+        """Release the device/connection; safe to call twice."""

@@ -69,12 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The validated config: the same call for --check-config and for starting (no drift)."""
+    from ..detect.engine import engine_problem
     from ..serve.config import build_config
 
     return build_config(args.config, args.sources, detect_fps=args.detect_fps,
                         min_face_size=args.min_face, host=args.host, port=args.port,
                         token=args.token, mqtt=args.mqtt, engine=args.engine,
-                        device=args.device, threads=args.threads)
+                        device=args.device, threads=args.threads, engine_check=engine_problem)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         import prometheus_client  # noqa: F401
         import yaml  # noqa: F401
     except ImportError as e:
-        error(f"livefaces serve needs extra packages ({e.name} is missing): "
-              "pip install 'livefaces[serve]'")
+        error(f"livefaces serve needs extra packages ({e.name} is missing): install livefaces "
+              "with its 'serve' extra (pip install '.[cpu,serve]' in the livefaces folder)")
         return EXIT_SETUP
     from ..serve.config import ConfigError
 

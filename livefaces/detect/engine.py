@@ -114,6 +114,25 @@ def make_engine(options: DetectorOptions | None = None) -> Engine:
                          device=dev, threads=o.threads)
 
 
+def engine_problem(options: DetectorOptions) -> str | None:
+    """Why the engine and device ``options`` ask for cannot run here (one line), or None; the
+    check :func:`make_engine` makes, without loading a model. ``auto`` on both is always fine
+    (and not checked: it would import torch for nothing)."""
+    if (options.engine, options.device) == ("auto", "auto"):
+        return None
+    from .runtime import choose_providers
+
+    try:
+        engine, device = resolve(options.engine, options.device)
+        if engine == "onnx":
+            choose_providers(device.split(":")[0])
+    except ProviderError as e:
+        return str(e)
+    if engine == "torch" and importlib.util.find_spec("torch") is None:
+        return "the torch engine needs PyTorch: install torch, or use engine onnx"
+    return None
+
+
 def engine_report() -> list[tuple[str, str]]:
     """``(label, value)`` rows for ``livefaces doctor``: what each engine can use here."""
     rows = []

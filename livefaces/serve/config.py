@@ -27,7 +27,6 @@ Only PyYAML is used: its composed node tree carries the line of every key and va
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
 import ipaddress
 import math
@@ -43,7 +42,7 @@ import yaml
 from ..detect.options import ENGINES, MIN_FACE_SIZE, DetectorOptions
 from ..errors import ConfigError as ConfigError  # its home is errors.py; kept importable here
 from ..redact import redact_url
-from ..sources import source_problem
+from ..specs import source_problem
 
 #: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
 MAX_FILE_BYTES = 1 << 20
@@ -172,6 +171,12 @@ class ServeConfig:
 
 
 # --------------------------------------------------------------------------- secrets
+
+
+#: ``(detector options) -> why they cannot run here, or None``; given by the caller (the serve
+#: command passes :func:`livefaces.detect.engine.engine_problem`), so the config module needs no
+#: engine of its own
+EngineCheck = Callable[[DetectorOptions], "str | None"]
 
 
 def is_loopback(host: str) -> bool:
@@ -426,7 +431,7 @@ def _join(path: str, key: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None, *,
-                check_machine: bool = False) -> ServeConfig:
+                check_machine: bool = False, engine_check: EngineCheck | None = None) -> ServeConfig:
     """Read and validate a serve config file; raises :class:`ConfigError` listing every mistake.
 
     Files bigger than :data:`MAX_FILE_BYTES` are refused unread. ``check_machine``: see
@@ -442,18 +447,20 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"{p}: cannot read the file ({e.__class__.__name__}: {e})"]) from e
-    return parse_config(text, filename=str(p), env=env, check_machine=check_machine)
+    return parse_config(text, filename=str(p), env=env, check_machine=check_machine,
+                        engine_check=engine_check)
 
 
 def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] | None = None,
-                 check_machine: bool = False) -> ServeConfig:
+                 check_machine: bool = False, engine_check: EngineCheck | None = None) -> ServeConfig:
     """Validate YAML ``text``; ``filename`` is used in the messages.
 
     Camera URLs are checked with :func:`livefaces.sources.source_problem`, the check
     :func:`~livefaces.sources.open_source` makes: the scheme, that the URL parses, and with
     ``check_machine`` that the files and folders of enabled cameras exist (relative paths
-    against the current directory, as ``serve`` opens them). ``check_machine`` also checks
-    that ``detector.providers`` is in this ONNX Runtime build (imports onnxruntime).
+    against the current directory, as ``serve`` opens them). With ``check_machine``,
+    ``engine_check(detector_options)`` (the caller's: ``livefaces.detect.engine.engine_problem``)
+    says why the engine or device asked for cannot run here, reported at its line.
     """
     v = _Validator(filename, dict(os.environ) if env is None else env)
     try:
@@ -514,7 +521,8 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
         mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",), at=top["mqtt"][0])
         if "host" in mvals:
             mqtt = MqttConfig(**mvals)
-    det = _detector_options(v, dvals, [c for c in cameras if c.enabled], check_machine)
+    det = _detector_options(v, dvals, [c for c in cameras if c.enabled],
+                            engine_check if check_machine else None)
     if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
             and "web.token" not in v.nodes):  # a token given but invalid is reported already
         v.problem(top["web"][1], "web.token", f"is required when web.host is {web.host!r} (not "
@@ -525,11 +533,11 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
 
 
 def _detector_options(v: _Validator, vals: dict[str, Any], cameras: list[CameraConfig],
-                      check_machine: bool) -> DetectorOptions:
+                      engine_check: EngineCheck | None) -> DetectorOptions:
     """The shared engine's options from the ``detector:`` values; ``providers`` (the old key,
     ONNX Runtime's provider) stands for ``device`` with the ``onnx`` engine, as it always
-    meant. ``check_machine``: an engine or device asked for must exist here (the check the
-    engine makes at start, without loading a model)."""
+    meant. ``engine_check``: why an engine or device asked for cannot run here (the check the
+    engine makes at start, without loading a model), or None."""
     vals = dict(vals)
     key = "detector.device"
     providers = vals.pop("providers", None)
@@ -548,32 +556,11 @@ def _detector_options(v: _Validator, vals: dict[str, Any], cameras: list[CameraC
     except ValueError as e:  # InputError: the ranges above are narrower, so not expected
         v.problem(v.nodes.get("detector"), "detector", str(e))
         return DetectorOptions()
-    problem = _engine_problem(det) if check_machine else None
+    problem = engine_check(det) if engine_check is not None else None
     if problem:
         bad = key if key in v.nodes else "detector.engine"
         v.problem(v.nodes.get(bad), bad, problem)
     return det
-
-
-def _engine_problem(det: DetectorOptions) -> str | None:
-    """Why the engine and device ``det`` asks for cannot run here, or None. The check the
-    engine makes at start, without loading a model; ``auto`` on both is always fine (and
-    not checked: it would import torch for nothing)."""
-    if (det.engine, det.device) == ("auto", "auto"):
-        return None
-    from ..detect.engine import resolve
-    from ..detect.runtime import choose_providers
-    from ..errors import ProviderError
-
-    try:
-        engine, device = resolve(det.engine, det.device)
-        if engine == "onnx":
-            choose_providers(device.split(":")[0])
-    except ProviderError as e:
-        return str(e)
-    if engine == "torch" and importlib.util.find_spec("torch") is None:
-        return "the torch engine needs PyTorch: install torch, or use engine onnx"
-    return None
 
 
 def config_from_sources(sources: list[str], *, detect_fps: float = 5.0, min_face_size: float = MIN_FACE_SIZE,
@@ -630,7 +617,8 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
                  detect_fps: float = 5.0, min_face_size: float = MIN_FACE_SIZE, host: str | None = None,
                  port: int | None = None, token: str | None = None, mqtt: str | None = None,
                  engine: str | None = None, device: str | None = None, threads: int | None = None,
-                 env: dict[str, str] | None = None) -> ServeConfig:
+                 env: dict[str, str] | None = None, engine_check: EngineCheck | None = None
+                 ) -> ServeConfig:
     """The one validation path of ``livefaces serve``: ``--check-config`` and starting the server
     both call this, so a configuration that checks out is one ``serve`` accepts.
 
@@ -648,7 +636,7 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
     cfg: ServeConfig | None = None
     try:  # go on after problems here: the overrides below are checked too, all reported at once
         if config_file is not None:
-            cfg = load_config(config_file, env, check_machine=True)
+            cfg = load_config(config_file, env, check_machine=True, engine_check=engine_check)
         else:
             cfg = config_from_sources(list(sources or []), detect_fps=detect_fps,
                                       min_face_size=min_face_size, check_machine=True)
@@ -699,8 +687,8 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
     det = cfg.detector
     if det_over:
         det = dataclasses.replace(det, **det_over)
-        if "engine" in det_over or "device" in det_over:
-            bad = _engine_problem(det)
+        if ("engine" in det_over or "device" in det_over) and engine_check is not None:
+            bad = engine_check(det)
             if bad:
                 flags = " ".join(f"--{k} {det_over[k]}" for k in ("engine", "device") if k in det_over)
                 raise ConfigError([f"{flags}: {bad}"])

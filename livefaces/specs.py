@@ -1,0 +1,63 @@
+"""Source specs: what a source string means, checked without opening anything.
+
+The one grammar of sources (webcam numbers, ``/dev/videoN``, ``synthetic:``, files and
+folders, network URLs), shared by :func:`livefaces.sources.open_source` and serve's config
+check, so that checking a configuration and starting it cannot disagree. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "rtmps")
+_SCHEME_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def source_problem(spec: str, *, must_exist: bool = True) -> str | None:
+    """Why ``spec`` can never work as a source (one line, what to do), or ``None`` if it may.
+
+    The one check of source specs: :func:`open_source` refuses exactly what this reports, and
+    ``livefaces serve --check-config`` uses it too, so checking and starting cannot disagree.
+    It does not open anything (a camera that is off is not a problem here; capture retries).
+
+    Args:
+        spec: as for :func:`open_source`. The answer never contains the spec itself, so
+            callers decide how to show it (redacted: see :func:`redact_url`).
+        must_exist: report files and folders that do not exist (``False``: only the syntax).
+    """
+    if not spec.strip():
+        return "empty source; give a URL, a video file, an image folder or a webcam number"
+    if spec.isdigit() or spec.startswith("/dev/video") or spec.startswith("synthetic:"):
+        return None
+    path = spec
+    if "://" in spec:
+        # the parser's own messages can quote part of a password ("...as 'pw'"): not shown
+        hint = ("; a '@', ':', '/', '?' or '#' inside a user name or password must be written "
+                "%40, %3A, %2F, %3F or %23")
+        try:
+            parts = urlsplit(spec)
+        except ValueError:
+            return "not a valid URL (the [ ] around an IPv6 address do not match)" + hint
+        try:
+            parts.port  # noqa: B018  (parsing it raises ValueError unless it is 0-65535)
+        except ValueError:
+            return "not a valid URL (the port is not a number from 0 to 65535)" + hint
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            path = parts.path
+        elif scheme not in NETWORK_SCHEMES:
+            return (f"unsupported URL scheme {scheme!r}; use rtsp://, rtsps://, http://, https://, "
+                    f"rtmp://, a video file, an image folder or a webcam number")
+        elif not parts.hostname:
+            return "the URL has no host; expected SCHEME://[USER:PASSWORD@]HOST[:PORT]/PATH"
+        else:
+            return None
+    elif _SCHEME_ONLY.match(spec) and not Path(spec).exists():  # "javascript:...", "webcam:0"
+        return (f"unsupported URL scheme {spec.split(':', 1)[0].lower()!r} (and no file of that "
+                f"name); use rtsp://, rtsps://, http://, https://, rtmp://, a video file, an image "
+                f"folder or a webcam number")
+    if must_exist and not Path(path).exists():
+        return "no such file or folder; check the path (or give a URL or a webcam number)"
+    return None
