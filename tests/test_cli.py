@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,38 @@ def test_usage_errors_exit_2():
 def test_bad_setting_is_one_line_error(tmp_path):
     r = run_cli("detect", str(tmp_path), "--factor", "1.5")
     assert r.returncode == 3 and "factor" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_detect_progress_line_on_a_terminal_only(tmp_path, grace_hopper):
+    """The CLI's one progress line (cli._common.ProgressLine): shown on a terminal, ends at N/N,
+    and never written into a pipe or file."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    for i in range(3):
+        write_image(tmp_path / f"{i}.jpg", grace_hopper)
+    root = Path(__file__).resolve().parents[1]
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "livefaces", "detect", str(tmp_path)],
+                           stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120, cwd=root)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert r.returncode == 0
+    text = shown.decode()
+    assert "[3/3]" in text and "img/s" in text and text.rstrip().endswith("00:00"), text
+    assert "img/s" not in r.stdout
+    r = run_cli("detect", str(tmp_path))
+    assert "img/s" not in r.stderr  # not a terminal: no progress

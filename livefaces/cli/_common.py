@@ -7,6 +7,7 @@ import glob
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,3 +145,40 @@ def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:
 
 def error(msg: str) -> None:
     print(f"livefaces: error: {msg}", file=sys.stderr)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``mm:ss`` (``h:mm:ss`` from an hour on); ``--:--`` when unknown."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+class ProgressLine:
+    """The one progress display of the CLI: a self-overwriting line on stderr, at most
+    ``per_second`` updates a second (a final update is always shown), only when ``enabled``
+    (callers pass ``sys.stderr.isatty()`` or the user's choice). :meth:`close` ends the line."""
+
+    def __init__(self, enabled: bool, per_second: float = 5.0) -> None:
+        self.enabled = enabled
+        self._interval = 1.0 / per_second
+        self._last = -float("inf")
+        self._width = 0
+
+    def show(self, text: str, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not final and now - self._last < self._interval:
+            return
+        self._last = now
+        self._width = max(self._width, len(text))
+        sys.stderr.write("\r" + text.ljust(self._width))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._width = 0

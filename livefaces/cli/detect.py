@@ -11,7 +11,16 @@ from pathlib import Path
 from ..errors import ImageReadError
 from ..imageio import read_image, write_image
 from ..render import annotate
-from ._common import EXIT_OK, EXIT_PARTIAL, add_detector_arguments, error, expand_paths, make_detector
+from ._common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ProgressLine,
+    add_detector_arguments,
+    error,
+    expand_paths,
+    fmt_duration,
+    make_detector,
+)
 
 NAME = "detect"
 HELP = "find faces in image files, folders or globs"
@@ -55,24 +64,9 @@ def _annotated_path(out_dir: Path, root: Path | None, path: Path, used: set[Path
     return target
 
 
-class _Progress:
-    """``[12/340] 8.1 img/s, ETA 0:41`` on stderr when it is a terminal; silent otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.enabled = total > 1 and sys.stderr.isatty()
-        self.start = time.monotonic()
-
-    def step(self) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        rate = self.done / max(time.monotonic() - self.start, 1e-6)
-        eta = int((self.total - self.done) / rate) if rate > 0 else 0
-        sys.stderr.write(f"\r[{self.done}/{self.total}] {rate:.1f} img/s, ETA {eta // 60}:{eta % 60:02d} ")
-        if self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def _progress_text(done: int, total: int, start: float) -> str:
+    rate = done / max(time.monotonic() - start, 1e-6)
+    return f"[{done}/{total}] {rate:.1f} img/s, ETA {fmt_duration((total - done) / rate)}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     used: set[Path] = set()
     items = list(expand_paths(args.paths))
-    progress = _Progress(len(items))
-    for given, root, path in items:
-        progress.step()
+    progress, start = ProgressLine(len(items) > 1 and sys.stderr.isatty()), time.monotonic()
+    for done, (given, root, path) in enumerate(items):
+        if done:
+            progress.show(_progress_text(done, len(items), start))
         try:
             image = read_image(path)
         except ImageReadError as e:
@@ -106,4 +101,6 @@ def run(args: argparse.Namespace) -> int:
             except OSError as e:
                 error(f"{target}: cannot write annotated copy: {e}")
                 failed += 1
+    progress.show(_progress_text(len(items), len(items), start), final=True)
+    progress.close()
     return EXIT_PARTIAL if failed else EXIT_OK

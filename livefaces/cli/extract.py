@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from ..detect.options import MIN_FACE_SIZE
 from ..extract import ExtractOptions, Progress, extract
@@ -12,9 +11,11 @@ from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
+    ProgressLine,
     add_detector_arguments,
     detector_options,
     error,
+    fmt_duration,
 )
 
 NAME = "extract"
@@ -70,41 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="progress bar on stderr (default: auto = only on a terminal)")
 
 
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
-
-
-class _Bar:
-    """One self-overwriting status line on stderr, at most 5 updates a second."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-        self.width = 0
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.2:
-            return
-        self.last = now
-        if p.frames_total:
-            frac = min(1.0, p.frames_done / p.frames_total)
-            bar = "#" * int(frac * 24)
-            head = f"[{bar:<24}] {frac:4.0%} {p.frames_done}/{p.frames_total} frames"
-        else:
-            head = f"{p.frames_done} frames"
-        line = (f"\r{head}  {p.faces} faces  {p.fps:.1f} frames/s  ETA {_fmt_time(p.eta_s)}  "
-                f"input {p.inputs_done}/{p.inputs_total}")
-        self.width = max(self.width, len(line))
-        sys.stderr.write(line.ljust(self.width))
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.width:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+def _progress_text(p: Progress) -> str:
+    if p.frames_total:
+        frac = min(1.0, p.frames_done / p.frames_total)
+        head = f"[{'#' * int(frac * 24):<24}] {frac:4.0%} {p.frames_done}/{p.frames_total} frames"
+    else:
+        head = f"{p.frames_done} frames"
+    return (f"{head}  {p.faces} faces  {p.fps:.1f} frames/s  ETA {fmt_duration(p.eta_s)}  "
+            f"input {p.inputs_done}/{p.inputs_total}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,17 +86,15 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride, resize=args.resize, detector=detector_options(args),
         batch_size=args.batch_size, margin=args.margin, crop_size=args.crop_size,
         align=args.align, image_format=args.format)
-    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
-    bar = _Bar() if show else None
+    line = ProgressLine(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     try:
-        report = extract(args.inputs, args.out, options, progress=bar)
+        report = extract(args.inputs, args.out, options,
+                         progress=(lambda p: line.show(_progress_text(p))) if line.enabled else None)
     except KeyboardInterrupt:
-        if bar:
-            bar.close()
+        line.close()
         error(f"interrupted; what is in {args.out} is complete. Run the same command again to resume.")
         return EXIT_INTERRUPTED
-    if bar:
-        bar.close()
+    line.close()
     for source, message in report.failed:
         error(message if source in message else f"{source}: {message}")
     skipped = f", {report.skipped} already done (skipped)" if report.skipped else ""
