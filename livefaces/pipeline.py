@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .capture import CaptureOptions, CaptureWorker
+from .detect.engine import Engine
 from .detect.rescale import detect_scaled
 from .errors import SourceError
 from .events import FaceEvents, status_event
@@ -214,7 +215,7 @@ class Pipeline:
         clock: monotonic clock (tests may inject one).
     """
 
-    def __init__(self, sources: Sequence[SourceLike | CameraOptions], detector: Any = None, *,
+    def __init__(self, sources: Sequence[SourceLike | CameraOptions], detector: Engine | None = None, *,
                  policy: DetectPolicy | None = None, sinks: Sequence[Sink] = (),
                  capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
                  update_interval: float = 1.0, max_frames: int | None = None,
@@ -265,9 +266,9 @@ class Pipeline:
     def start(self) -> Pipeline:
         """Start the sink, detect and capture threads (creates the detector if needed)."""
         if self.detector is None:
-            from .detect import Detector
+            from .detect.engine import make_engine
 
-            self.detector = Detector()
+            self.detector = make_engine()
         self._started_at = self._clock()
         for r in self._runners:
             r.start()
@@ -396,6 +397,7 @@ class Pipeline:
     def _detect(self, due: list[tuple[Camera, Frame]]) -> list[Faces]:
         frames = [f for _, f in due]
         scales = [min(1.0, self.policy.scale * s.scale) for s, f in due]
+        assert self.detector is not None, "start() makes the detector"
         t0 = self._clock()
         found = detect_scaled(self.detector, [f.image for f in frames], scales)
         self.policy.observe(self._clock() - t0)
@@ -463,7 +465,7 @@ class Pipeline:
             self._done.set()
 
 
-def stream(source: SourceLike, *, detector: Any = None, policy: DetectPolicy | None = None,
+def stream(source: SourceLike, *, detector: Engine | None = None, policy: DetectPolicy | None = None,
            capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
            max_frames: int | None = None, duration: float | None = None, buffer: int = 32,
            **source_options: Any) -> Iterator[FrameResult]:

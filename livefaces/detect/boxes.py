@@ -95,22 +95,19 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
         xywh[:, 2:] = boxes[:, 2:4] - boxes[:, :2]
         keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, threshold)  # type: ignore[arg-type]
         return np.asarray(keep, np.int64).reshape(-1)
+    if mode != "min":
+        raise ValueError(f"nms mode must be 'union' or 'min', got {mode!r}")
     x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
-    plus = 1.0 if mode == "min" else 0.0
-    area = (x2 - x1 + plus) * (y2 - y1 + plus)
+    area = (x2 - x1 + 1.0) * (y2 - y1 + 1.0)
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         i = order[0]
         keep.append(i)
         rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
-        inter = w * h
-        if mode == "min":
-            overlap = inter / np.minimum(area[i], area[rest])
-        else:
-            overlap = inter / (area[i] + area[rest] - inter)
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1.0)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1.0)
+        overlap = w * h / np.minimum(area[i], area[rest])
         order = rest[overlap <= threshold]
     return np.asarray(keep, np.int64)
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..capture import CaptureOptions
+from ..detect.engine import Engine
 from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink, Sink
 from ..schedule import PerCameraRate
@@ -145,8 +146,9 @@ class CameraServer:
         file_realtime: video files play at their frame rate, looping, like a camera.
     """
 
-    def __init__(self, config: ServeConfig, *, detector: Any = None, capture: CaptureOptions | None = None,
-                 file_realtime: bool = True, web: bool | None = None):
+    def __init__(self, config: ServeConfig, *, detector: Engine | None = None,
+                 capture: CaptureOptions | None = None, file_realtime: bool = True,
+                 web: bool | None = None):
         self.config = config
         cams = config.enabled_cameras
         if not cams:
