@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,3 +107,30 @@ def interrupt(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[int, str, 
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def start_serve_cli(*args: str, ignore_sigint: bool = False
+                    ) -> tuple[subprocess.Popen, list[str], threading.Event, list[str], threading.Thread]:
+    """``python -m livefaces ARGS`` (a serve command) with its stderr read on a thread:
+    ``(proc, stderr lines so far, set once it serves, [its URL], the reader thread)``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    proc = subprocess.Popen([sys.executable, "-m", "livefaces", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            errors="backslashreplace", preexec_fn=pre)
+    lines: list[str] = []
+    url: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            m = re.search(r"serving \d+ camera\(s\) on (http://\S+)", line)
+            if m:
+                url.append(m.group(1))
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return proc, lines, ready, url, reader

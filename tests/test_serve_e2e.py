@@ -14,13 +14,12 @@ import json
 import re
 import signal
 import subprocess
-import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+from live_helpers import start_serve_cli
 from test_serve_mqtt import Subscriber
 from test_serve_web import count_box_pixels
 
@@ -72,24 +71,7 @@ detector:
 """)
     sub = Subscriber(broker.port, client_id="e2e-sub")
     assert sub.subscribed.wait(10)
-    proc = subprocess.Popen([sys.executable, "-m", "livefaces", "-v", "serve", "--config", str(cfg)],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
-    stderr_lines: list[str] = []
-    url_found = threading.Event()
-    url: list[str] = []
-
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            stderr_lines.append(line)
-            m = re.search(r"serving \d+ camera\(s\) on (http://\S+)", line)
-            if m:
-                url.append(m.group(1))
-                url_found.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    proc, stderr_lines, url_found, url, reader = start_serve_cli("-v", "serve", "--config", str(cfg))
     try:
         assert url_found.wait(120), "serve did not start:\n" + "".join(stderr_lines)
         base = url[0]

@@ -13,12 +13,9 @@ import dataclasses
 import http.client
 import json
 import logging
-import os
-import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -29,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import run_cli
+from live_helpers import start_serve_cli
 from test_serve_web import _face_result, _get
 
 from livefaces.pipeline import SourceStats
@@ -89,30 +87,6 @@ def hub() -> Hub:
     h = Hub([CameraConfig("front", "rtsp://admin:pw@10.0.0.5/s1")])
     h.put_result("front", _face_result())
     return h
-
-
-def start_cli(*args: str, ignore_sigint: bool = False
-              ) -> tuple[subprocess.Popen, list[str], threading.Event, list[str]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
-    proc = subprocess.Popen([sys.executable, "-m", "livefaces", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            errors="backslashreplace", preexec_fn=pre)
-    lines: list[str] = []
-    url: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.search(r"serving \d+ camera\(s\) on (http://\S+)", line)
-            if m:
-                url.append(m.group(1))
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    return proc, lines, ready, url
 
 
 # --------------------------------------------------------------------------- 1. open redirect
@@ -238,7 +212,7 @@ def _raw_request(port: int, line: bytes) -> bytes:
 
 
 def test_debug_log_never_has_tokens_forged_lines_or_nul():
-    proc, lines, ready, url = start_cli("-vv", "serve", "cam=synthetic:160x120@5", "--port", "0",
+    proc, lines, ready, url, _ = start_serve_cli("-vv", "serve", "cam=synthetic:160x120@5", "--port", "0",
                                         "--token", TOKEN, "--detect-fps", "1")
     try:
         assert ready.wait(120), "".join(lines)
@@ -392,7 +366,7 @@ def test_camera_error_clears_after_reconnect_and_html_page_is_an_error(tmp_path)
 
 
 def test_sigint_stops_serve_even_when_started_with_sigint_ignored():
-    proc, lines, ready, _ = start_cli("serve", "cam=synthetic:160x120@5", "--port", "0",
+    proc, lines, ready, _, _ = start_serve_cli("serve", "cam=synthetic:160x120@5", "--port", "0",
                                       "--detect-fps", "1", ignore_sigint=True)
     try:
         assert ready.wait(120), "".join(lines)
