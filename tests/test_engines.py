@@ -117,3 +117,23 @@ assert main(["extract", {str(tmp_path / "a.jpg")!r}, "--out", {str(tmp_path / "t
     assert r.returncode == 0, r.stderr
     assert "engine torch" in r.stdout and "not available" in r.stdout
     assert "the torch engine needs PyTorch" in r.stderr
+
+
+def test_auto_engine_does_not_import_torch_without_an_nvidia_gpu():
+    """torch installed (as here) but no NVIDIA driver: ``auto`` picks ONNX Runtime without
+    importing torch (it cost serve ~180 MB of RSS per process just to learn "no CUDA")."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from livefaces.detect.engine import _nvidia_gpu_possible
+
+    if _nvidia_gpu_possible():
+        pytest.skip("this machine has an NVIDIA driver: auto must ask torch about CUDA")
+    code = ("import sys\nfrom livefaces.detect.engine import make_engine\n"
+            "e = make_engine()\nprint(e.provider, 'torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["CPUExecutionProvider", "False"], r.stdout

@@ -14,7 +14,10 @@ Both have ``detect(image, color="rgb") -> Faces``, ``detect_batch([image, ...], 
 
 from __future__ import annotations
 
+import glob
 import importlib.util
+import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,6 +52,16 @@ def _ort_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def _nvidia_gpu_possible() -> bool:
+    """False when this machine certainly has no NVIDIA GPU (macOS; Linux without the NVIDIA
+    driver): then ``auto`` need not import torch (~180 MB and seconds) just to hear "no CUDA"."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+    return True  # Windows and others: only torch can tell
+
+
 def _torch_cuda() -> tuple[bool, str]:
     """(torch has a usable CUDA device, description) without importing torch if absent."""
     if importlib.util.find_spec("torch") is None:
@@ -79,7 +92,7 @@ def resolve(engine: str = "auto", device: str = "auto") -> tuple[str, str]:
             return "onnx", "cpu"
         if _ort_has_cuda():
             return "onnx", "cuda"
-        if _torch_cuda()[0]:
+        if _nvidia_gpu_possible() and _torch_cuda()[0]:
             return "torch", device if dev == "cuda" else "cuda"
         if dev == "cuda":
             raise ProviderError("no CUDA engine here: install onnxruntime-gpu, or a CUDA build of "
