@@ -9,7 +9,7 @@ Every event is a plain JSON-serialisable dict with these top-level keys (schema
     time     wall-clock time the event was made, ISO 8601 UTC with microseconds ("...Z")
 
 Face events add the track's state (``track_id``, ``box``, ``confidence``, ``landmarks``,
-``detected``, ``frame_index``, ``pts``, ``captured``, ``width``, ``height``), ``first_seen``,
+``detected``, ``obtained``, ``frame_index``, ``pts``, ``captured``, ``width``, ``height``), ``first_seen``,
 ``duration`` and ``before`` (the state at this track's previous event, ``null`` for
 ``face.appeared``) — Frigate's new/update/end pattern. ``source.status`` adds ``before``,
 ``after`` and ``detail``. Consumers must ignore keys they do not know (new keys are added
@@ -51,11 +51,14 @@ def make_event(type: str, source: str, *, time: float | None = None, **fields: A
 
 def face_state(box: np.ndarray, confidence: float, landmarks: np.ndarray, *, detected: bool,
                frame_index: int, pts: float | None, captured_wall: float, width: int,
-               height: int) -> dict[str, Any]:
-    """One face at one frame: box xyxy and landmarks in frame pixels (2 decimals)."""
+               height: int, obtained: str | None = None) -> dict[str, Any]:
+    """One face at one frame: box xyxy and landmarks in frame pixels (2 decimals);
+    ``detected``: verified by the networks on this frame; ``obtained``: how (``detected``,
+    ``refined`` or ``tracked``; default from ``detected``)."""
     return {
         **face_json(box, confidence, landmarks, confidence_digits=5),
         "detected": bool(detected),
+        "obtained": obtained or ("detected" if detected else "tracked"),
         "frame_index": int(frame_index),
         "pts": None if pts is None else round(float(pts), 6),
         "captured": iso_utc(captured_wall),
@@ -128,7 +131,8 @@ class FaceEvents:
     Remembers, per confirmed track, the state sent with its previous event (``before``), when
     it appeared (wall time) and the last frame on which the detector saw it (what
     ``face.lost`` reports); ``face.updated`` is rate limited to one per track per
-    ``update_interval`` seconds (on the capture clock) and only sent on detected frames.
+    ``update_interval`` seconds (on the capture clock) and only sent on frames where the
+    networks verified the face (detected or refined).
 
     Args:
         source: the source's name (the events' ``source``).
@@ -160,7 +164,8 @@ class FaceEvents:
         captured_wall = wall - (self._clock() - frame.captured)
         h, w = frame.image.shape[:2]
         for tr in tracks.lost:
-            events.append(self._lost(int(tr.id), "timeout", wall))
+            events.append(self._lost(int(tr.id), getattr(tr, "end_reason", None) or "timeout", wall))
+        how = getattr(tracks, "how", None)
         appeared = set(tracks.appeared)
         for i, tid in enumerate(tracks.ids.tolist()):
             is_new = tid in appeared
@@ -172,7 +177,8 @@ class FaceEvents:
             st = face_state(tracks.faces.boxes[i], tracks.faces.scores[i],
                             tracks.faces.landmarks[i], detected=bool(tracks.detected[i]),
                             frame_index=frame.index, pts=frame.pts, captured_wall=captured_wall,
-                            width=w, height=h)
+                            width=w, height=h,
+                            obtained=str(how[i]) if how is not None and len(how) > i else None)
             if is_new:
                 self._first_seen[tid] = wall
                 self._limiter.allow(self.source, tid, frame.captured)
@@ -196,10 +202,12 @@ class FaceEvents:
         seen = self._last_seen.pop(tid, None)
         if seen is not None:  # the last frame on which the detector saw it
             i, f, captured_wall, u = seen
+            how = getattr(u, "how", None)
             st = face_state(u.faces.boxes[i], u.faces.scores[i], u.faces.landmarks[i],
                             detected=True, frame_index=f.index, pts=f.pts,
                             captured_wall=captured_wall, width=f.image.shape[1],
-                            height=f.image.shape[0])
+                            height=f.image.shape[0],
+                            obtained=str(how[i]) if how is not None and len(how) > i else None)
         else:
             st = dict(before) if before else {}
         ev = face_event(FACE_LOST, self.source, tid, st, before, first_seen_wall=first,

@@ -40,13 +40,19 @@ class RateMeter:
 class Latency:
     """The one latency meter (seconds, thread-safe): cumulative histogram buckets since the
     start (:meth:`snapshot`, for ``/metrics``) and the last ``size`` values (percentiles in
-    milliseconds, for stats and the HUD)."""
+    milliseconds, for stats and the HUD), and the whole run in 1 ms steps (:meth:`run_ms`,
+    for ``watch --stats``; fixed memory however long the run)."""
+
+    #: whole-run histogram: 1 ms bins up to this many ms (longer ones land in the last bin)
+    RUN_MS = 10_000
 
     def __init__(self, size: int = 500, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.buckets = tuple(sorted(buckets))
         self._counts = [0] * (len(self.buckets) + 1)  # last = +Inf
         self._sum = 0.0
         self._v: deque[float] = deque(maxlen=size)
+        self._run = np.zeros(self.RUN_MS + 1, np.int64)
+        self._max = 0.0
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
@@ -55,6 +61,21 @@ class Latency:
             self._v.append(seconds)
             self._counts[i] += 1
             self._sum += seconds
+            self._run[min(self.RUN_MS, max(0, int(seconds * 1000.0)))] += 1
+            self._max = max(self._max, seconds)
+
+    def run_ms(self) -> dict[str, float] | None:
+        """``{p50, p95, max}`` in milliseconds over every value of the run (percentiles to
+        1 ms, the upper edge of their bin); None before the first."""
+        with self._lock:
+            counts, top = self._run.copy(), self._max
+        n = int(counts.sum())
+        if n == 0:
+            return None
+        cum = np.cumsum(counts)
+        p50, p95 = (float(np.searchsorted(cum, q * n) + 1) for q in (0.5, 0.95))
+        return {"p50": min(p50, top * 1000.0), "p95": min(p95, top * 1000.0),
+                "max": round(top * 1000.0, 1)}
 
     observe = add
 

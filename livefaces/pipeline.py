@@ -38,18 +38,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from .capture import CaptureOptions, CaptureWorker
 from .detect.engine import Engine
-from .detect.rescale import detect_scaled
+from .detect.rescale import detect_regions, detect_scaled
 from .errors import SourceError
 from .events import FaceEvents, status_event
 from .meter import Latency, RateMeter
+from .motion import MotionDetector, MotionOptions
 from .publish import Sink, SinkRunner
 from .publish.memory import QueueSink
 from .ringbuffer import Closed, RingBuffer
-from .schedule import Adaptive, DetectPolicy, SourceState
+from .schedule import Adaptive, DetectPolicy, GateOptions, SourceState, gate_action
 from .sources import FrameSource, open_source
-from .track import Tracker, TrackerOptions
+from .track import Track, Tracker, TrackerOptions
 from .types import Faces, Frame, FrameResult, PipelineStats, SinkStats, SourceStats, Status
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class CameraOptions:
         tracker: tracker options (None: the pipeline's).
         update_interval: at most one ``face.updated`` per track per this many seconds
             (None: the pipeline's).
+        gate: motion gating and refinement (None: the pipeline's).
     """
 
     source: SourceLike
@@ -81,6 +85,13 @@ class CameraOptions:
     scale: float = 1.0
     tracker: TrackerOptions | None = None
     update_interval: float | None = None
+    gate: GateOptions | None = None
+
+
+#: What one frame of a camera goes through in the detect loop (:attr:`FrameResult.mode`).
+DETECT, REFINE, TRACK, SKIP = "detect", "refine", "track", "skip"
+_MODE = {DETECT: "detected", REFINE: "refined", TRACK: "tracked", SKIP: "skipped"}
+Refinements = list[tuple[Track, Faces]]
 
 
 class Camera:
@@ -92,7 +103,8 @@ class Camera:
                  tracker: TrackerOptions, update_interval: float, stop: threading.Event,
                  notify: threading.Condition,
                  on_status: Callable[[Camera, Status | None, Status, str | None], None],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], gate: GateOptions | None = None,
+                 motion: MotionOptions | None = None) -> None:
         self.source = source
         self.name = source.name
         self.options = options
@@ -112,6 +124,12 @@ class Camera:
         self.tracker = Tracker(replace(topts, min_hits=1) if self.stills else topts)
         self.events = FaceEvents(self.name, update_interval if options.update_interval is None
                                  else options.update_interval, clock=clock)
+        self.gate = options.gate or gate or GateOptions()
+        self.motion = (MotionDetector(motion or MotionOptions()) if self.live and self.gate.motion
+                       else None)
+        self.last_full: float | None = None  # capture time of the last full detection
+        self.last_refine: float | None = None
+        self.carried_share = 0.0  # of frames with tracked faces, the share merely carried (EMA)
         self.finished = False
         self.expected_interval: float | None = None
         self.behind = False
@@ -119,9 +137,12 @@ class Camera:
         self.flush_reason: str | None = None
         self.processed = 0
         self.detected = 0
+        self.refined = 0
         self.tracked = 0
+        self.skipped = 0
         self.faces = 0
         self.detect_rate = RateMeter()
+        self.verify_rate = RateMeter()
         self.output_rate = RateMeter()
         self.latency = Latency()  # capture → result handed to the sinks
 
@@ -130,31 +151,110 @@ class Camera:
         self.faces = 0
         return self.events.clear(reason, [tr.id for tr in self.tracker.clear()])
 
-    def step(self, frame: Frame, faces: Faces | None) -> tuple[list[dict[str, Any]], FrameResult]:
-        """One frame through the tracker: ``faces`` from the detector, or None (carried).
-        Returns the face events (a new photo of a folder first ends the previous photo's
-        faces) and the result."""
-        t = frame.pts if (not self.live and frame.pts is not None) else frame.captured
+    def time_of(self, frame: Frame) -> float:
+        """The tracker's clock for ``frame``: stream time for files, capture time if live."""
+        return frame.pts if (not self.live and frame.pts is not None) else frame.captured
+
+    def plan(self, frame: Frame, now: float, tracks: bool, newest: bool,
+             policy: DetectPolicy) -> str:
+        """What ``frame`` goes through (:data:`DETECT`, :data:`REFINE`, :data:`TRACK` or
+        :data:`SKIP`); ``tracks``: faces were tracked before this batch; ``newest``: the
+        newest frame waiting (only it may get a full detection on a live source)."""
+        if self.stills:
+            act = DETECT
+        elif not self.live:  # files: the policy decides (Adaptive: every frame)
+            act = DETECT if policy.due(frame, False, now, self.schedule) else REFINE
+        else:
+            m = self.motion.measure(frame.image) if self.motion is not None else None
+            since = None if self.last_full is None else frame.captured - self.last_full
+            outside = None
+            if m is not None and tracks:
+                outside = m.outside(np.array([tr.box for tr in self.tracker.tracks],
+                                             np.float32).reshape(-1, 4))
+            act = gate_action(self.gate, since_full=since, tracks=tracks,
+                       motion=None if m is None else m.moving, motion_outside=outside)
+            if act == DETECT and not (newest and policy.due(frame, True, now, self.schedule)):
+                act = REFINE
+        if act == DETECT:
+            policy.detected(frame, now, self.schedule)
+            self.last_full = frame.captured
+            return DETECT
+        if act == REFINE:
+            fps = self.gate.refine_fps
+            if not (tracks and self.gate.refine):
+                return TRACK
+            if fps is not None and self.last_refine is not None \
+                    and now - self.last_refine < 1.0 / fps - 1e-3:
+                return TRACK
+            self.last_refine = now
+        return act
+
+    def regions(self, frame: Frame) -> list[tuple[Track, np.ndarray, float]]:
+        """Where to look for each tracked face on ``frame``."""
+        h, w = frame.image.shape[:2]
+        return self.tracker.regions(self.time_of(frame), w, h)
+
+    def step(self, frame: Frame, action: str, found: Faces | Refinements | None
+             ) -> tuple[list[dict[str, Any]], FrameResult]:
+        """One frame through the tracker: ``found`` is the detector's faces (:data:`DETECT`)
+        or the faces found in each track's region (:data:`REFINE`). Returns the face events
+        (a new photo of a folder first ends the previous photo's faces) and the result."""
+        t = self.time_of(frame)
         events = []
-        if self.stills and faces is not None and self.tracker.tracks:
-            events = self.clear("next_image")  # the previous photo's faces end with it
-        upd = self.tracker.update(faces, t) if faces is not None else self.tracker.predict(t)
+        if action == DETECT:
+            assert isinstance(found, Faces)
+            if self.stills and self.tracker.tracks:
+                events = self.clear("next_image")  # the previous photo's faces end with it
+            upd = self.tracker.update(found, t)
+        elif action == REFINE:
+            assert isinstance(found, list)
+            upd = self.tracker.refine(found, t)
+        else:
+            upd = self.tracker.predict(t)
         self.faces = len(upd.faces)
-        result = FrameResult(frame, upd.faces, faces is not None, upd.ids, upd.detected)
+        result = FrameResult(frame, upd.faces, action == DETECT, upd.ids, upd.detected, upd.how,
+                             _MODE[action])
         return events + self.events.update(frame, upd), result
 
-    def delivered(self, frame: Frame, detected: bool, now: float, policy: DetectPolicy) -> None:
-        """Count a result handed to the sinks at ``now``; after a detection, judge the rate."""
+    def delivered(self, result: FrameResult, now: float, policy: DetectPolicy) -> None:
+        """Count a result handed to the sinks at ``now``; judge whether detection keeps up."""
+        frame = result.frame
         self.last_output = now
         self.latency.add(now - frame.captured)
         self.output_rate.tick(now)
         self.processed += 1
-        if detected:
+        mode = result.mode
+        if mode == "detected":
             self.detected += 1
             self.detect_rate.tick(now)
-            self._check_rate(policy, now)
+            self.verify_rate.tick(now)
+        elif mode == "refined":
+            self.refined += 1
+            self.verify_rate.tick(now)
+        elif mode == "skipped":
+            self.skipped += 1
         else:
             self.tracked += 1
+        if self.gate.refine and self.gate.refine_fps is None:
+            if len(result.faces):
+                self._check_carried(mode == "tracked")
+        elif mode == "detected":
+            self._check_rate(policy, now)
+
+    def _check_carried(self, carried: bool) -> None:
+        """With refinement on every frame: one WARNING per episode in which most frames with
+        faces are merely carried (the loop cannot keep up), an INFO when it catches up."""
+        self.carried_share = 0.95 * self.carried_share + 0.05 * float(carried)
+        if not self.live or self.processed < 50:
+            return
+        if not self.behind and self.carried_share > 0.5:
+            self.behind = True
+            log.warning("%s: more than half of the frames with faces are carried by the tracker "
+                        "without being checked by the networks: the CPU cannot keep up (many "
+                        "faces, sources or large frames)", self.name)
+        elif self.behind and self.carried_share < 0.2:
+            self.behind = False
+            log.info("%s: the networks check the faces on most frames again", self.name)
 
     def _check_rate(self, policy: DetectPolicy, now: float) -> None:
         """One WARNING per episode in which a live source's detections fall well behind what
@@ -181,7 +281,10 @@ class Camera:
         return SourceStats(
             name=self.name, status=w.status, live=self.live, frames_captured=w.frames,
             frames_processed=self.processed, frames_detected=self.detected,
-            frames_tracked=self.tracked, dropped=self.ring.dropped, reconnects=w.reconnects,
+            frames_tracked=self.tracked, frames_refined=self.refined,
+            frames_skipped=self.skipped, verified_fps=self.verify_rate.rate(now),
+            latency_ms_max=(self.latency.run_ms() or {}).get("max"),
+            dropped=self.ring.dropped, reconnects=w.reconnects,
             capture_fps=w.rate.rate(now), detect_fps=self.detect_rate.rate(now),
             output_fps=self.output_rate.rate(now), latency_ms_p50=p50, latency_ms_p95=p95,
             last_frame_age=None if w.last_frame is None else now - w.last_frame,
@@ -210,6 +313,9 @@ class Pipeline:
         max_frames: stop after this many results (all sources together).
         duration: stop after this many seconds.
         source_options: keyword arguments for :func:`open_source` when specs are given.
+        gate: motion gating and refinement of tracked faces on live sources
+            (:class:`~livefaces.schedule.GateOptions`; default: both on).
+        motion: the motion measure's thresholds (:class:`~livefaces.motion.MotionOptions`).
         stats_interval: seconds between the :class:`PipelineStats` snapshots handed to every
             sink (:meth:`Sink.on_stats`; one more when the pipeline stops).
         clock: monotonic clock (tests may inject one).
@@ -220,6 +326,7 @@ class Pipeline:
                  capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
                  update_interval: float = 1.0, max_frames: int | None = None,
                  duration: float | None = None, source_options: dict[str, Any] | None = None,
+                 gate: GateOptions | None = None, motion: MotionOptions | None = None,
                  stats_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not sources:
@@ -228,6 +335,10 @@ class Pipeline:
         self.policy = policy or Adaptive()
         self.capture_options = capture or CaptureOptions()
         self.tracker_options = tracker or TrackerOptions()
+        self.gate = gate or GateOptions()
+        self.motion_options = motion or MotionOptions()
+        self.refine_seconds = 0.0
+        self._cpu0 = 0.0
         self.max_frames = max_frames
         self.duration = duration
         self._clock = clock
@@ -258,7 +369,8 @@ class Pipeline:
             names.add(name)
             cam = Camera(src, opts, capture=self.capture_options, tracker=self.tracker_options,
                          update_interval=update_interval, stop=self._stop, notify=self._cond,
-                         on_status=self._on_status, clock=clock)
+                         on_status=self._on_status, clock=clock, gate=self.gate,
+                         motion=self.motion_options)
             self.policy.register(name, cam.schedule)
             self.cameras.append(cam)
 
@@ -270,6 +382,7 @@ class Pipeline:
 
             self.detector = make_engine()
         self._started_at = self._clock()
+        self._cpu0 = time.process_time()
         for r in self._runners:
             r.start()
         self._thread.start()
@@ -339,7 +452,8 @@ class Pipeline:
                       for r in self._runners)
         return PipelineStats(tuple(out), sinks, self.policy.detect_seconds, self.policy.scale,
                              self.policy.describe(), not self._done.is_set(),
-                             0.0 if self._started_at is None else now - self._started_at)
+                             0.0 if self._started_at is None else now - self._started_at,
+                             0.0 if self._started_at is None else time.process_time() - self._cpu0)
 
     def _push_stats(self) -> None:
         st = self.stats()
@@ -379,13 +493,14 @@ class Pipeline:
             self._publish(e)
 
     # -- the detect loop -----------------------------------------------------------------------
-    def _emit(self, s: Camera, frame: Frame, faces: Faces | None) -> None:
-        events, result = s.step(frame, faces)
+    def _emit(self, s: Camera, frame: Frame, action: str,
+              found: Faces | Refinements | None = None) -> None:
+        events, result = s.step(frame, action, found)
         for r in self._runners:
             for e in events:
                 r.put_event(e)
             r.put_result(result)
-        s.delivered(frame, faces is not None, self._clock(), self.policy)
+        s.delivered(result, self._clock(), self.policy)
         self._processed += 1
 
     def _limits_hit(self) -> bool:
@@ -403,6 +518,19 @@ class Pipeline:
         self.policy.observe(self._clock() - t0)
         return found
 
+    def _refine(self, jobs: list[tuple[Frame, list[tuple[Track, np.ndarray, float]]]]
+                ) -> list[Refinements]:
+        """The faces found in each tracked face's region, per job (one batched call)."""
+        assert self.detector is not None, "start() makes the detector"
+        t0 = self._clock()
+        flat = [(f.image, box, min_face) for f, regs in jobs for _, box, min_face in regs]
+        found = iter(detect_regions(self.detector, flat) if flat else [])
+        out = [[(tr, next(found)) for tr, _, _ in regs] for _, regs in jobs]
+        dt = self._clock() - t0
+        a = 0.2 if self.refine_seconds else 1.0
+        self.refine_seconds = a * dt + (1 - a) * self.refine_seconds
+        return out
+
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
@@ -414,8 +542,9 @@ class Pipeline:
                 if self._limits_hit():
                     self.limit_reached = True
                     break
-                plan: list[tuple[Camera, list[tuple[Frame, bool]]]] = []
+                plan: list[tuple[Camera, list[tuple[Frame, str]]]] = []
                 due: list[tuple[Camera, Frame]] = []
+                refine: list[tuple[Frame, list[tuple[Track, np.ndarray, float]]]] = []
                 budget = None if self.max_frames is None else self.max_frames - self._processed
                 for s in self.cameras:
                     if s.finished:
@@ -434,25 +563,31 @@ class Pipeline:
                         budget -= len(frames)
                     if not frames:
                         continue
-                    flags = []
+                    tracks = bool(s.tracker.tracks)
+                    items = []
                     for i, f in enumerate(frames):
-                        now = f.pts if (not s.live and f.pts is not None) else self._clock()
-                        d = s.stills or ((not s.live or i == len(frames) - 1)
-                                         and self.policy.due(f, s.live, now, s.schedule))
-                        if d:
-                            self.policy.detected(f, now, s.schedule)
-                        flags.append(d)
-                    k = flags.index(True) if True in flags else len(frames)
-                    for f in frames[:k]:  # before the first detection: out at once
-                        self._emit(s, f, None)
-                    if k < len(frames):
-                        plan.append((s, list(zip(frames[k:], flags[k:], strict=False))))
-                        due += [(s, f) for f, d in zip(frames[k:], flags[k:], strict=False) if d]
+                        now = s.time_of(f) if not s.live else self._clock()
+                        act = s.plan(f, now, tracks, i == len(frames) - 1, self.policy)
+                        items.append((f, act))
+                        if act == DETECT:
+                            due.append((s, f))
+                            tracks = True  # a detection may start tracks for the frames after it
+                        elif act == REFINE:
+                            refine.append((f, s.regions(f)))
+                    k = next((i for i, (_, a) in enumerate(items) if a in (DETECT, REFINE)),
+                             len(items))
+                    for f, a in items[:k]:  # before the first network call: out at once
+                        self._emit(s, f, a)
+                    if k < len(items):
+                        plan.append((s, items[k:]))
                 found = (dict(zip((id(f) for _, f in due), self._detect(due), strict=False))
                          if due else {})
-                for s, items in plan:
-                    for f, d in items:
-                        self._emit(s, f, found[id(f)] if d else None)
+                refined = (dict(zip((id(f) for f, _ in refine), self._refine(refine), strict=True))
+                           if refine else {})
+                for s, todo in plan:
+                    for f, a in todo:
+                        self._emit(s, f, a, found.get(id(f)) if a == DETECT
+                                   else refined.get(id(f)) if a == REFINE else None)
                 if all(s.finished for s in self.cameras):
                     break
         except Exception as e:  # noqa: BLE001 - report, and let stop() close everything

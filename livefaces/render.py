@@ -14,7 +14,12 @@ import numpy as np
 from .types import Faces, FrameResult, PipelineStats, Status
 
 BOX_COLOUR = (0, 220, 0)
+REFINED_COLOUR = (0, 200, 255)
 TRACKED_COLOUR = (255, 190, 0)
+#: box colour per :attr:`~livefaces.types.FrameResult.how`
+HOW_COLOURS = {"detected": BOX_COLOUR, "refined": REFINED_COLOUR, "tracked": TRACKED_COLOUR}
+#: the letter after a track id: how the face was obtained on this frame
+HOW_MARKS = {"detected": "D", "refined": "R", "tracked": "T"}
 #: left eye, right eye, nose, mouth left, mouth right
 LANDMARK_COLOURS = ((255, 60, 60), (60, 60, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255))
 
@@ -55,17 +60,20 @@ def annotate(
         cv2.imwrite("out.jpg", annotate(rgb, faces)[..., ::-1])   # OpenCV writes BGR
     """
     out = np.ascontiguousarray(image).copy()
-    _draw_faces(out, faces, track_ids, np.full(len(faces), detected, bool), show_scores)
+    _draw_faces(out, faces, track_ids, np.full(len(faces), "detected" if detected else "tracked"),
+                show_scores, marks=False)
     return out
 
 
 def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.ndarray | None,
-                detected: np.ndarray, show_scores: bool) -> None:
-    """Draw in place; per-face colour: detected (green) or carried by the tracker (amber)."""
+                how: np.ndarray, show_scores: bool, marks: bool = True) -> None:
+    """Draw in place; per-face colour by how it was obtained (:data:`HOW_COLOURS`): detected
+    (green), refined (light blue) or carried by the tracker (amber); with ``marks``, the
+    letter D/R/T follows the track id (colour alone says little to colour-blind eyes)."""
     s = _scale(out)
     thick = max(1, int(round(2 * s)))
     for i in range(len(faces)):
-        colour = BOX_COLOUR if detected[i] else TRACKED_COLOUR
+        colour = HOW_COLOURS.get(str(how[i]), TRACKED_COLOUR)
         x1, y1, x2, y2 = (int(round(float(v))) for v in faces.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
         for (px, py), c in zip(faces.landmarks[i], LANDMARK_COLOURS):
@@ -73,7 +81,7 @@ def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.nda
                        cv2.LINE_AA)
         parts = []
         if track_ids is not None and i < len(track_ids):
-            parts.append(f"#{int(track_ids[i])}")
+            parts.append(f"#{int(track_ids[i])}" + (HOW_MARKS.get(str(how[i]), "") if marks else ""))
         if show_scores:
             parts.append(f"{float(faces.scores[i]):.2f}")
         if parts:
@@ -158,11 +166,12 @@ def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
 
 def render_result(result: FrameResult, hud: HudInfo | None = None, *,
                   show_scores: bool = True) -> np.ndarray:
-    """The frame of ``result`` with its faces (green: detected on this frame, amber: carried
-    by the tracker), track ids, scores and, if given, the HUD. Returns a new RGB image."""
+    """The frame of ``result`` with its faces (green: detected on this frame, light blue:
+    refined in the face's region, amber: carried by the tracker; the track id is followed by
+    D, R or T), scores and, if given, the HUD. Returns a new RGB image."""
     out = np.ascontiguousarray(result.frame.image).copy()
     ids = result.track_ids if len(result.track_ids) == len(result.faces) else None
-    _draw_faces(out, result.faces, ids, result.face_detected, show_scores)
+    _draw_faces(out, result.faces, ids, result.how, show_scores)
     if hud is not None:
         _draw_hud(out, hud)
     return out

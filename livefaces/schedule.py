@@ -192,3 +192,73 @@ class Adaptive(DetectPolicy):
     def expected_interval(self, frame_interval: float | None) -> float | None:
         # a detection within budget, at most max_duty of the time, on the next frame
         return self.budget / self.max_duty + (frame_interval or 0.0)
+
+
+# --------------------------------------------------------------------------- gating
+# On live sources, what each frame goes through: the full cascade, refinement of the tracked
+# faces (the cascade in each face's region), the tracker alone, or nothing (a still scene with
+# no face). The detection policy above still decides how often the FULL cascade may run; the
+# gate decides whether it needs to.
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """Motion gating and refinement of tracked faces (live sources; files and folders are
+    detected on every frame as before).
+
+    Attributes:
+        motion: gate the full detector by motion: with no motion and no tracked face, it runs
+            only every ``idle_interval`` seconds; with tracked faces, more often only where
+            motion appears outside them.
+        refine: verify tracked faces on frames without a full detection with the networks,
+            in each face's region (boxes and landmarks on every frame come from the networks;
+            a face that is gone ends its track after a few failed refinements).
+        idle_interval: seconds between full detections of a still scene (no motion outside
+            tracked faces); also the longest gap between full detections ever.
+        full_interval: seconds between full detections while faces are tracked and motion
+            appears outside them (new faces may be coming); without ``motion`` gating, while
+            faces are tracked.
+        refine_fps: at most this many refinements per second per camera (None: every frame;
+            ``serve`` uses each camera's ``detect_fps``).
+    """
+
+    motion: bool = True
+    refine: bool = True
+    idle_interval: float = 5.0
+    full_interval: float = 1.0
+    refine_fps: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("idle_interval", "full_interval"):
+            v = getattr(self, name)
+            if not (v > 0 and v < float("inf")):
+                raise ValueError(f"{name} must be a positive number of seconds, got {v}")
+        if self.refine_fps is not None and not (0 < self.refine_fps < float("inf")):
+            raise ValueError(f"refine_fps must be > 0, got {self.refine_fps}")
+
+
+def gate_action(options: GateOptions, *, since_full: float | None, tracks: bool,
+         motion: bool | None, motion_outside: bool | None) -> str:
+    """What a live frame needs: ``detect`` (the full cascade, if the policy allows it now),
+    ``refine`` (its tracked faces), ``track`` (carry them) or ``skip`` (a still scene with no
+    face: nothing to do).
+
+    Args:
+        since_full: seconds since this camera's last full detection (None: never).
+        tracks: faces are being tracked.
+        motion: the frame moved (None: no motion measure).
+        motion_outside: it moved outside the tracked faces' regions (None: no measure).
+    """
+    since = float("inf") if since_full is None else since_full
+    if since >= options.idle_interval:
+        return "detect"
+    if not tracks:
+        if options.motion and motion is False:
+            return "skip"
+        return "detect"
+    if not options.refine:
+        return "detect"
+    outside = motion_outside if options.motion and motion_outside is not None else True
+    if outside and since >= options.full_interval:
+        return "detect"
+    return "refine"

@@ -52,6 +52,14 @@ class TrackerOptions:
     """detections needed before a new track is reported (a one-frame false positive is not)"""
     confirm_score: float = 0.95
     """...unless its first detection scores at least this (reported at once)"""
+    refine_misses: int = 3
+    """a track whose refinement (:meth:`Tracker.refine`) fails this many times in a row ends
+    at once: the face left or turned away, so no box is carried where no face is"""
+    region: float = 1.0
+    """a refinement searches the predicted box widened by this much of its size on every
+    side (1.0: a square three times the face's size)"""
+    region_min_face: float = 0.5
+    """...for faces down to this fraction of the tracked face's size"""
 
 
 @dataclass
@@ -66,8 +74,15 @@ class Track:
     t: float  # time of the last detection that matched
     first_seen: float
     hits: int = 1
-    detected: bool = True  # box came from the detector on the current frame
+    detected: bool = True  # box came from the networks on the current frame
     confirmed: bool = False
+    how: str = "detected"
+    """how the current box was obtained: ``detected`` (full cascade), ``refined`` (the
+    cascade in the track's region) or ``tracked`` (carried by the motion model)"""
+    misses: int = 0
+    """refinements failed in a row"""
+    end_reason: str | None = None
+    """why a lost track ended: ``not_found`` (its refinements failed), else a timeout"""
     anchor: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     """(4,) the smoothed box at time ``t`` (the origin of predictions)"""
 
@@ -83,7 +98,9 @@ class TrackUpdate:
     Attributes:
         faces: every live track's box/score/landmarks on this frame.
         ids: ``(N,)`` int64 track ids, parallel to ``faces``.
-        detected: ``(N,)`` bool, True where the face was matched by the detector this frame.
+        detected: ``(N,)`` bool, True where the face was verified by the networks this frame
+            (detected or refined).
+        how: ``(N,)`` str: ``detected``, ``refined`` or ``tracked`` per face.
         appeared: ids of tracks created on this frame.
         lost: tracks dropped on this frame (their last state).
     """
@@ -93,6 +110,7 @@ class TrackUpdate:
     detected: np.ndarray
     appeared: list[int] = field(default_factory=list)
     lost: list[Track] = field(default_factory=list)
+    how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
 
 
 
@@ -141,7 +159,94 @@ class Tracker:
             tr.landmarks = (tr.landmarks + shift).astype(np.float32)
             tr.box = new_box
             tr.detected = False
+            tr.how = "tracked"
         return self._result([], lost)
+
+    def regions(self, t: float, width: int, height: int) -> list[tuple[Track, np.ndarray, float]]:
+        """Where to look for each track's face at time ``t``: ``(track, region xyxy,
+        min_face)``, the predicted box widened by :attr:`TrackerOptions.region` (clipped to
+        the ``width`` × ``height`` frame)."""
+        o = self.options
+        out = []
+        for tr in self.tracks:
+            x1, y1, x2, y2 = self._predicted(tr, t)
+            size = max(x2 - x1, y2 - y1, 1.0)
+            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, size * (0.5 + o.region)
+            box = np.array([max(0.0, cx - r), max(0.0, cy - r), min(float(width), cx + r),
+                            min(float(height), cy + r)], np.float32)
+            out.append((tr, box, size * o.region_min_face))
+        return out
+
+    def refine(self, found: list[tuple[Track, Faces]], t: float) -> TrackUpdate:
+        """Apply refinements at time ``t``: for each ``(track, faces found in its region)``
+        the face that overlaps the prediction most verifies the track (like a detection, but
+        without creating tracks); a track with none is carried and, after
+        :attr:`TrackerOptions.refine_misses` failures in a row, ended. Tracks not listed are
+        carried."""
+        o = self.options
+        lost: list[Track] = []
+        appeared: list[int] = []
+        ended: set[int] = set()
+        alive = {tr.id for tr in self.tracks}
+        found = [(tr, faces) for tr, faces in found if tr.id in alive]  # ended meanwhile
+        listed = {tr.id for tr, _ in found}
+        for tr, faces in found:
+            pred = self._predicted(tr, t)
+            best = -1
+            if len(faces):
+                iou = iou_matrix(pred[None], faces.boxes)[0]
+                best = int(np.argmax(iou))
+                if iou[best] < o.iou_threshold:
+                    best = -1
+            if best < 0:
+                tr.misses += 1
+                if tr.misses >= o.refine_misses:
+                    ended.add(tr.id)
+                    tr.end_reason = "not_found"
+                    if tr.confirmed:
+                        lost.append(tr)
+                    continue
+                self._carry(tr, t)
+                continue
+            self._match(tr, faces, best, pred, t)
+            tr.how = "refined"
+            if not tr.confirmed and tr.hits >= o.min_hits:
+                tr.confirmed = True
+                appeared.append(tr.id)
+        self.tracks = [tr for tr in self.tracks if tr.id not in ended]
+        for tr in self.tracks:
+            if tr.id not in listed:
+                self._carry(tr, t)
+        lost += self._expire(t)
+        return self._result(appeared, lost)
+
+    def _carry(self, tr: Track, t: float) -> None:
+        new_box = self._predicted(tr, t)
+        shift = ((new_box[:2] + new_box[2:]) - (tr.box[:2] + tr.box[2:])) / 2
+        tr.landmarks = (tr.landmarks + shift).astype(np.float32)
+        tr.box = new_box
+        tr.detected = False
+        tr.how = "tracked"
+
+    def _match(self, tr: Track, faces: Faces, di: int, pred: np.ndarray, t: float) -> None:
+        """Face ``di`` of ``faces`` verifies ``tr`` (predicted at ``pred``) at time ``t``."""
+        o = self.options
+        det = faces.boxes[di].astype(np.float32)
+        dt = t - tr.t
+        if dt > 1e-3:
+            v = (det - tr.anchor) / dt
+            a = o.velocity_smoothing
+            tr.velocity = (a * v + (1 - a) * tr.velocity).astype(np.float32)
+        box = (o.smoothing * det + (1 - o.smoothing) * pred).astype(np.float32)
+        shift = ((box[:2] + box[2:]) - (det[:2] + det[2:])) / 2
+        tr.box = box
+        tr.anchor = box
+        tr.landmarks = (faces.landmarks[di] + shift).astype(np.float32)
+        tr.score = float(faces.scores[di])
+        tr.t = t
+        tr.hits += 1
+        tr.misses = 0
+        tr.detected = True
 
     def update(self, faces: Faces, t: float) -> TrackUpdate:
         """Match ``faces`` (detected on the frame at time ``t``) to the tracks."""
@@ -183,22 +288,8 @@ class Tracker:
             tr.detected = False
         for ti, di in pairs:
             tr = self.tracks[ti]
-            det = faces.boxes[di].astype(np.float32)
-            dt = t - tr.t
-            if dt > 1e-3:
-                v = (det - tr.anchor) / dt
-                a = o.velocity_smoothing
-                tr.velocity = (a * v + (1 - a) * tr.velocity).astype(np.float32)
-            pred = preds[ti]
-            box = (o.smoothing * det + (1 - o.smoothing) * pred).astype(np.float32)
-            shift = ((box[:2] + box[2:]) - (det[:2] + det[2:])) / 2
-            tr.box = box
-            tr.anchor = box
-            tr.landmarks = (faces.landmarks[di] + shift).astype(np.float32)
-            tr.score = float(faces.scores[di])
-            tr.t = t
-            tr.hits += 1
-            tr.detected = True
+            self._match(tr, faces, di, preds[ti], t)
+            tr.how = "detected"
         appeared = []
         for tr in self.tracks:
             if not tr.confirmed and tr.hits >= o.min_hits:
@@ -223,10 +314,7 @@ class Tracker:
         self._last_update = t
         for tr in self.tracks:
             if not tr.detected:  # coasting through a missed detection
-                new_box = self._predicted(tr, t)
-                shift = ((new_box[:2] + new_box[2:]) - (tr.box[:2] + tr.box[2:])) / 2
-                tr.landmarks = (tr.landmarks + shift).astype(np.float32)
-                tr.box = new_box
+                self._carry(tr, t)
         return self._result(appeared, lost)
 
     def clear(self) -> list[Track]:
@@ -244,4 +332,5 @@ class Tracker:
                           np.array([tr.score for tr in shown], np.float32),
                           np.stack([tr.landmarks for tr in shown]).astype(np.float32))
         return TrackUpdate(faces, np.array([tr.id for tr in shown], np.int64),
-                           np.array([tr.detected for tr in shown], bool), appeared, lost)
+                           np.array([tr.detected for tr in shown], bool), appeared, lost,
+                           np.array([tr.how for tr in shown], "<U8"))

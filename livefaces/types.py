@@ -170,18 +170,29 @@ class Frame:
     captured: float
 
 
+#: How a face on a frame was obtained (FrameResult.how, events' ``obtained``).
+HOW = ("detected", "refined", "tracked")
+
+
 @dataclass(frozen=True)
 class FrameResult:
-    """A frame with its faces; ``detected`` is False when faces were carried by the tracker.
+    """A frame with its faces, and how they were obtained.
 
     Attributes:
         frame: the decoded frame.
         faces: faces on this frame (detected, or carried by the tracker), frame pixels.
-        detected: True if this frame went through the detector.
+        detected: True if this frame went through the full detector (the whole frame).
         track_ids: ``(N,)`` int64 stable ids parallel to ``faces`` (empty: no tracker).
-        face_detected: ``(N,)`` bool, per face: True if the detector found it on this frame,
-            False if the tracker carried it (a missed detection, or a skipped frame). Always
-            ``N`` long: left out (or of another length), every face is taken as ``detected``.
+        face_detected: ``(N,)`` bool, per face: True if the networks verified it on this
+            frame (``how`` is ``detected`` or ``refined``), False if the tracker carried it.
+            Always ``N`` long: left out (or of another length), it follows ``detected``.
+        how: ``(N,)`` str per face: ``detected`` (full cascade on the frame), ``refined``
+            (the cascade in the region around the tracked face) or ``tracked`` (carried by
+            the motion model). Left out, it follows ``face_detected``.
+        mode: what the frame went through: ``detected``, ``refined`` (its tracked faces were
+            refined), ``tracked`` (faces carried only) or ``skipped`` (a still scene with no
+            face: the detector did not run, see motion gating in :mod:`livefaces.schedule`).
+            Left out, it follows ``detected``.
     """
 
     frame: Frame
@@ -189,10 +200,18 @@ class FrameResult:
     detected: bool
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     face_detected: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
+    how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
+    mode: str = ""
 
     def __post_init__(self) -> None:
         if len(self.face_detected) != len(self.faces):
             object.__setattr__(self, "face_detected", np.full(len(self.faces), self.detected, bool))
+        if len(self.how) != len(self.faces):
+            object.__setattr__(self, "how", np.where(self.face_detected,
+                                                     "detected" if self.detected else "refined",
+                                                     "tracked").astype("<U8"))
+        if not self.mode:
+            object.__setattr__(self, "mode", "detected" if self.detected else "tracked")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -221,11 +240,16 @@ class SourceStats:
         name: redacted source name.  status: connecting/connected/stalled/reconnecting/
         ended/failed/stopped.  live: dropped frames are possible (camera/stream).
         frames_captured: decoded frames.  frames_processed: frames turned into results.
-        frames_detected / frames_tracked: of those, detector vs tracker.
+        frames_detected / frames_refined / frames_tracked / frames_skipped: of those, how
+            (:attr:`FrameResult.mode`): the full detector, refinement of tracked faces, the
+            tracker alone, or skipped for want of motion (a still scene with no face).
         dropped: frames lost in the capture ring buffer (newest-wins).
         reconnects: successful or attempted reconnections after a failure.
-        capture_fps / detect_fps / output_fps: recent rates.
+        capture_fps / detect_fps / output_fps: recent rates (``detect_fps``: full detections).
+        verified_fps: recent rate of frames whose faces the networks checked (detected or
+            refined).
         latency_ms_p50 / latency_ms_p95: capture → result delivered to sinks, recent frames.
+        latency_ms_max: the largest capture → result latency of the run.
         last_frame_age: seconds since the newest frame was captured (None: none yet).
         faces: faces on the newest result.  error: last one-line error (redacted) or None.
         detect_interval_s: seconds between detections on this source, smoothed (source
@@ -259,6 +283,10 @@ class SourceStats:
     detect_expected_s: float | None = None
     detect_behind: bool = False
     busy_s: float | None = None
+    frames_refined: int = 0
+    frames_skipped: int = 0
+    latency_ms_max: float | None = None
+    verified_fps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -284,6 +312,8 @@ class PipelineStats:
     policy: str
     running: bool
     uptime: float
+    cpu_seconds: float = 0.0
+    """process CPU time (user + system) since the pipeline started"""
 
     def source(self, name: str | None = None) -> SourceStats:
         """The stats of source ``name`` (default: the first)."""

@@ -38,7 +38,7 @@ def test_file_to_eof_with_record_and_snapshots(tmp_path):
     assert probe_frames(rec) == probe_frames(DEMO) == 250  # every frame of a file, no drops
     # one per track at most: tracks whose face never reaches 40 px write none
     assert 1 <= len(list(snaps.glob("*.jpg"))) <= len(appeared)
-    assert "250 frames (84 detected, 166 tracked), 0 dropped" in r.stderr
+    assert "250 frames (84 detected, 166 refined, 0 tracked), 0 dropped" in r.stderr
 
 
 def test_image_folder(tmp_path, grace_hopper, astronaut):

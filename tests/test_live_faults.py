@@ -27,7 +27,7 @@ from livefaces.imageio import write_image
 from livefaces.pipeline import Pipeline
 from livefaces.publish.memory import MemoryPublisher
 from livefaces.ringbuffer import RingBuffer
-from livefaces.schedule import FixedRate
+from livefaces.schedule import FixedRate, GateOptions
 from livefaces.sources.synthetic import SyntheticSource
 from livefaces.track import Tracker
 from livefaces.types import Faces
@@ -281,7 +281,7 @@ def test_pipeline_keeps_ids_and_warns_once_when_detection_falls_behind(caplog):
     caplog.set_level(logging.WARNING, logger="livefaces")
     mem = MemoryPublisher()
     p = Pipeline([SyntheticSource(320, 240, 25)], _SlowDetector(1.3), policy=FixedRate(fps=5),
-                 sinks=[mem], duration=9.0)
+                 sinks=[mem], duration=9.0, gate=GateOptions(motion=False, refine=False))
     st = p.run()
     s = st.source()
     assert s.frames_detected >= 5 and s.frames_tracked > s.frames_detected

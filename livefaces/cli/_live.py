@@ -14,7 +14,8 @@ from typing import Any
 
 from ..capture import CaptureOptions
 from ..errors import LiveFacesError
-from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate
+from ..motion import MotionOptions
+from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
 from ..types import Status
 from ._common import (
     EXIT_INTERRUPTED,
@@ -73,7 +74,29 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--latency-budget", type=float, default=100.0, metavar="MS",
                    help="adaptive mode: keep one detection under MS milliseconds by shrinking "
                         "the image the detector sees when needed (default: 100)")
+    g = p.add_argument_group(
+        "motion gating and refinement (live sources)",
+        "Frames without a full detection have their tracked faces checked by the networks in "
+        "each face's region (refined); a still scene with no face runs the full detector only "
+        "every --idle-interval seconds. Files and folders are detected on every frame (or as "
+        "the schedule says) and refined in between.")
+    g.add_argument("--no-motion-gating", dest="motion", action="store_false",
+                   help="run the full detector as the schedule says even on a still scene")
+    g.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="carry faces between full detections with the tracker alone")
+    g.add_argument("--idle-interval", type=float, default=5.0, metavar="S",
+                   help="full detection of a still scene (no motion outside tracked faces) "
+                        "every S seconds (default: 5)")
+    g.add_argument("--full-interval", type=float, default=1.0, metavar="S",
+                   help="full detection every S seconds while faces are tracked and something "
+                        "moves outside them (default: 1)")
+    g.add_argument("--motion-threshold", type=float, default=0.2, metavar="PCT",
+                   help="a frame moves when more than PCT %% of it changes (default: 0.2)")
     g = p.add_argument_group("output and limits")
+    g.add_argument("--stats", type=Path, metavar="FILE.json",
+                   help="at exit, write the run's statistics to FILE.json: frames, captured, "
+                        "dropped, detected, refined, tracked, skipped_no_motion, latency_ms "
+                        "{p50, p95, max} (capture to result), cpu_seconds")
     g.add_argument("--record", type=Path, metavar="OUT.mp4",
                    help="write an annotated MP4: OUT.part.mp4 while recording (fragmented, a "
                         "keyframe every second), renamed to OUT.mp4 when finalised (Ctrl-C, end, "
@@ -88,6 +111,16 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     add_detector_arguments(p)
+
+
+def make_gate(args: argparse.Namespace) -> tuple[GateOptions, MotionOptions]:
+    """Motion gating and refinement options from the flags (ValueError: one line)."""
+    pct = args.motion_threshold
+    if not 0 <= pct < 100:
+        raise ValueError(f"--motion-threshold must be a percentage in [0, 100), got {pct}")
+    gate = GateOptions(motion=args.motion, refine=args.refine, idle_interval=args.idle_interval,
+                       full_interval=args.full_interval)
+    return gate, MotionOptions(min_area=pct / 100.0)
 
 
 def make_policy(args: argparse.Namespace) -> DetectPolicy:
@@ -120,8 +153,12 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
     sinks = list(sinks(source.live) if callable(sinks) else sinks)
     try:
         policy = make_policy(args)
+        gate, motion = make_gate(args)
     except ValueError as e:
-        raise LiveFacesError(str(e)) from None
+        raise LiveFacesError(str(e).replace("idle_interval", "--idle-interval")
+                             .replace("full_interval", "--full-interval")) from None
+    if args.stats is not None and not args.stats.parent.is_dir():
+        raise LiveFacesError(f"{args.stats}: folder {args.stats.parent} does not exist")
     capture = CaptureOptions(stall_timeout=args.stall_timeout, open_timeout=args.open_timeout,
                              retry_at_start=args.retry)
     if args.snapshots:
@@ -137,7 +174,7 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
     detector = make_detector(args)
     p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
                  update_interval=args.update_interval, max_frames=args.max_frames,
-                 duration=args.duration, stats_interval=HUD_INTERVAL)
+                 duration=args.duration, gate=gate, motion=motion, stats_interval=HUD_INTERVAL)
     return p, source.live
 
 
@@ -190,8 +227,11 @@ def summary(st: Any) -> str:
     that are not paced have no such latency (frames wait in a queue by design, so it would
     only measure the queue); they report throughput instead."""
     s = st.source()
-    line = (f"livefaces: {s.name}: {s.frames_processed} frames ({s.frames_detected} detected, "
-            f"{s.frames_tracked} tracked), {s.dropped} dropped, {s.reconnects} reconnects")
+    how = f"{s.frames_detected} detected, {s.frames_refined} refined, {s.frames_tracked} tracked"
+    if s.frames_skipped:
+        how += f", {s.frames_skipped} skipped: no motion"
+    line = (f"livefaces: {s.name}: {s.frames_processed} frames ({how}), {s.dropped} dropped, "
+            f"{s.reconnects} reconnects")
     if s.live:
         if s.latency_ms_p50 is not None:
             line += f", latency p50 {s.latency_ms_p50:.0f} ms p95 {s.latency_ms_p95:.0f} ms"
@@ -201,13 +241,44 @@ def summary(st: Any) -> str:
     return line
 
 
-def finish(p: Any, interrupted: bool, quiet: bool = False) -> int:
-    """Stop ``p`` (2 s), report, and choose the exit code."""
+def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
+    """The ``--stats`` object of the (first) source: frames by how their faces were obtained,
+    drops, whole-run capture → result latency and the process CPU time."""
+    s = st.source()
+    return {
+        "source": s.name, "frames": s.frames_processed, "captured": s.frames_captured,
+        "dropped": s.dropped, "detected": s.frames_detected, "refined": s.frames_refined,
+        "tracked": s.frames_tracked, "skipped_no_motion": s.frames_skipped,
+        "latency_ms": latency, "cpu_seconds": round(st.cpu_seconds, 3),
+        "wall_seconds": round(st.uptime, 3), "live": s.live, "policy": st.policy,
+    }
+
+
+def write_stats(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as one JSON object, atomically (a reader never sees half a file)."""
+    import json
+
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise LiveFacesError(f"{path}: cannot write the statistics ({e.strerror})") from None
+
+
+def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
+    """Stop ``p`` (2 s), write ``stats``, report, and choose the exit code."""
     p.stop(2.0)
+    st = p.stats()
+    if stats is not None:
+        try:
+            write_stats(stats, run_stats(st, p.cameras[0].latency.run_ms()))
+        except LiveFacesError as e:
+            error(str(e))
+            return EXIT_PARTIAL
     if getattr(p, "output_closed", False):  # '| head' has what it wanted: no summary, no error
         silence_stdout()
         return EXIT_PIPE
-    st = p.stats()
     s = st.source()
     for sk in st.sinks:
         if sk.error:

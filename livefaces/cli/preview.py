@@ -63,4 +63,4 @@ def run(args: argparse.Namespace) -> int:
         p.start()
         run_window(next_image, lambda: not sig.interrupted and not (p.done and not len(q.queue)),
                    title=f"livefaces - {p.stats().source().name}")
-        return finish(p, sig.interrupted)
+        return finish(p, sig.interrupted, stats=args.stats)

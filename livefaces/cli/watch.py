@@ -43,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
         p.start()
         while not p.wait(0.2) and not sig.interrupted:
             pass
-        return finish(p, sig.interrupted, args.quiet)
+        return finish(p, sig.interrupted, args.quiet, stats=args.stats)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import cv2
 import numpy as np
@@ -39,6 +39,8 @@ CROPS_PER_CALL = {"rnet": 16, "onet": 8}
 PNET_BAND_CELLS = 16384
 #: Fewest output rows in a band (a band's input overlaps its neighbour's by 10 rows).
 PNET_MIN_BAND_ROWS = 16
+#: Candidates a region (:meth:`Detector.detect_regions`) hands on to R-Net and O-Net at most.
+REGION_KEEP = {"rnet": 6, "onet": 2}
 #: Below twice this many crops, one lane does them all (splitting costs more than it saves).
 MIN_CROPS_PER_LANE = 8
 
@@ -138,6 +140,8 @@ class _Image:
     width: int
     boxes: np.ndarray  # (K, 5+) candidates, x1 y1 x2 y2 score ...
     table: np.ndarray  # summed-area table: the pyramid and the crops are cut from it
+    min_face: float  # smallest face looked for (the pyramid's first level)
+    keep: dict[str, int] | None = None  # regions: at most this many best candidates per net
 
 
 def _run_all(tasks: list[Callable[[], None]]) -> None:
@@ -220,7 +224,42 @@ class Detector:
         for i, img in enumerate(images):
             px = as_rgb(img, name=f"images[{i}]" if len(images) > 1 else "image", color=color)
             states.append(_Image(px.shape[0], px.shape[1], np.zeros((0, 9), np.float32),
-                                 bx.integral(px)))
+                                 bx.integral(px), self.min_face_size))
+        return self._cascade(states)
+
+    def detect_regions(self, regions: Sequence[tuple[np.ndarray, Any, float]], *,
+                       keep: dict[str, int] | None = None) -> list[Faces]:
+        """The whole cascade inside regions of images: the neighbourhood of a tracked face.
+
+        ``regions``: ``(rgb, (x1, y1, x2, y2), min_face)`` each, where ``rgb`` is an
+        ``(H, W, 3)`` uint8 RGB frame (not checked: the live pipeline's own frames), the box
+        the region in its pixels (clipped to the frame) and ``min_face`` the smallest face to
+        look for there. Returns the faces of each region in pixels of its frame. The pyramid
+        starts at ``min_face``, so a region twice a face's size costs a few small P-Net calls
+        and R-/O-Net on a handful of crops; the networks are the same as :meth:`detect`'s.
+        ``keep`` (default :data:`REGION_KEEP`) caps the candidates each region hands to R-Net
+        and O-Net (the best by score): a region holds one face, and the cap bounds its cost.
+        """
+        keep = dict(REGION_KEEP if keep is None else keep)
+        states, offsets = [], []
+        for rgb, box, min_face in regions:
+            h, w = rgb.shape[:2]
+            x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+            x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+            if x2 - x1 < 12 or y2 - y1 < 12:
+                x1, y1, x2, y2 = 0, 0, 0, 0
+                crop = np.zeros((1, 1, 3), np.uint8)
+            else:
+                crop = rgb[y1:y2, x1:x2]
+            states.append(_Image(crop.shape[0], crop.shape[1], np.zeros((0, 9), np.float32),
+                                 bx.integral(crop), max(float(min_face), 1.0), keep))
+            offsets.append(np.array([x1, y1], np.float32))
+        found = self._cascade(states)
+        return [f if len(f) == 0 else
+                Faces(f.boxes + np.tile(off, 2), f.scores, f.landmarks + off)
+                for f, off in zip(found, offsets)]
+
+    def _cascade(self, states: list[_Image]) -> list[Faces]:
         if not states:
             return []
         self._stage1(states)
@@ -250,8 +289,7 @@ class Detector:
 
         Same-size images of a batch share P-Net calls.
         """
-        pyramids = [bx.pyramid_scales(s.height, s.width, self.min_face_size, self.factor)
-                    for s in states]
+        pyramids = [bx.pyramid_scales(s.height, s.width, s.min_face, self.factor) for s in states]
         jobs: list[tuple[int, int, int, list[int]]] = []  # level, h, w, members
         for level in range(max((len(p) for p in pyramids), default=0)):
             groups: dict[tuple[int, int], list[int]] = {}
@@ -321,6 +359,8 @@ class Detector:
         """
         windows = []
         for st in states:
+            if st.keep is not None and len(st.boxes) > st.keep[net]:
+                st.boxes = st.boxes[np.argsort(-st.boxes[:, 4], kind="stable")[:st.keep[net]]]
             if len(st.boxes):
                 win = bx.crop_windows(st.boxes, st.width, st.height)
                 valid = (win[:, 2] > win[:, 0]) & (win[:, 3] > win[:, 1])

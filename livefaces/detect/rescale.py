@@ -5,7 +5,7 @@ mapped back to the original frame's pixels (used by the live pipeline and by ext
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -46,3 +46,31 @@ def detect_scaled(engine: Engine, images: Sequence[np.ndarray], scales: Sequence
     small = [resize(img, s) for img, s in zip(images, scales, strict=True)]
     found = engine.detect_batch(small) if small else []
     return [to_original(f, s.shape, img.shape) for f, s, img in zip(found, small, images, strict=True)]
+
+
+def detect_regions(engine: Engine, regions: Sequence[tuple[np.ndarray, Any, float]]
+                   ) -> list[Faces]:
+    """The cascade inside each region ``(rgb, (x1, y1, x2, y2), min_face)`` of a frame (the
+    neighbourhood of a tracked face), faces in pixels of the frame.
+
+    Engines with their own ``detect_regions`` (the ONNX :class:`~livefaces.detect.Detector`:
+    a pyramid that starts at ``min_face``, at full resolution) do it in one call; for the
+    others the region is cut out, shrunk so that ``min_face`` becomes the engine's own
+    ``min_face_size`` (never enlarged) and detected in one batch."""
+    native = getattr(engine, "detect_regions", None)
+    if native is not None:
+        return list(native(regions))
+    base = float(getattr(engine, "min_face_size", 20.0))
+    crops, scales, offsets = [], [], []
+    for rgb, box, min_face in regions:
+        h, w = rgb.shape[:2]
+        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+        x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+        if x2 - x1 < 12 or y2 - y1 < 12:
+            x1, y1, x2, y2 = 0, 0, 1, 1
+        crops.append(np.ascontiguousarray(rgb[y1:y2, x1:x2]))
+        scales.append(min(1.0, base / max(float(min_face), 1.0)))
+        offsets.append(np.array([x1, y1], np.float32))
+    found = detect_scaled(engine, crops, scales)
+    return [f if len(f) == 0 else Faces(f.boxes + np.tile(off, 2), f.scores, f.landmarks + off)
+            for f, off in zip(found, offsets, strict=True)]

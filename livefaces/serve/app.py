@@ -29,7 +29,7 @@ from ..capture import CaptureOptions
 from ..detect.engine import Engine
 from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink, Sink
-from ..schedule import PerCameraRate
+from ..schedule import GateOptions, PerCameraRate
 from ..sources import open_source
 from ..types import FrameResult, PipelineStats, Status
 from .config import ServeConfig
@@ -94,7 +94,9 @@ def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, flo
 class RateWatch:
     """Warns when a camera's detection rate falls behind its configured ``detect_fps``.
 
-    Fed once a second with the measured rate (the pipeline's per-camera ``detect_fps``) and
+    Fed once a second with the measured rate (the pipeline's per-camera ``verified_fps``: frames
+    whose faces the networks checked, by a full detection or a refinement; only while the
+    camera shows faces, since a still, empty scene is gated on purpose) and
     the target (``min(configured, capture fps)``: a 3 fps camera cannot be detected 5 times a
     second, that is not the detector's fault). Judged on the mean over ``window`` seconds with
     hysteresis: behind below ``low`` x target, caught up again at ``high`` x target. One
@@ -113,7 +115,8 @@ class RateWatch:
         if not active or target <= 0:
             q.clear()
             if self.behind.pop(camera, None) is not None:
-                log.info("camera %s: no longer judged for detection rate (not streaming)", camera)
+                log.info("camera %s: no longer judged for detection rate (not streaming, or no "
+                         "face to check)", camera)
             return
         q.append((now, actual, target))
         while q and q[0][0] < now - self.window:
@@ -163,7 +166,10 @@ class CameraServer:
             det_min = float(getattr(detector, "min_face_size", det_min))
         # events, stats, topics and labels use the camera name
         cameras = [CameraOptions(open_source(c.url, loop=True, realtime=file_realtime), name=c.name,
-                                 detect_fps=c.detect_fps, scale=min(1.0, det_min / c.min_face_size))
+                                 detect_fps=c.detect_fps, scale=min(1.0, det_min / c.min_face_size),
+                                 gate=GateOptions(motion=c.motion, refine=c.refine,
+                                                  idle_interval=c.idle_interval,
+                                                  refine_fps=c.detect_fps))
                    for c in cams]
         self.publisher = None
         sinks: list[Sink] = [HubSink(self.hub, self._on_stats)]
@@ -203,14 +209,20 @@ class CameraServer:
             for s in st.sources:
                 health, err = self._health_of(s, now)
                 target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
-                self.rate_watch.update(s.name, target, s.detect_fps, active=health == "streaming")
+                # the networks' rate where there are faces to check (an empty, still scene is
+                # gated: nothing to check there is not falling behind)
+                self.rate_watch.update(s.name, target, s.verified_fps,
+                                       active=health == "streaming" and s.faces > 0)
                 cameras[s.name] = {
                     "state": s.status, "health": health, "streaming": health == "streaming",
                     "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
                     "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
                     "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
                     "frames_captured": s.frames_captured, "frames_processed": s.frames_processed,
-                    "frames_detected": s.frames_detected, "error": err,
+                    "frames_detected": s.frames_detected, "frames_refined": s.frames_refined,
+                    "frames_tracked": s.frames_tracked,
+                    "frames_skipped_no_motion": s.frames_skipped, "verified_fps": s.verified_fps,
+                    "latency_ms_max": s.latency_ms_max, "error": err,
                     "detect_behind": s.name in self.rate_watch.behind}
                 streaming += health == "streaming"
                 if health == "error":

@@ -62,10 +62,16 @@ class CameraConfig:
         name: ``[A-Za-z0-9_-]{1,64}``; used in MQTT topics, URLs and metric labels.
         url: RTSP/RTSPS/HTTP(S)/RTMP URL, a video file (played in real time, looping), an
             image folder or a webcam number; ``${VAR}`` keeps passwords out of the file.
-        detect_fps: detections per second to aim for (frames in between are tracked).
+        detect_fps: frames per second whose faces the networks check (a full detection, or
+            a refinement of the tracked faces in their regions); frames in between are tracked.
         min_face_size: smallest face to find, in pixels of the camera frame (>= 12; larger is
             faster). Default: ``detector.min_face_size``.
         enabled: disabled cameras are listed but not opened.
+        motion: motion gating: a still scene with no face runs the full detector only every
+            ``idle_interval`` seconds (an empty camera costs almost nothing).
+        refine: check tracked faces with the networks in their regions between full
+            detections (false: carry them with the tracker alone).
+        idle_interval: seconds between full detections of a still scene.
     """
 
     name: str
@@ -73,6 +79,9 @@ class CameraConfig:
     detect_fps: float = 5.0
     min_face_size: float = MIN_FACE_SIZE
     enabled: bool = True
+    motion: bool = True
+    refine: bool = True
+    idle_interval: float = 5.0
 
     def __repr__(self) -> str:  # the dataclass repr would print the password
         return (f"CameraConfig(name={self.name!r}, url={self.safe_url!r}, detect_fps={self.detect_fps}, "
@@ -294,6 +303,9 @@ CAMERA_FIELDS = {
     "detect_fps": _num(0, 60, lo_open=True),
     "min_face_size": _num(12, 4096),
     "enabled": _bool,
+    "motion": _bool,
+    "refine": _bool,
+    "idle_interval": _num(0.1, 3600),
 }
 DEFAULT_FIELDS = {k: v for k, v in CAMERA_FIELDS.items() if k != "url"}
 WEB_FIELDS = {
