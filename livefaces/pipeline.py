@@ -42,7 +42,7 @@ import numpy as np
 
 from .capture import CaptureOptions, CaptureWorker
 from .detect.engine import Engine
-from .detect.rescale import detect_regions, detect_scaled
+from .detect.rescale import detect_scaled, refine
 from .errors import SourceError
 from .events import FaceEvents, status_event
 from .meter import Latency, RateMeter
@@ -92,6 +92,10 @@ class CameraOptions:
 DETECT, REFINE, TRACK, SKIP = "detect", "refine", "track", "skip"
 _MODE = {DETECT: "detected", REFINE: "refined", TRACK: "tracked", SKIP: "skipped"}
 Refinements = list[tuple[Track, Faces]]
+#: Of the frames a live source has waiting, the newest this many get network work (a full
+#: detection for the newest, refinement for the others); older ones are carried by the tracker,
+#: so a loop that fell behind catches up at once instead of refining a backlog.
+REFINE_BACKLOG = 3
 
 
 class Camera:
@@ -189,10 +193,9 @@ class Camera:
             self.last_refine = now
         return act
 
-    def regions(self, frame: Frame) -> list[tuple[Track, np.ndarray, float]]:
-        """Where to look for each tracked face on ``frame``."""
-        h, w = frame.image.shape[:2]
-        return self.tracker.regions(self.time_of(frame), w, h)
+    def predictions(self, frame: Frame) -> list[tuple[Track, np.ndarray]]:
+        """Where each tracked face is expected on ``frame``."""
+        return self.tracker.predictions(self.time_of(frame))
 
     def step(self, frame: Frame, action: str, found: Faces | Refinements | None
              ) -> tuple[list[dict[str, Any]], FrameResult]:
@@ -518,14 +521,15 @@ class Pipeline:
         self.policy.observe(self._clock() - t0)
         return found
 
-    def _refine(self, jobs: list[tuple[Frame, list[tuple[Track, np.ndarray, float]]]]
+    def _refine(self, jobs: list[tuple[Frame, list[tuple[Track, np.ndarray]]]]
                 ) -> list[Refinements]:
-        """The faces found in each tracked face's region, per job (one batched call)."""
+        """The face the networks find at each tracked face's predicted box, per job (one
+        batched call for all)."""
         assert self.detector is not None, "start() makes the detector"
         t0 = self._clock()
-        flat = [(f.image, box, min_face) for f, regs in jobs for _, box, min_face in regs]
-        found = iter(detect_regions(self.detector, flat) if flat else [])
-        out = [[(tr, next(found)) for tr, _, _ in regs] for _, regs in jobs]
+        flat = [(f.image, box) for f, preds in jobs for _, box in preds]
+        found = iter(refine(self.detector, flat) if flat else [])
+        out = [[(tr, next(found)) for tr, _ in preds] for _, preds in jobs]
         dt = self._clock() - t0
         a = 0.2 if self.refine_seconds else 1.0
         self.refine_seconds = a * dt + (1 - a) * self.refine_seconds
@@ -544,7 +548,7 @@ class Pipeline:
                     break
                 plan: list[tuple[Camera, list[tuple[Frame, str]]]] = []
                 due: list[tuple[Camera, Frame]] = []
-                refine: list[tuple[Frame, list[tuple[Track, np.ndarray, float]]]] = []
+                refine: list[tuple[Frame, list[tuple[Track, np.ndarray]]]] = []
                 budget = None if self.max_frames is None else self.max_frames - self._processed
                 for s in self.cameras:
                     if s.finished:
@@ -565,15 +569,23 @@ class Pipeline:
                         continue
                     tracks = bool(s.tracker.tracks)
                     items = []
+                    # a live source that got ahead of the loop: only the newest few frames
+                    # get network work; older ones are carried (latency stays bounded)
+                    first = len(frames) - REFINE_BACKLOG if s.live else 0
                     for i, f in enumerate(frames):
                         now = s.time_of(f) if not s.live else self._clock()
+                        if i < first:
+                            if s.motion is not None:
+                                s.motion.measure(f.image)
+                            items.append((f, TRACK))
+                            continue
                         act = s.plan(f, now, tracks, i == len(frames) - 1, self.policy)
                         items.append((f, act))
                         if act == DETECT:
                             due.append((s, f))
                             tracks = True  # a detection may start tracks for the frames after it
                         elif act == REFINE:
-                            refine.append((f, s.regions(f)))
+                            refine.append((f, s.predictions(f)))
                     k = next((i for i, (_, a) in enumerate(items) if a in (DETECT, REFINE)),
                              len(items))
                     for f, a in items[:k]:  # before the first network call: out at once

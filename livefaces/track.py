@@ -55,11 +55,6 @@ class TrackerOptions:
     refine_misses: int = 3
     """a track whose refinement (:meth:`Tracker.refine`) fails this many times in a row ends
     at once: the face left or turned away, so no box is carried where no face is"""
-    region: float = 1.0
-    """a refinement searches the predicted box widened by this much of its size on every
-    side (1.0: a square three times the face's size)"""
-    region_min_face: float = 0.5
-    """...for faces down to this fraction of the tracked face's size"""
 
 
 @dataclass
@@ -162,24 +157,14 @@ class Tracker:
             tr.how = "tracked"
         return self._result([], lost)
 
-    def regions(self, t: float, width: int, height: int) -> list[tuple[Track, np.ndarray, float]]:
-        """Where to look for each track's face at time ``t``: ``(track, region xyxy,
-        min_face)``, the predicted box widened by :attr:`TrackerOptions.region` (clipped to
-        the ``width`` × ``height`` frame)."""
-        o = self.options
-        out = []
-        for tr in self.tracks:
-            x1, y1, x2, y2 = self._predicted(tr, t)
-            size = max(x2 - x1, y2 - y1, 1.0)
-            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, size * (0.5 + o.region)
-            box = np.array([max(0.0, cx - r), max(0.0, cy - r), min(float(width), cx + r),
-                            min(float(height), cy + r)], np.float32)
-            out.append((tr, box, size * o.region_min_face))
-        return out
+    def predictions(self, t: float) -> list[tuple[Track, np.ndarray]]:
+        """Where each track's face is expected at time ``t``: ``(track, box xyxy)``, for a
+        refinement by the networks (:meth:`refine`)."""
+        return [(tr, self._predicted(tr, t)) for tr in self.tracks]
 
     def refine(self, found: list[tuple[Track, Faces]], t: float) -> TrackUpdate:
-        """Apply refinements at time ``t``: for each ``(track, faces found in its region)``
-        the face that overlaps the prediction most verifies the track (like a detection, but
+        """Apply refinements at time ``t``: for each ``(track, faces the networks found at its
+        predicted box)`` the face that overlaps the prediction most verifies the track (like a detection, but
         without creating tracks); a track with none is carried and, after
         :attr:`TrackerOptions.refine_misses` failures in a row, ended. Tracks not listed are
         carried."""

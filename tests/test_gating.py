@@ -64,6 +64,38 @@ def test_motion_sees_a_moving_face_and_ignores_compression_noise(astronaut):
     assert not mv.outside(np.array([[0, 0, 1280, 720]], np.float32), margin=0.0)
 
 
+class _NoRefine:
+    """An engine without its own ``refine`` (as the torch engine): the generic path is used."""
+
+    def __init__(self, det) -> None:  # noqa: ANN001
+        self.det, self.min_face_size = det, det.min_face_size
+
+    def detect_batch(self, images):  # noqa: ANN001, ANN201
+        return self.det.detect_batch(images)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["onnx-refine", "generic-refine"])
+def test_refine_finds_a_moved_face_and_rejects_an_empty_box(detector, astronaut, generic):
+    from livefaces.detect.rescale import refine
+    from livefaces.geometry import iou_matrix
+
+    engine = _NoRefine(detector) if generic else detector
+    full = detector.detect(astronaut)
+    box = full.boxes[0]
+    size = float(box[2] - box[0])
+    for dx, dy in ((0, 0), (0.12, 0.0), (-0.1, 0.08)):  # where the tracker expected it
+        shifted = box + np.array([dx, dy, dx, dy], np.float32) * size
+        found = refine(engine, [(astronaut, shifted)])[0]
+        assert len(found) == 1
+        assert iou_matrix(found.boxes, full.boxes)[0, 0] > 0.85
+        err = np.linalg.norm(found.landmarks[0] - full.landmarks[0], axis=1).mean() / size
+        assert err < 0.05
+    # a box on the background (the astronaut's suit), and one off the frame: no face
+    nothing = refine(engine, [(astronaut, np.array([300, 380, 380, 460], np.float32)),
+                              (astronaut, np.array([900, 900, 990, 990], np.float32))])
+    assert [len(f) for f in nothing] == [0, 0]
+
+
 # ----------------------------------------------------------------------------- real streams
 
 rtsp = pytest.mark.skipif(not _has_gst_rtsp(), reason=(

@@ -39,8 +39,12 @@ CROPS_PER_CALL = {"rnet": 16, "onet": 8}
 PNET_BAND_CELLS = 16384
 #: Fewest output rows in a band (a band's input overlaps its neighbour's by 10 rows).
 PNET_MIN_BAND_ROWS = 16
-#: Candidates a region (:meth:`Detector.detect_regions`) hands on to R-Net and O-Net at most.
-REGION_KEEP = {"rnet": 6, "onet": 2}
+#: Candidate squares a refinement (:meth:`Detector.refine`) gives R-Net around a predicted
+#: face, as (dx, dy) shifts in face sizes: the prediction and four neighbours, so a face that
+#: moved off the motion model's prediction is still caught.
+REFINE_SHIFTS = ((0.0, 0.0), (0.15, 0.0), (-0.15, 0.0), (0.0, 0.15), (0.0, -0.15))
+#: ...and of R-Net's survivors, how many O-Net sees (the best by R-Net's score).
+REFINE_KEEP = 1
 #: Below twice this many crops, one lane does them all (splitting costs more than it saves).
 MIN_CROPS_PER_LANE = 8
 
@@ -141,7 +145,7 @@ class _Image:
     boxes: np.ndarray  # (K, 5+) candidates, x1 y1 x2 y2 score ...
     table: np.ndarray  # summed-area table: the pyramid and the crops are cut from it
     min_face: float  # smallest face looked for (the pyramid's first level)
-    keep: dict[str, int] | None = None  # regions: at most this many best candidates per net
+    keep: dict[str, int] | None = None  # refine: at most this many best candidates per net
 
 
 def _run_all(tasks: list[Callable[[], None]]) -> None:
@@ -227,37 +231,51 @@ class Detector:
                                  bx.integral(px), self.min_face_size))
         return self._cascade(states)
 
-    def detect_regions(self, regions: Sequence[tuple[np.ndarray, Any, float]], *,
-                       keep: dict[str, int] | None = None) -> list[Faces]:
-        """The whole cascade inside regions of images: the neighbourhood of a tracked face.
+    def refine(self, items: Sequence[tuple[np.ndarray, Any]]) -> list[Faces]:
+        """Check predicted face boxes with R-Net and O-Net: the live pipeline's refinement of
+        tracked faces between full detections.
 
-        ``regions``: ``(rgb, (x1, y1, x2, y2), min_face)`` each, where ``rgb`` is an
-        ``(H, W, 3)`` uint8 RGB frame (not checked: the live pipeline's own frames), the box
-        the region in its pixels (clipped to the frame) and ``min_face`` the smallest face to
-        look for there. Returns the faces of each region in pixels of its frame. The pyramid
-        starts at ``min_face``, so a region twice a face's size costs a few small P-Net calls
-        and R-/O-Net on a handful of crops; the networks are the same as :meth:`detect`'s.
-        ``keep`` (default :data:`REGION_KEEP`) caps the candidates each region hands to R-Net
-        and O-Net (the best by score): a region holds one face, and the cap bounds its cost.
+        ``items``: ``(rgb, (x1, y1, x2, y2))`` each, an ``(H, W, 3)`` uint8 RGB frame (not
+        checked: the pipeline's own frames) and where a tracked face is expected on it.
+        Around each box, :data:`REFINE_SHIFTS` squares of the face's size go through R-Net
+        (as P-Net's proposals would), the best :data:`REFINE_KEEP` of those through O-Net, and
+        the result is what :meth:`detect` would make of those candidates: one face (box,
+        score, 5 landmarks in pixels of the frame), or none when the networks reject it (the
+        face left, turned away or is hidden). All items share one R-Net and one O-Net call.
         """
-        keep = dict(REGION_KEEP if keep is None else keep)
         states, offsets = [], []
-        for rgb, box, min_face in regions:
+        for rgb, box in items:
             h, w = rgb.shape[:2]
-            x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
-            x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
-            if x2 - x1 < 12 or y2 - y1 < 12:
-                x1, y1, x2, y2 = 0, 0, 0, 0
-                crop = np.zeros((1, 1, 3), np.uint8)
-            else:
-                crop = rgb[y1:y2, x1:x2]
-            states.append(_Image(crop.shape[0], crop.shape[1], np.zeros((0, 9), np.float32),
-                                 bx.integral(crop), max(float(min_face), 1.0), keep))
-            offsets.append(np.array([x1, y1], np.float32))
-        found = self._cascade(states)
-        return [f if len(f) == 0 else
-                Faces(f.boxes + np.tile(off, 2), f.scores, f.landmarks + off)
-                for f, off in zip(found, offsets)]
+            x1, y1, x2, y2 = (float(v) for v in box[:4])
+            size = max(x2 - x1, y2 - y1, 12.0)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            a, b = max(0, int(cx - size)), max(0, int(cy - size))
+            c, d = min(w, int(np.ceil(cx + size))), min(h, int(np.ceil(cy + size)))
+            if c - a < 12 or d - b < 12:  # off the frame
+                states.append(_Image(1, 1, np.zeros((0, 5), np.float32),
+                                     bx.integral(np.zeros((1, 1, 3), np.uint8)), size))
+                offsets.append(np.zeros(2, np.float32))
+                continue
+            cand = np.array([[cx + dx * size - size / 2 - a, cy + dy * size - size / 2 - b,
+                              cx + dx * size + size / 2 - a, cy + dy * size + size / 2 - b, 1.0]
+                             for dx, dy in REFINE_SHIFTS], np.float32)
+            states.append(_Image(d - b, c - a, cand, bx.integral(rgb[b:d, a:c]), size,
+                                 {"rnet": len(REFINE_SHIFTS), "onet": REFINE_KEEP}))
+            offsets.append(np.array([a, b], np.float32))
+        if not states:
+            return []
+        self._refine(states, "rnet", 24, self.thresholds[1])
+        points = self._refine(states, "onet", 48, self.thresholds[2])
+        out = []
+        for st, pts, off in zip(states, points, offsets):
+            if len(st.boxes) == 0:
+                out.append(Faces.empty())
+                continue
+            i = int(np.argmax(st.boxes[:, 4]))
+            out.append(Faces((st.boxes[i:i + 1, :4] + np.tile(off, 2)).astype(np.float32),
+                             st.boxes[i:i + 1, 4].astype(np.float32),
+                             (pts[i:i + 1] + off).astype(np.float32)))
+        return out
 
     def _cascade(self, states: list[_Image]) -> list[Faces]:
         if not states:
@@ -386,8 +404,10 @@ class Detector:
         outs: dict[int, list[np.ndarray]] = {}
 
         def crop_job(a: int, b: int) -> None:
-            for i in np.unique(owner[a:b]).tolist():
+            for i in range(int(owner[a]), int(owner[b - 1]) + 1):  # owner is sorted
                 lo, hi = max(a, offset[i]), min(b, offset[i + 1])
+                if hi <= lo:
+                    continue
                 bx.area_crops(states[i].table, windows[i][lo - offset[i]:hi - offset[i]], size, crops[lo:hi])
             outs[a] = self._nets[net].run(crops[a:b])
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from ..geometry import iou_matrix
 from ..types import Faces
 
 if TYPE_CHECKING:
@@ -48,29 +49,40 @@ def detect_scaled(engine: Engine, images: Sequence[np.ndarray], scales: Sequence
     return [to_original(f, s.shape, img.shape) for f, s, img in zip(found, small, images, strict=True)]
 
 
-def detect_regions(engine: Engine, regions: Sequence[tuple[np.ndarray, Any, float]]
-                   ) -> list[Faces]:
-    """The cascade inside each region ``(rgb, (x1, y1, x2, y2), min_face)`` of a frame (the
-    neighbourhood of a tracked face), faces in pixels of the frame.
+def refine(engine: Engine, items: Sequence[tuple[np.ndarray, Any]]) -> list[Faces]:
+    """Check each predicted face box ``(rgb, (x1, y1, x2, y2))`` with the networks: the face
+    found there (0 or 1 per item), in pixels of the frame.
 
-    Engines with their own ``detect_regions`` (the ONNX :class:`~livefaces.detect.Detector`:
-    a pyramid that starts at ``min_face``, at full resolution) do it in one call; for the
-    others the region is cut out, shrunk so that ``min_face`` becomes the engine's own
-    ``min_face_size`` (never enlarged) and detected in one batch."""
-    native = getattr(engine, "detect_regions", None)
+    Engines with their own ``refine`` (the ONNX :class:`~livefaces.detect.Detector`: R-Net and
+    O-Net on candidate squares around the box) do it in one call. For the others, the box's
+    neighbourhood (three times its size) is cut out, shrunk so that half the face's size
+    becomes the engine's ``min_face_size``, and detected in one batch; the face overlapping
+    the box most is kept."""
+    native = getattr(engine, "refine", None)
     if native is not None:
-        return list(native(regions))
+        return list(native(items))
     base = float(getattr(engine, "min_face_size", 20.0))
-    crops, scales, offsets = [], [], []
-    for rgb, box, min_face in regions:
+    crops, scales, offsets, boxes = [], [], [], []
+    for rgb, box in items:
         h, w = rgb.shape[:2]
-        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
-        x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
-        if x2 - x1 < 12 or y2 - y1 < 12:
-            x1, y1, x2, y2 = 0, 0, 1, 1
-        crops.append(np.ascontiguousarray(rgb[y1:y2, x1:x2]))
-        scales.append(min(1.0, base / max(float(min_face), 1.0)))
-        offsets.append(np.array([x1, y1], np.float32))
+        x1, y1, x2, y2 = (float(v) for v in box[:4])
+        size = max(x2 - x1, y2 - y1, 12.0)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        a, b = max(0, int(cx - 1.5 * size)), max(0, int(cy - 1.5 * size))
+        c, d = min(w, int(np.ceil(cx + 1.5 * size))), min(h, int(np.ceil(cy + 1.5 * size)))
+        if c - a < 12 or d - b < 12:
+            a, b, c, d = 0, 0, 1, 1
+        crops.append(np.ascontiguousarray(rgb[b:d, a:c]))
+        scales.append(min(1.0, base / (0.5 * size)))
+        offsets.append(np.array([a, b], np.float32))
+        boxes.append(np.array([x1, y1, x2, y2], np.float32))
     found = detect_scaled(engine, crops, scales)
-    return [f if len(f) == 0 else Faces(f.boxes + np.tile(off, 2), f.scores, f.landmarks + off)
-            for f, off in zip(found, offsets, strict=True)]
+    out = []
+    for f, off, box in zip(found, offsets, boxes, strict=True):
+        if len(f) == 0:
+            out.append(f)
+            continue
+        fb = f.boxes + np.tile(off, 2)
+        i = int(np.argmax(iou_matrix(box[None], fb)[0]))
+        out.append(Faces(fb[i:i + 1], f.scores[i:i + 1], f.landmarks[i:i + 1] + off))
+    return out
