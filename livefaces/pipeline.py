@@ -147,6 +147,7 @@ class Camera:
         self.faces = 0
         self.detect_rate = RateMeter()
         self.verify_rate = RateMeter()
+        self.check_rate = RateMeter()  # verified, or skipped by the motion gate
         self.output_rate = RateMeter()
         self.latency = Latency()  # capture → result handed to the sinks
 
@@ -231,11 +232,14 @@ class Camera:
             self.detected += 1
             self.detect_rate.tick(now)
             self.verify_rate.tick(now)
+            self.check_rate.tick(now)
         elif mode == "refined":
             self.refined += 1
             self.verify_rate.tick(now)
+            self.check_rate.tick(now)
         elif mode == "skipped":
             self.skipped += 1
+            self.check_rate.tick(now)
         else:
             self.tracked += 1
         if self.gate.refine and self.gate.refine_fps is None:
@@ -286,6 +290,7 @@ class Camera:
             frames_processed=self.processed, frames_detected=self.detected,
             frames_tracked=self.tracked, frames_refined=self.refined,
             frames_skipped=self.skipped, verified_fps=self.verify_rate.rate(now),
+            checked_fps=self.check_rate.rate(now),
             latency_ms_max=(self.latency.run_ms() or {}).get("max"),
             dropped=self.ring.dropped, reconnects=w.reconnects,
             capture_fps=w.rate.rate(now), detect_fps=self.detect_rate.rate(now),

@@ -248,6 +248,8 @@ class SourceStats:
         capture_fps / detect_fps / output_fps: recent rates (``detect_fps``: full detections).
         verified_fps: recent rate of frames whose faces the networks checked (detected or
             refined).
+        checked_fps: ``verified_fps`` plus frames of a still scene with no face that the
+            motion gate let pass (nothing to check): the rate at which the schedule is met.
         latency_ms_p50 / latency_ms_p95: capture → result delivered to sinks, recent frames.
         latency_ms_max: the largest capture → result latency of the run.
         last_frame_age: seconds since the newest frame was captured (None: none yet).
@@ -287,6 +289,7 @@ class SourceStats:
     frames_skipped: int = 0
     latency_ms_max: float | None = None
     verified_fps: float = 0.0
+    checked_fps: float = 0.0
 
 
 @dataclass(frozen=True)

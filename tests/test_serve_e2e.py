@@ -132,7 +132,8 @@ detector:
         text = urllib.request.urlopen(req, timeout=10).read().decode()
         m = re.search(r'livefaces_events_published_total\{camera="lobby"\} (\d+)', text)
         assert m and int(m.group(1)) >= 1, text
-        assert re.search(r'livefaces_detect_fps\{camera="lobby"\} [1-9]', text), text
+        assert re.search(r'livefaces_verified_fps\{camera="lobby"\} [1-9]', text), text
+        assert re.search(r'livefaces_frames_refined_total\{camera="lobby"\} [1-9]', text), text
         assert re.search(r"livefaces_publisher_errors_total\{publisher=\"mqtt\"\} 0", text)
     finally:
         if proc.poll() is None:

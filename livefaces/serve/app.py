@@ -94,9 +94,9 @@ def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, flo
 class RateWatch:
     """Warns when a camera's detection rate falls behind its configured ``detect_fps``.
 
-    Fed once a second with the measured rate (the pipeline's per-camera ``verified_fps``: frames
-    whose faces the networks checked, by a full detection or a refinement; only while the
-    camera shows faces, since a still, empty scene is gated on purpose) and
+    Fed once a second with the measured rate (the pipeline's per-camera ``checked_fps``: frames
+    whose faces the networks checked, by a full detection or a refinement, plus frames of a
+    still, empty scene that the motion gate let pass on purpose) and
     the target (``min(configured, capture fps)``: a 3 fps camera cannot be detected 5 times a
     second, that is not the detector's fault). Judged on the mean over ``window`` seconds with
     hysteresis: behind below ``low`` x target, caught up again at ``high`` x target. One
@@ -115,8 +115,7 @@ class RateWatch:
         if not active or target <= 0:
             q.clear()
             if self.behind.pop(camera, None) is not None:
-                log.info("camera %s: no longer judged for detection rate (not streaming, or no "
-                         "face to check)", camera)
+                log.info("camera %s: no longer judged for detection rate (not streaming)", camera)
             return
         q.append((now, actual, target))
         while q and q[0][0] < now - self.window:
@@ -209,10 +208,9 @@ class CameraServer:
             for s in st.sources:
                 health, err = self._health_of(s, now)
                 target = min(self._detect_target.get(s.name, 0.0), s.capture_fps)
-                # the networks' rate where there are faces to check (an empty, still scene is
-                # gated: nothing to check there is not falling behind)
-                self.rate_watch.update(s.name, target, s.verified_fps,
-                                       active=health == "streaming" and s.faces > 0)
+                # frames whose faces the networks checked, plus frames of a still, empty scene
+                # the motion gate let pass: nothing to check there is not falling behind
+                self.rate_watch.update(s.name, target, s.checked_fps, active=health == "streaming")
                 cameras[s.name] = {
                     "state": s.status, "health": health, "streaming": health == "streaming",
                     "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..meter import Latency, RateMeter
 from ..render import render_result
-from ..types import FrameResult, PipelineStats
+from ..types import HOW, FrameResult, PipelineStats
 from .config import CameraConfig
 
 
@@ -71,7 +71,7 @@ class Hub:
         self.started = clock()
         self._detect_rate = {n: RateMeter(5.0) for n in self._cams}
         self._frame_rate = {n: RateMeter(5.0) for n in self._cams}
-        self.latency = {n: Latency() for n in self._cams}  # capture → here, detected frames
+        self.latency = {n: Latency() for n in self._cams}  # capture → here, verified frames
         self._jpeg_lock = threading.Lock()
         # pushed about once a second (put_stats), never pulled from the pipeline
         self._camera_stats: dict[str, dict[str, Any]] = {}
@@ -105,7 +105,7 @@ class Hub:
             if result.detected:
                 st.detections += 1
                 self._detect_rate[camera].tick(now)
-        if result.detected:
+        if result.mode in ("detected", "refined"):  # frames the networks worked on
             self.latency[camera].add(max(0.0, now - result.frame.captured))
 
     def put_event(self, event: dict[str, Any]) -> None:
@@ -208,6 +208,10 @@ class Hub:
                     "result_fps": round(self._frame_rate[name].rate(now), 2),
                     "detect_fps": round(self._detect_rate[name].rate(now), 2),
                     "faces_now": len(r.faces) if r is not None else 0,
+                    # how the newest frame's faces were obtained (detected/refined/tracked)
+                    "faces_now_obtained": ({h: int((r.how == h).sum()) for h in HOW}
+                                           if r is not None else {h: 0 for h in HOW}),
+                    "newest_frame_mode": r.mode if r is not None else None,
                     "faces_seen": st.faces_seen,
                     "events": st.events,
                     "last_seen": (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_seen_wall))

@@ -69,7 +69,16 @@ class HubCollector(Collector):
                                      "results: frames detected or carried by the tracker",
                                      labels=cam)
         detections = CounterMetricFamily("livefaces_detections",
-                                         "frames the detector ran on", labels=cam)
+                                         "frames the full detector ran on", labels=cam)
+        refined = CounterMetricFamily("livefaces_frames_refined",
+                                      "frames whose tracked faces the networks checked in their "
+                                      "regions (no full detection)", labels=cam)
+        skipped = CounterMetricFamily("livefaces_frames_skipped_no_motion",
+                                      "frames of a still scene with no face: no network ran",
+                                      labels=cam)
+        verified = GaugeMetricFamily("livefaces_verified_fps",
+                                     "frames per second whose faces the networks checked "
+                                     "(detected or refined), recent", labels=cam)
         drops = CounterMetricFamily("livefaces_frames_dropped",
                                     "frames decoded but never processed (newest-wins ring buffer)",
                                     labels=cam)
@@ -92,7 +101,8 @@ class HubCollector(Collector):
                                    "1 while the detection rate stays below 70% of the configured "
                                    "rate", labels=cam)
         latency = HistogramMetricFamily("livefaces_detect_latency_seconds",
-                                        "time from frame capture to detection result", labels=cam)
+                                        "time from frame capture to the result of a frame the networks "
+                                        "checked (full detection or refinement)", labels=cam)
         for name, st in status.items():
             lab = [name]
             age = st.get("last_seen_age_s")
@@ -103,6 +113,10 @@ class HubCollector(Collector):
                 captured.add_metric(lab, _num(st["frames_captured"]))
             frames.add_metric(lab, _num(st.get("frames_processed", st.get("frames"))))
             detections.add_metric(lab, _num(st.get("frames_detected", st.get("detections"))))
+            if "frames_refined" in st:
+                refined.add_metric(lab, _num(st["frames_refined"]))
+                skipped.add_metric(lab, _num(st.get("frames_skipped_no_motion")))
+                verified.add_metric(lab, _num(st.get("verified_fps")))
             drops.add_metric(lab, _num(st.get("dropped")))
             reconnects.add_metric(lab, _num(st.get("reconnects")))
             events.add_metric(lab, _num(st.get("events")))
@@ -117,8 +131,9 @@ class HubCollector(Collector):
                 behind.add_metric(lab, 1.0 if st["detect_behind"] else 0.0)
             snap: HistogramSnapshot = hub.latency[name].snapshot()
             latency.add_metric(lab, [(_le(b), c) for b, c in snap.buckets], snap.sum)
-        for fam in (up, streaming, captured, frames, detections, drops, reconnects, events,
-                    faces_seen, published, faces_now, detect_fps, target, behind, latency):
+        for fam in (up, streaming, captured, frames, detections, refined, skipped, verified, drops,
+                    reconnects, events, faces_seen, published, faces_now, detect_fps, target, behind,
+                    latency):
             if fam.samples:
                 yield fam
         yield CounterMetricFamily("livefaces_event_ring_dropped",
