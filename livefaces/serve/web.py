@@ -16,6 +16,10 @@ Routes (all but ``/health`` need the token when one is configured)::
     GET /api/cameras/{name}/snapshot.jpg    newest annotated frame (503 before the first)
     GET /api/cameras/{name}/stream.mjpeg    live annotated MJPEG, ?fps= capped by web.stream_fps
     GET /api/events?since=ID&limit=N        {"events": [...], "next": ID} (JSON Lines schema)
+    GET /api/people                         {"enabled", "people": [{name, present: [cameras],
+                                            last_seen, last_camera}], "unknown": [{id, camera,
+                                            track_id, seen}]} (live identification; no embedding)
+    GET /api/people/unknown/{id}.jpg        the kept crop of a recent unknown face (404: gone)
 
 Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
 with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same path
@@ -227,6 +231,8 @@ class WebServer:
         r.add_get("/api/cameras/{name}/snapshot.jpg", self.snapshot)
         r.add_get("/api/cameras/{name}/stream.mjpeg", self.stream)
         r.add_get("/api/events", self.events)
+        r.add_get("/api/people", self.people)
+        r.add_get("/api/people/unknown/{id}.jpg", self.unknown_jpeg)
         return app
 
     @web.middleware
@@ -367,6 +373,22 @@ class WebServer:
             return _error(400, "since and limit must be integers (since = the 'next' of the last answer)")
         events, nxt = self.hub.events_since(since, limit)
         return _json({"events": events, "next": nxt})
+
+    async def people(self, request: web.Request) -> web.Response:
+        people = self.hub.people_status()
+        return _json({"enabled": people is not None, "people": people or [],
+                      "unknown": self.hub.unknown_faces()})
+
+    async def unknown_jpeg(self, request: web.Request) -> web.Response:
+        from .hub import encode_jpeg
+
+        crop = self.hub.unknown_crop(request.match_info["id"])
+        if crop is None:
+            return _error(404, "no such unknown face (only the most recent are kept)")
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, encode_jpeg, crop, self.hub.jpeg_quality)
+        return web.Response(body=data, content_type="image/jpeg",
+                            headers={"Cache-Control": "no-store"})
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -1,0 +1,229 @@
+"""Live identification (issue 12, the live side) on real RTSP streams.
+
+A clip of an enrolled person (a test photo of Obama, not one of his enrolment photos,
+drifting across the frame) streamed by tests/rtsp_server.py yields ``face.identified`` with
+his name, and his track's ``face.lost`` carries it; a stranger (a person who is not
+enrolled) stays unknown: no ``face.identified``, ``identity.name`` null after several votes.
+``serve`` with ``people:`` publishes retained ``livefaces/<camera>/people/<name>``
+``present``/``absent`` on a real mosquitto and lists the people on ``/api/people``. No
+embedding ever appears in an event, a log line or the API.
+
+Needs the identify extra (dlib) and ../shared (the enrolment photos).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_helpers import (
+    RtspServer,
+    interrupt,
+    popen_cli,
+    read_events,
+    start_serve_cli,
+    wait_event,
+    write_face_frames,
+)
+from test_live_rtsp import _has_gst_rtsp
+
+from livefaces.identify.live import IdentifyOptions, decide
+from livefaces.types import Identity
+
+KNN = Path("media/ageitgey__face_recognition/examples/knn_examples")
+ENROLLED = ("obama", "biden", "kit_harington", "rose_leslie")
+
+
+# ----------------------------------------------------------------------------- units
+
+def test_votes_settle_a_name_only_with_a_clear_majority():
+    o = IdentifyOptions(min_votes=2, settle_share=0.6, keep_share=0.5)
+    w: dict = {}
+    c: dict = {}
+    d: dict = {}
+
+    def vote(name, dist, weight=1.0, current=None):  # noqa: ANN001, ANN202
+        w[name] = w.get(name, 0.0) + weight
+        c[name] = c.get(name, 0) + 1
+        d[name] = d.get(name, 0.0) + weight * dist
+        return decide(w, c, d, current, o)
+
+    assert decide({}, {}, {}, None, o) == Identity()
+    one = vote("ann", 0.40)
+    assert one.name is None and one.votes == 1 and not one.settled  # one vote is not enough
+    two = vote("ann", 0.44)
+    assert two.name == "ann" and two.settled and two.distance == pytest.approx(0.42)
+    # unknown votes count against the name: 2 of 4 is below the share needed to settle...
+    vote(None, 0.7)
+    assert vote(None, 0.8).name is None
+    # ...but a settled name is kept while it holds half of the weight (hysteresis)
+    assert decide(w, c, d, "ann", o).name == "ann"
+    assert vote(None, 0.75, current="ann").name is None  # 2 of 5: revised to unknown
+    # a small, doubtful face weighs less than a big, sure one
+    w2, c2, d2 = {"bob": 0.2, None: 1.0}, {"bob": 3, None: 1}, {"bob": 0.1, None: 0.7}
+    assert decide(w2, c2, d2, None, o).name is None
+
+
+def test_blur_hides_the_face_and_keeps_the_rest(astronaut):
+    from livefaces.blur import blur_boxes
+
+    box = np.array([[150, 60, 330, 260]], np.float32)
+    out = blur_boxes(astronaut, box)
+    assert out.shape == astronaut.shape and out is not astronaut
+    inner = (slice(80, 240), slice(170, 310))
+    # the face region lost its detail (pixelated: far less high-frequency energy)...
+    def detail(im):  # noqa: ANN001, ANN202
+        return float(np.abs(np.diff(im[inner].astype(np.int16), axis=1)).mean())
+    assert detail(out) < 0.3 * detail(astronaut)
+    # ...and the pixels far from it are untouched
+    assert np.array_equal(out[400:, :], astronaut[400:, :])
+
+
+# ----------------------------------------------------------------------------- real streams
+
+def _need(shared: Path) -> Path:
+    pytest.importorskip("dlib", reason="needs the identify extra (pip install '.[identify]')")
+    if not _has_gst_rtsp():
+        pytest.skip("gst-rtsp-server (python3-gi) not installed: scripts/install_system_deps.sh")
+    base = shared / KNN
+    if not base.is_dir():
+        pytest.skip(f"{base} not present")
+    return base
+
+
+@pytest.fixture
+def people(tmp_path, shared) -> Path:
+    """A people folder: the knn example's training photos of four people (not Alex)."""
+    base = _need(shared)
+    out = tmp_path / "people"
+    for name in ENROLLED:
+        shutil.copytree(base / "train" / name, out / name)
+    return out
+
+
+def _clip(tmp_path: Path, shared: Path, photo: str, n: int = 50) -> Path:
+    """Frames of one test photo's face (cropped around it, 180 px tall) drifting sideways."""
+    from livefaces import Detector
+    from livefaces.imageio import read_image
+
+    img = read_image(shared / KNN / "test" / photo)
+    x1, y1, x2, y2 = Detector().detect(img).boxes[0]
+    m = 0.35 * (x2 - x1)
+    crop = img[int(max(0, y1 - m)):int(y2 + m), int(max(0, x1 - m)):int(x2 + m)]
+    return write_face_frames(tmp_path / photo.split(".")[0], [np.ascontiguousarray(crop)], n=n)
+
+
+def _no_embedding(events: list[dict]) -> None:
+    """Identity fields are a name, a distance and a vote count: never a vector."""
+    for e in events:
+        for v in e.values():
+            assert not (isinstance(v, list) and len(v) >= 64), f"a long vector in {e['type']}"
+        if "identity" in e:
+            assert set(e["identity"]) == {"name", "distance", "votes"}
+
+
+def test_an_enrolled_person_on_a_stream_is_identified_by_name(tmp_path, shared, people):
+    server = RtspServer(_clip(tmp_path, shared, "obama1.jpg")).start()
+    events = tmp_path / "events.jsonl"
+    proc = popen_cli("watch", server.url, "--people", str(people), "--events", str(events),
+                     "--duration", "40", "-q")
+    try:
+        got = wait_event(events, lambda e: e["type"] == "face.identified", timeout=45)
+        assert got is not None, proc.stderr.read() if proc.poll() is not None else "no event"
+        _, ident = got
+        assert ident["identity"]["name"] == "obama" and ident["previous"] is None
+        assert ident["identity"]["votes"] >= 2 and ident["identity"]["distance"] < 0.6
+        assert isinstance(ident["track_id"], int) and len(ident["box"]) == 4
+        rc, _out, err = interrupt(proc, timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.kill()
+    assert rc == 130 and "Traceback" not in err, err
+    evs = read_events(events)
+    _no_embedding(evs)
+    tid = ident["track_id"]
+    lost = [e for e in evs if e["type"] == "face.lost" and e["track_id"] == tid]
+    assert len(lost) == 1 and lost[0]["identity"]["name"] == "obama"
+    # nobody else was named on the way
+    assert {e["identity"]["name"] for e in evs if e["type"] == "face.identified"} == {"obama"}
+
+
+def test_a_stranger_stays_unknown(tmp_path, shared, people):
+    server = RtspServer(_clip(tmp_path, shared, "alex_lacamoire1.jpg")).start()
+    events = tmp_path / "events.jsonl"
+    stats = tmp_path / "stats.json"
+    proc = popen_cli("watch", server.url, "--people", str(people), "--events", str(events),
+                     "--duration", "40", "--stats", str(stats), "-q")
+    try:
+        # several embeddings of the stranger's track, each matching nobody
+        got = wait_event(events, lambda e: e["type"] == "face.updated"
+                         and e.get("identity", {}).get("votes", 0) >= 3, timeout=45)
+        assert got is not None, proc.stderr.read() if proc.poll() is not None else "no votes"
+        rc, _out, err = interrupt(proc, timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.kill()
+    assert rc == 130 and "Traceback" not in err, err
+    evs = read_events(events)
+    _no_embedding(evs)
+    assert not [e for e in evs if e["type"] == "face.identified"]
+    faces = [e for e in evs if e["type"] in ("face.updated", "face.lost")]
+    assert faces and all(e["identity"]["name"] is None for e in faces)
+    assert max(e["identity"]["votes"] for e in faces) >= 3
+    assert all(e["identity"]["distance"] > 0.6 for e in faces if e["identity"]["votes"])
+
+
+def test_serve_publishes_presence_and_lists_people(tmp_path, shared, people, broker):
+    from test_serve_mqtt import Subscriber
+
+    server = RtspServer(_clip(tmp_path, shared, "obama1.jpg")).start()
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"""\
+cameras:
+  hall: {{url: "{server.url}", detect_fps: 5}}
+web: {{port: 0}}
+mqtt: {{host: 127.0.0.1, port: {broker.port}, client_id: livefaces-people}}
+people: {{folder: "{people}", blur_unknown: true}}
+detector: {{threads: 1}}
+""")
+    sub = Subscriber(broker.port, client_id="people-sub")
+    assert sub.subscribed.wait(10)
+    proc, lines, ready, url, _reader = start_serve_cli("-v", "serve", "--config", str(cfg))
+
+    def retained(topic: str) -> bytes | None:
+        last = [p for t, p, _ in sub.messages if t == topic]
+        return last[-1] if last else None
+
+    try:
+        assert ready.wait(60), "serve did not start:\n" + "".join(lines)
+        sub.wait_for(lambda m: retained("livefaces/hall/people/obama") == b"present", timeout=45)
+        assert retained("livefaces/hall/people/biden") == b"absent"  # everyone starts absent
+        with urllib.request.urlopen(url[0] + "api/people", timeout=5) as r:
+            body = json.loads(r.read())
+        assert body["enabled"] is True
+        by_name = {p["name"]: p for p in body["people"]}
+        assert set(by_name) == set(ENROLLED)
+        assert by_name["obama"]["present"] == ["hall"] and by_name["biden"]["present"] == []
+        assert "embedding" not in json.dumps(body)
+        with urllib.request.urlopen(url[0] + "api/cameras/hall", timeout=5) as r:
+            cam = json.loads(r.read())
+        assert "obama" in cam.get("faces_now_names", []) or cam["faces_now"] == 0
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        # a clean stop: the person is marked absent, then the service offline
+        sub.wait_for(lambda m: retained("livefaces/hall/people/obama") == b"absent", timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.kill()
+        sub.close()
+    assert proc.returncode == 0, "".join(lines)
+    text = "".join(lines)
+    assert "Traceback" not in text
