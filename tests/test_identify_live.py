@@ -14,7 +14,6 @@ Needs the identify extra (dlib) and ../shared (the enrolment photos).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import urllib.request
 from pathlib import Path
@@ -101,13 +100,18 @@ def _need(shared: Path) -> Path:
     return base
 
 
-@pytest.fixture
-def people(tmp_path, shared) -> Path:
-    """A people folder: the knn example's training photos of four people (not Alex)."""
+@pytest.fixture(scope="module")
+def people(tmp_path_factory, shared) -> Path:
+    """A people folder made by ``livefaces people add``: the knn example's training photos
+    of four people (not Alex, the stranger)."""
+    from conftest import run_cli
+
     base = _need(shared)
-    out = tmp_path / "people"
+    out = tmp_path_factory.mktemp("enrol") / "people"
     for name in ENROLLED:
-        shutil.copytree(base / "train" / name, out / name)
+        photos = sorted(str(p) for p in (base / "train" / name).iterdir())
+        r = run_cli("people", "add", name, *photos, "--people", str(out))
+        assert r.returncode == 0, r.stderr
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..blur import blur_unknown
+from ..blur import blur_unknown, names_of
 from ..publish.memory import QueueSink
 from ..render import HudInfo, render_result
 from ..types import PipelineStats
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             return None
         if args.blur_unknown:
             r = blur_unknown(r)
-        return render_result(r, HudInfo.of(q.stats, r.frame.source))
+        return render_result(r, HudInfo.of(q.stats, r.frame.source), names=names_of(r))
 
     with Signals(p.request_stop) as sig:
         p.start()

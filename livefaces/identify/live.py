@@ -240,10 +240,10 @@ def _worker_main() -> int:  # pragma: no cover - runs in the child process
 
     try:
         people = pickle.load(rx)
-        from . import Gallery, Recognizer  # type: ignore[attr-defined]
+        from . import Gallery, Recognizer
 
         rec = Recognizer()
-        gallery = Gallery.load(people)
+        gallery = Gallery.load(people, rec.threshold)
         send(("ready", sorted(set(gallery.names)), float(rec.threshold)))
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
         send(("error", str(e).splitlines()[0] if str(e) else type(e).__name__))
@@ -347,7 +347,7 @@ class LiveIdentifier:
             if msg is None:
                 raise LiveFacesError("identification: the worker process ended while starting "
                                      "(is the identify extra installed?)")
-            raise LiveFacesError(f"{self.people}: {msg[1]}")
+            raise LiveFacesError(str(msg[1]))
         self.names, self.threshold = tuple(msg[1]), msg[2]
         writer = threading.Thread(target=self._write, args=(self._proc.stdin,),
                                   name="identify-write", daemon=True)

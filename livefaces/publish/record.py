@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..avio import AVWriter
-from ..blur import blur_unknown
+from ..blur import blur_unknown, names_of
 from ..render import HudInfo, render_result
 from ..types import FrameResult, PipelineStats
 from . import BaseSink
@@ -42,7 +42,7 @@ class RecordSink(BaseSink):
         t = result.frame.captured if self.result_policy == "drop_oldest" else result.frame.pts
         if self.blur_unknown:
             result = blur_unknown(result)
-        self.writer.write(render_result(result, hud), t)
+        self.writer.write(render_result(result, hud, names=names_of(result)), t)
 
     def close(self) -> None:
         self.writer.close()

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..blur import blur_unknown
+from ..blur import blur_unknown, names_of
 from ..meter import Latency, RateMeter
 from ..render import render_result
 from ..types import HOW, FrameResult, PipelineStats
@@ -298,7 +298,7 @@ def annotate_result(result: FrameResult, blur: bool = False) -> np.ndarray:
     """The frame drawn for the page: unknown faces blurred first when ``blur``."""
     if blur:
         result = blur_unknown(result)
-    return render_result(result)
+    return render_result(result, names=names_of(result))
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
