@@ -14,7 +14,10 @@ Needs the identify extra (dlib) and ../shared (the enrolment photos).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -208,17 +211,39 @@ def test_a_stranger_stays_unknown_and_is_blurred(tmp_path, shared, people, detec
     assert all(d < 0.5 * original for d in seen), (seen, original)
 
 
-def test_serve_publishes_presence_and_lists_people(tmp_path, shared, people, broker):
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_serve_presence_on_mqtt_people_api_and_naming_a_stranger(tmp_path, shared, people, broker):
     from test_serve_mqtt import Subscriber
 
-    server = RtspServer(_clip(tmp_path, shared, "obama1.jpg")).start()
+    folder = tmp_path / "people"
+    shutil.copytree(people, folder)  # this test adds someone
+    known = RtspServer(_clip(tmp_path, shared, "obama1.jpg")).start()
+    stranger = RtspServer(_clip(tmp_path, shared, "alex_lacamoire1.jpg")).start()
     cfg = tmp_path / "serve.yaml"
     cfg.write_text(f"""\
 cameras:
-  hall: {{url: "{server.url}", detect_fps: 5}}
+  hall: {{url: "{known.url}", detect_fps: 5}}
+  door: {{url: "{stranger.url}", detect_fps: 5}}
 web: {{port: 0}}
 mqtt: {{host: 127.0.0.1, port: {broker.port}, client_id: livefaces-people}}
-people: {{folder: "{people}", blur_unknown: true}}
+people: {{folder: "{folder}", blur_unknown: true, unknown_crops: 4}}
 detector: {{threads: 1}}
 """)
     sub = Subscriber(broker.port, client_id="people-sub")
@@ -229,29 +254,65 @@ detector: {{threads: 1}}
         last = [p for t, p, _ in sub.messages if t == topic]
         return last[-1] if last else None
 
+    def people_api() -> dict:
+        status, data = _get(url[0] + "api/people")
+        assert status == 200
+        return json.loads(data)
+
     try:
         assert ready.wait(60), "serve did not start:\n" + "".join(lines)
         sub.wait_for(lambda m: retained("livefaces/hall/people/obama") == b"present", timeout=45)
-        assert retained("livefaces/hall/people/biden") == b"absent"  # everyone starts absent
-        with urllib.request.urlopen(url[0] + "api/people", timeout=5) as r:
-            body = json.loads(r.read())
+        # every name starts absent on every camera; Obama is only in the hall
+        assert retained("livefaces/hall/people/biden") == b"absent"
+        assert retained("livefaces/door/people/obama") == b"absent"
+        body = people_api()
         assert body["enabled"] is True
         by_name = {p["name"]: p for p in body["people"]}
         assert set(by_name) == set(ENROLLED)
         assert by_name["obama"]["present"] == ["hall"] and by_name["biden"]["present"] == []
-        assert "embedding" not in json.dumps(body)
-        with urllib.request.urlopen(url[0] + "api/cameras/hall", timeout=5) as r:
-            cam = json.loads(r.read())
-        assert "obama" in cam.get("faces_now_names", []) or cam["faces_now"] == 0
+        assert by_name["obama"]["last_camera"] == "hall"
+        status, data = _get(url[0] + "api/cameras/hall")
+        assert "obama" in json.loads(data).get("faces_now_names", ["obama"])
+        # the stranger at the door is kept as an unknown face, with a crop to look at...
+        deadline = time.monotonic() + 30
+        while not people_api()["unknown"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        unknown = people_api()["unknown"]
+        assert unknown and unknown[0]["camera"] == "door", unknown
+        face_id = unknown[0]["id"]
+        status, jpeg = _get(url[0] + f"api/people/unknown/{face_id}.jpg")
+        assert status == 200 and jpeg[:2] == b"\xff\xd8"
+        assert _get(url[0] + "api/people/unknown/door.999999.jpg")[0] == 404
+        # ...and can be named from the page: a bad name is refused, a good one enrolled
+        status, err = _post(url[0] + f"api/people/unknown/{face_id}", {"name": "alex lacamoire"})
+        assert status == 400 and "invalid name" in err["error"]
+        status, ok = _post(url[0] + f"api/people/unknown/{face_id}", {"name": "alex"})
+        assert status == 200 and "alex" in ok["people"], ok
+        assert (folder / "alex").is_dir()
+        assert face_id not in [u["id"] for u in people_api()["unknown"]]
+        # his track is revised as the new votes come in: present at the door
+        sub.wait_for(lambda m: retained("livefaces/door/people/alex") == b"present", timeout=40)
+        assert "embedding" not in json.dumps(people_api())
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
-        # a clean stop: the person is marked absent, then the service offline
-        sub.wait_for(lambda m: retained("livefaces/hall/people/obama") == b"absent", timeout=10)
+        # a clean stop: everyone present is marked absent before the service goes offline
+        sub.wait_for(lambda m: retained("livefaces/hall/people/obama") == b"absent"
+                     and retained("livefaces/door/people/alex") == b"absent", timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
-        server.kill()
+        known.kill()
+        stranger.kill()
         sub.close()
     assert proc.returncode == 0, "".join(lines)
     text = "".join(lines)
-    assert "Traceback" not in text
+    assert "Traceback" not in text and "added to the people folder as alex" in text
+
+
+def test_watch_with_an_unusable_people_folder_stops_with_one_line(tmp_path):
+    from conftest import run_cli
+
+    r = run_cli("watch", "synthetic:", "--people", str(tmp_path / "nobody"), "--max-frames", "5")
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no such people folder" in lines[0], r.stderr

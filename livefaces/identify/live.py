@@ -30,6 +30,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -255,6 +256,14 @@ def _worker_main() -> int:  # pragma: no cover - runs in the child process
             return 0
         if msg is None:
             return 0
+        if msg[0] == "enrol":
+            try:
+                send(("enrolled", msg[1], _enrol(people, rec, msg[2], msg[3], Faces(*msg[4:]))))
+                gallery = Gallery.load(people, rec.threshold)
+            except Exception as e:  # noqa: BLE001 - the caller gets the one line
+                send(("enrol_failed", msg[1], str(e).splitlines()[0] if str(e) else
+                      type(e).__name__))
+            continue
         key, crop, boxes, scores, landmarks = msg
         t0 = time.perf_counter()
         out: tuple[Any, ...]
@@ -268,6 +277,20 @@ def _worker_main() -> int:  # pragma: no cover - runs in the child process
             send(out)
         except (BrokenPipeError, OSError):
             return 0
+
+
+def _enrol(people: str, rec: Any, name: str, crop: np.ndarray, face: Faces) -> list[str]:
+    """In the worker: add ``crop``'s face to ``name`` in the people folder (the core's
+    :func:`~livefaces.identify.gallery.save_person`: private files, all or nothing); the names
+    now enrolled."""
+    from ..align import crop_box
+    from .gallery import check_name, read_people, save_person
+
+    check_name(name)
+    emb = rec.embed(crop, face)[0]
+    save_person(Path(people), name, [("live view", emb, crop_box(crop, face.boxes[0], size=96,
+                                                                  margin=16))])
+    return sorted(p.name for p in read_people(Path(people)))
 
 
 class LiveIdentifier:
@@ -300,7 +323,7 @@ class LiveIdentifier:
         self._proc: subprocess.Popen[bytes] | None = None
         self._cameras: dict[str, TrackVotes] = {}
         self._pending: dict[int, tuple[str, int, float, float]] = {}  # key -> camera, id, weight, t
-        self._key = 0
+        self._keys = itertools.count(1)  # request keys (next() is atomic: any thread)
         self.names: tuple[str, ...] = ()
         self.threshold: float | None = None
         self.requested = self.dropped = self.embedded = self.errors = 0
@@ -309,6 +332,8 @@ class LiveIdentifier:
         self._closed = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._waiters: dict[int, list[Any]] = {}  # enrolment key -> [Event, answer]
+        self._wlock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LiveIdentifier:
@@ -364,6 +389,13 @@ class LiveIdentifier:
                 msg = pickle.load(rx)
             except Exception:  # noqa: BLE001 - EOF, a dead child: the end either way
                 msg = None
+            if msg is not None and msg[0] in ("enrolled", "enrol_failed"):
+                with self._wlock:
+                    w = self._waiters.pop(msg[1], None)
+                if w is not None:
+                    w[1] = msg
+                    w[0].set()
+                continue
             try:
                 self._results.put(msg, timeout=1.0)
             except queue.Full:  # cannot happen (see __init__); never block for ever
@@ -448,13 +480,13 @@ class LiveIdentifier:
         if self._closed or not self._started:
             return False
         crop, f = _crop(frame, face)
-        self._key += 1
+        key = next(self._keys)
         try:
-            self._requests.put_nowait((self._key, crop, f.boxes, f.scores, f.landmarks))
+            self._requests.put_nowait((key, crop, f.boxes, f.scores, f.landmarks))
         except queue.Full:
             self.dropped += 1
             return False
-        self._pending[self._key] = (camera, track_id, weight, time.monotonic())
+        self._pending[key] = (camera, track_id, weight, time.monotonic())
         self.requested += 1
         return True
 
@@ -496,6 +528,36 @@ class LiveIdentifier:
                     if tv is not None:
                         tv.failed(tid)
         return out
+
+    def enrol(self, name: str, crop: np.ndarray, face: Faces, timeout: float = 15.0
+              ) -> tuple[str, ...]:
+        """Add the face ``face`` (one row, in pixels of ``crop``) to person ``name`` in the
+        people folder, through the worker (which embeds it, writes it with the people-folder
+        code and reloads the gallery); the enrolled names after it. Any thread may call it.
+        Raises :class:`~livefaces.errors.LiveFacesError` (a bad name, a folder that cannot be
+        written, the worker busy or gone)."""
+        if self._closed or not self._started:
+            raise LiveFacesError("identification is not running")
+        w: list[Any] = [threading.Event(), None]
+        key = next(self._keys)
+        with self._wlock:
+            self._waiters[key] = w
+        try:
+            self._requests.put(("enrol", key, name, np.ascontiguousarray(crop), face.boxes,
+                                face.scores, face.landmarks), timeout=2.0)
+        except queue.Full:
+            with self._wlock:
+                self._waiters.pop(key, None)
+            raise LiveFacesError("identification is busy; try again in a moment") from None
+        if not w[0].wait(timeout):
+            with self._wlock:
+                self._waiters.pop(key, None)
+            raise LiveFacesError(f"the worker did not answer within {timeout:g} s")
+        kind, _key, answer = w[1]
+        if kind == "enrol_failed":
+            raise LiveFacesError(str(answer))
+        self.names = tuple(answer)
+        return self.names
 
     def stats(self) -> IdentifyStats:
         alive = bool(self._started and not self._closed and self._proc is not None

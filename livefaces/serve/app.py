@@ -283,11 +283,29 @@ class CameraServer:
         if config.web.enabled if web is None else web:
             from .web import WebServer
 
-            self.web = WebServer(self.hub, config.web)
+            self.web = WebServer(self.hub, config.web,
+                                 name_face=self.name_face if people is not None else None)
         self.rate_watch = RateWatch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
         self._pipeline_started = False
+
+    def name_face(self, face_id: str, name: str) -> list[str]:
+        """Enrol the kept unknown face ``face_id`` (``camera.track_id``) as ``name`` through
+        the identification worker; the people now enrolled. KeyError: no such face kept."""
+        got = self.hub.unknown_face(face_id)
+        if got is None or self.identifier is None or self.presence is None:
+            raise KeyError(face_id)
+        names = self.identifier.enrol(name, *got)
+        self.hub.forget_unknown(face_id)
+        p = self.presence
+        if name not in p.presence.names:
+            p.presence.names = tuple(names)  # a new person: absent everywhere to begin with
+            if self.publisher is not None:
+                for cam in p.cameras:
+                    self.publisher.publish_presence(cam, name, False)
+        self.hub.put_people(p.presence.snapshot())
+        return list(names)
 
     def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
         return camera_health(s, self.hub.last_status(s.name), now)  # the pipeline has enabled ones only

@@ -24,7 +24,7 @@ import numpy as np
 from ..blur import blur_unknown, names_of
 from ..meter import Latency, RateMeter
 from ..render import render_result
-from ..types import HOW, FrameResult, PipelineStats
+from ..types import HOW, Faces, FrameResult, PipelineStats
 from .config import CameraConfig
 
 
@@ -86,8 +86,10 @@ class Hub:
         self.blur_unknown = bool(blur_unknown)
         self.people: list[dict[str, Any]] | None = None  # None: no identification
         self.unknown_capacity = int(unknown_crops)
-        # (camera, track id) -> (area, crop RGB, wall time): oldest track dropped beyond capacity
-        self._unknown: collections.OrderedDict[tuple[str, int], tuple[float, np.ndarray, float]] = \
+        # (camera, track id) -> (area, crop RGB, the face in crop pixels, wall time): the
+        # oldest track is dropped beyond capacity
+        self._unknown: collections.OrderedDict[tuple[str, int],
+                                               tuple[float, np.ndarray, Faces, float]] = \
             collections.OrderedDict()
 
     # ------------------------------------------------------------------ writers (pipeline)
@@ -135,10 +137,13 @@ class Hub:
                     continue
             h, w = result.frame.image.shape[:2]
             m = 0.3 * max(x2 - x1, y2 - y1)
-            crop = result.frame.image[int(max(0, y1 - m)):int(min(h, y2 + m)),
-                                      int(max(0, x1 - m)):int(min(w, x2 + m))].copy()
+            a, b = int(max(0, x1 - m)), int(max(0, y1 - m))
+            crop = result.frame.image[b:int(min(h, y2 + m)), a:int(min(w, x2 + m))].copy()
+            off = np.array([a, b], np.float32)
+            f = result.faces.select(np.array([i]))
+            face = Faces(f.boxes - np.tile(off, 2), f.scores.copy(), f.landmarks - off)
             with self._lock:
-                self._unknown[key] = (area, crop, time.time())
+                self._unknown[key] = (area, crop, face, time.time())
                 self._unknown.move_to_end(key)
                 while len(self._unknown) > self.unknown_capacity:
                     self._unknown.popitem(last=False)
@@ -149,14 +154,19 @@ class Hub:
             items = list(self._unknown.items())
         return [{"id": f"{cam}.{tid}", "camera": cam, "track_id": tid,
                  "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))}
-                for (cam, tid), (_, _, t) in reversed(items)]
+                for (cam, tid), (_, _, _, t) in reversed(items)]
 
     def unknown_crop(self, face_id: str) -> np.ndarray | None:
         """The kept crop (RGB) of ``camera.track_id``, or None."""
+        got = self.unknown_face(face_id)
+        return None if got is None else got[0]
+
+    def unknown_face(self, face_id: str) -> tuple[np.ndarray, Faces] | None:
+        """The kept crop of ``camera.track_id`` and the face in its pixels, or None."""
         cam, _, tid = face_id.rpartition(".")
         with self._lock:
             item = self._unknown.get((cam, int(tid))) if tid.isdigit() else None
-        return None if item is None else item[1]
+        return None if item is None else (item[1], item[2])
 
     def forget_unknown(self, face_id: str) -> None:
         cam, _, tid = face_id.rpartition(".")

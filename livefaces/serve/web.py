@@ -20,6 +20,8 @@ Routes (all but ``/health`` need the token when one is configured)::
                                             last_seen, last_camera}], "unknown": [{id, camera,
                                             track_id, seen}]} (live identification; no embedding)
     GET /api/people/unknown/{id}.jpg        the kept crop of a recent unknown face (404: gone)
+    POST /api/people/unknown/{id}           {"name": "ada"}: add that face to the people folder
+                                            as ada (enrolled at once); {"name", "people"}
 
 Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
 with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same path
@@ -202,11 +204,15 @@ class WebServer:
     ``/health`` and ``/metrics`` show the statistics the server pushed into the hub.
     """
 
-    def __init__(self, hub: Hub, config: WebConfig):
+    def __init__(self, hub: Hub, config: WebConfig,
+                 name_face: Callable[[str, str], list[str]] | None = None):
         if not is_loopback(config.host) and not config.token:
             raise ValueError("a token is required when binding a non-loopback address")
         self.hub = hub
         self.config = config
+        #: ``(unknown face id, name) -> enrolled names`` (the server's: through the
+        #: identification worker); KeyError for an unknown id, LiveFacesError for the rest
+        self.name_face = name_face
         self._token = config.token
         self._metrics: Any = None  # serve.metrics.Metrics, made at the first scrape
         self.port: int | None = None
@@ -233,6 +239,7 @@ class WebServer:
         r.add_get("/api/events", self.events)
         r.add_get("/api/people", self.people)
         r.add_get("/api/people/unknown/{id}.jpg", self.unknown_jpeg)
+        r.add_post("/api/people/unknown/{id}", self.name_unknown)
         return app
 
     @web.middleware
@@ -389,6 +396,33 @@ class WebServer:
             None, encode_jpeg, crop, self.hub.jpeg_quality)
         return web.Response(body=data, content_type="image/jpeg",
                             headers={"Cache-Control": "no-store"})
+
+    async def name_unknown(self, request: web.Request) -> web.Response:
+        """Enrol a kept unknown face under a name (JSON body ``{"name": ...}``)."""
+        from ..errors import LiveFacesError
+
+        if self.name_face is None:
+            return _error(404, "identification is off (no 'people:' in the configuration)")
+        if request.content_type != "application/json":
+            return _error(415, "send JSON: {\"name\": \"...\"}")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return _error(400, "give the person's name: {\"name\": \"...\"}")
+        face_id = request.match_info["id"]
+        try:
+            people = await asyncio.get_running_loop().run_in_executor(
+                None, self.name_face, face_id, name.strip())
+        except KeyError:
+            return _error(404, "no such unknown face (only the most recent are kept)")
+        except LiveFacesError as e:
+            return _error(400, str(e))
+        log.info("unknown face %s added to the people folder as %s", redact(face_id),
+                 redact(name.strip()))
+        return _json({"name": name.strip(), "people": people})
 
     # ------------------------------------------------------------------ lifecycle
 
