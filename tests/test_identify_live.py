@@ -14,6 +14,7 @@ Needs the identify extra (dlib) and ../shared (the enrolment photos).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import time
@@ -169,8 +170,10 @@ def test_a_stranger_stays_unknown_and_is_blurred(tmp_path, shared, people, detec
     server = RtspServer(_clip(tmp_path, shared, "alex_lacamoire1.jpg")).start()
     events = tmp_path / "events.jsonl"
     video = tmp_path / "out.mp4"
+    stats = tmp_path / "stats.json"
     proc = popen_cli("watch", server.url, "--people", str(people), "--events", str(events),
-                     "--duration", "40", "--record", str(video), "--blur-unknown", "-q")
+                     "--duration", "40", "--record", str(video), "--blur-unknown", "-q",
+                     "--stats", str(stats))
     try:
         # several embeddings of the stranger's track, each matching nobody
         got = wait_event(events, lambda e: e["type"] == "face.updated"
@@ -189,6 +192,9 @@ def test_a_stranger_stays_unknown_and_is_blurred(tmp_path, shared, people, detec
     assert faces and all(e["identity"]["name"] is None for e in faces)
     assert max(e["identity"]["votes"] for e in faces) >= 3
     assert all(e["identity"]["distance"] > 0.6 for e in faces if e["identity"]["votes"])
+    ident = json.loads(stats.read_text())["identify"]
+    assert ident["embedded"] >= 3 and ident["errors"] == 0 and ident["embed_ms"] > 0
+    assert ident["requested"] >= ident["embedded"]
     # --blur-unknown: wherever a face can still be made out in the recording (the drawn box
     # and landmark dots help the detector), its inside has lost the detail of the photo
     import av
@@ -293,6 +299,11 @@ detector: {{threads: 1}}
         # his track is revised as the new votes come in: present at the door
         sub.wait_for(lambda m: retained("livefaces/door/people/alex") == b"present", timeout=40)
         assert "embedding" not in json.dumps(people_api())
+        status, metrics = _get(url[0] + "metrics")
+        m = re.search(rb"livefaces_identify_embeddings_total (\d+)", metrics)
+        assert status == 200 and m and int(m.group(1)) >= 3, metrics[-2000:]
+        assert b"livefaces_identify_worker_up 1" in metrics
+        assert b"livefaces_identify_people 5" in metrics
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
         # a clean stop: everyone present is marked absent before the service goes offline

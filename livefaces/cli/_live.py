@@ -290,6 +290,11 @@ def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
         "tracked": s.frames_tracked, "skipped_no_motion": s.frames_skipped,
         "latency_ms": latency, "cpu_seconds": round(st.cpu_seconds, 3),
         "wall_seconds": round(st.uptime, 3), "live": s.live, "policy": st.policy,
+        **({"identify": {"requested": st.identify.requested, "dropped": st.identify.dropped,
+                         "embedded": st.identify.embedded, "errors": st.identify.errors,
+                         "embed_ms": None if st.identify.embed_ms is None
+                         else round(st.identify.embed_ms, 1)}}
+           if st.identify is not None else {}),
     }
 
 
