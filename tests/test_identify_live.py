@@ -35,6 +35,7 @@ from live_helpers import (
 )
 from test_live_rtsp import _has_gst_rtsp
 
+from livefaces.identify import DEFAULT_THRESHOLD
 from livefaces.identify.live import IdentifyOptions, decide
 from livefaces.imageio import read_image
 from livefaces.types import Identity
@@ -149,7 +150,7 @@ def test_an_enrolled_person_on_a_stream_is_identified_by_name(tmp_path, shared, 
         assert got is not None, proc.stderr.read() if proc.poll() is not None else "no event"
         _, ident = got
         assert ident["identity"]["name"] == "obama" and ident["previous"] is None
-        assert ident["identity"]["votes"] >= 2 and ident["identity"]["distance"] < 0.6
+        assert ident["identity"]["votes"] >= 2 and ident["identity"]["distance"] <= DEFAULT_THRESHOLD
         assert isinstance(ident["track_id"], int) and len(ident["box"]) == 4
         rc, _out, err = interrupt(proc, timeout=15)
     finally:
@@ -191,7 +192,7 @@ def test_a_stranger_stays_unknown_and_is_blurred(tmp_path, shared, people, detec
     faces = [e for e in evs if e["type"] in ("face.updated", "face.lost")]
     assert faces and all(e["identity"]["name"] is None for e in faces)
     assert max(e["identity"]["votes"] for e in faces) >= 3
-    assert all(e["identity"]["distance"] > 0.6 for e in faces if e["identity"]["votes"])
+    assert all(e["identity"]["distance"] > DEFAULT_THRESHOLD for e in faces if e["identity"]["votes"])
     ident = json.loads(stats.read_text())["identify"]
     assert ident["embedded"] >= 3 and ident["errors"] == 0 and ident["embed_ms"] > 0
     assert ident["requested"] >= ident["embedded"]
