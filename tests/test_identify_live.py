@@ -278,8 +278,13 @@ detector: {{threads: 1}}
         assert set(by_name) == set(ENROLLED)
         assert by_name["obama"]["present"] == ["hall"] and by_name["biden"]["present"] == []
         assert by_name["obama"]["last_camera"] == "hall"
-        status, data = _get(url[0] + "api/cameras/hall")
-        assert "obama" in json.loads(data).get("faces_now_names", ["obama"])
+        # the newest frame's faces by name (a track that just began may not be named yet)
+        deadline = time.monotonic() + 20
+        names: list = []
+        while "obama" not in names and time.monotonic() < deadline:
+            names = json.loads(_get(url[0] + "api/cameras/hall")[1]).get("faces_now_names", [])
+            time.sleep(0.2)
+        assert "obama" in names
         # the stranger at the door is kept as an unknown face, with a crop to look at...
         deadline = time.monotonic() + 30
         while not people_api()["unknown"] and time.monotonic() < deadline:
