@@ -333,3 +333,41 @@ def test_watch_with_an_unusable_people_folder_stops_with_one_line(tmp_path):
     assert r.returncode == 3 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no such people folder" in lines[0], r.stderr
+
+
+def test_a_worker_that_dies_is_reported_once_and_the_pipeline_goes_on(people, caplog):
+    """The worker process killed under a running identifier: one WARNING, counters say it,
+    requests are refused or time out (no wait in the caller), close() still returns."""
+    import logging
+    import os
+
+    from livefaces.identify.live import LiveIdentifier
+    from livefaces.types import Faces, Frame, FrameResult
+
+    opts = IdentifyOptions(request_timeout=0.5)
+    ident = LiveIdentifier(people, opts).start()
+    assert ident.stats().alive and ident.stats().people == len(ENROLLED)
+    os.kill(ident._proc.pid, 9)
+    ident._proc.wait(5)
+    face = Faces(np.array([[100, 100, 200, 220]], np.float32), np.array([0.99], np.float32),
+                 np.array([[[130, 140], [170, 140], [150, 165], [135, 190], [165, 190]]],
+                          np.float32))
+    votes = ident.camera("cam")
+    img = np.full((360, 640, 3), 90, np.uint8)
+    with caplog.at_level(logging.WARNING, logger="livefaces.identify.live"):
+        t0 = time.monotonic()
+        for k in range(6):
+            r = FrameResult(Frame(img, "cam", k, None, time.monotonic()), face, True,
+                            np.array([1]))
+            votes.observe(r, float(k))
+            ident.poll()
+            time.sleep(0.2)
+        assert time.monotonic() - t0 < 5  # never waits on the dead worker
+    warnings = [r for r in caplog.records if "ended unexpectedly" in r.getMessage()]
+    assert len(warnings) == 1
+    st = ident.stats()
+    assert not st.alive and st.embedded == 0 and st.errors + st.dropped >= 1
+    assert votes.identity(1).votes == 0
+    t0 = time.monotonic()
+    ident.close(1.0)
+    assert time.monotonic() - t0 < 3

@@ -330,6 +330,7 @@ class LiveIdentifier:
         self._embed_s = 0.0
         self._started = False
         self._closed = False
+        self._died = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._waiters: dict[int, list[Any]] = {}  # enrolment key -> [Event, answer]
@@ -499,7 +500,13 @@ class LiveIdentifier:
                 msg = self._results.get_nowait()
             except queue.Empty:
                 break
-            if msg is None or msg[0] not in ("match", "failed"):
+            if msg is None:  # the worker's output ended
+                if not self._closed and not self._died:
+                    self._died = True
+                    log.warning("identification: the worker process ended unexpectedly (exit "
+                                "code %s); faces are no longer named", self._exit_code())
+                continue
+            if msg[0] not in ("match", "failed"):
                 continue
             item = self._pending.pop(msg[1], None)
             if item is None:
@@ -558,6 +565,14 @@ class LiveIdentifier:
             raise LiveFacesError(str(answer))
         self.names = tuple(answer)
         return self.names
+
+    def _exit_code(self) -> int | None:
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stats(self) -> IdentifyStats:
         alive = bool(self._started and not self._closed and self._proc is not None
