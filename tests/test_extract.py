@@ -170,7 +170,10 @@ def test_ctrl_c_leaves_complete_files_and_rerun_finishes(detector, media, tmp_pa
     args = [sys.executable, "-m", "livefaces", "extract", str(media["long"]), "--out", str(out),
             "--batch-size", "2", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C in a terminal: SIGINT at its default. A shell starts background jobs with SIGINT
+    # ignored and Python keeps it ignored, so a suite started with `cmd &` would not test it.
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     index = out / "index.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
