@@ -120,6 +120,49 @@ def rates(same: np.ndarray, diff: np.ndarray, t: float) -> dict[str, float]:
             "false_rejects": int((same > t).sum()), "false_accepts": int((diff <= t).sum())}
 
 
+def pair_distances(items: list[tuple[str, str, np.ndarray, Faces]], emb: np.ndarray,
+                   keep: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
+    """Same-person and different-person distances over all trial pairs (``keep``: faces to use)."""
+    same, diff = [], []
+    worst_same, closest_diff = ("", "", 0.0), ("", "", 9.0)
+    for i, j in itertools.combinations(range(len(items)), 2):
+        if keep is not None and not (keep[i] and keep[j]):
+            continue
+        if items[i][0] == items[j][0] and items[i][1] == items[j][1]:
+            continue
+        if frozenset({items[i][0], items[j][0]}) in SAME_SHOT:
+            continue
+        d = Recognizer.distance(emb[i], emb[j])
+        pair = ("/".join(items[i][0].rsplit("/", 2)[-2:]), "/".join(items[j][0].rsplit("/", 2)[-2:]), d)
+        if items[i][1] == items[j][1]:
+            same.append(d)
+            if d > worst_same[2]:
+                worst_same = pair
+        else:
+            diff.append(d)
+            if d < closest_diff[2]:
+                closest_diff = pair
+    return np.array(same), np.array(diff), worst_same, closest_diff
+
+
+def dlib_path(items: list[tuple[str, str, np.ndarray, Faces]]) -> tuple[np.ndarray, list[bool]]:
+    """dlib's own path on each labelled face that its HOG detector also finds: HOG box ->
+    5-point shape predictor -> the same ResNet (zeros and False where HOG misses it)."""
+    from livefaces.identify.dlib_model import DlibReference
+
+    ref = DlibReference()
+    out, found = [], []
+    for _rel, _who, rgb, face in items:
+        c = (face.boxes[0, :2] + face.boxes[0, 2:]) / 2
+        boxes = ref.hog_boxes(rgb)
+        off = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - c, axis=1)
+        j = int(np.argmin(off)) if len(boxes) else -1
+        ok = j >= 0 and off[j] < 0.3 * (boxes[j, 2] - boxes[j, 0])
+        out.append(ref.embed(rgb, boxes[j]) if ok else np.zeros(128, np.float32))
+        found.append(bool(ok))
+    return np.array(out), found
+
+
 def calibrate(items: list[tuple[str, str, np.ndarray, Faces]]) -> None:
     from livefaces.identify.dlib_model import DLIB_TEMPLATE, DlibReference
 
@@ -158,24 +201,7 @@ def main() -> int:
     if args.calibrate:
         calibrate(items)
     emb = np.concatenate([rec.embed(rgb, face) for _r, _w, rgb, face in items])
-    same, diff = [], []
-    worst_same, closest_diff = ("", "", 0.0), ("", "", 9.0)
-    for i, j in itertools.combinations(range(len(items)), 2):
-        if items[i][0] == items[j][0] and items[i][1] == items[j][1]:
-            continue
-        if frozenset({items[i][0], items[j][0]}) in SAME_SHOT:
-            continue
-        d = Recognizer.distance(emb[i], emb[j])
-        pair = (f"{items[i][0].rsplit('/', 2)[-2:]}", f"{items[j][0].rsplit('/', 2)[-2:]}", d)
-        if items[i][1] == items[j][1]:
-            same.append(d)
-            if d > worst_same[2]:
-                worst_same = pair
-        else:
-            diff.append(d)
-            if d < closest_diff[2]:
-                closest_diff = pair
-    s, f = np.array(same), np.array(diff)
+    s, f, worst_same, closest_diff = pair_distances(items, emb)
     people = sorted({w for _r, w, _i, _f in items})
     print(f"{len(items)} faces of {len(people)} people, {len(s) + len(f)} pairs "
           f"({len(s)} same person, {len(f)} different)")
@@ -188,6 +214,23 @@ def main() -> int:
         mark = "  <- default" if r["threshold"] == DEFAULT_THRESHOLD else ""
         print(f"threshold {r['threshold']:.2f}: TPR {r['tpr']:.3f} ({r['false_rejects']} missed), "
               f"FPR {r['fpr']:.3f} ({r['false_accepts']} false){mark}")
+
+    # dlib's own path on the faces its HOG detector finds, ours on the same faces
+    ref_emb, found = dlib_path(items)
+    gaps = [Recognizer.distance(a, b) for a, b, k in zip(emb, ref_emb, found) if k]
+    rs, rf, _, _ = pair_distances(items, ref_emb, found)
+    os_, of, _, _ = pair_distances(items, emb, found)
+    print(f"dlib's own path (HOG + shape predictor) finds {sum(found)} of {len(items)} faces; "
+          f"ours vs dlib's embedding of the same face: {min(gaps):.3f}-{max(gaps):.3f} "
+          f"(median {np.median(gaps):.3f})")
+    for label, a, b in (("dlib's path", rs, rf), ("ours, same faces", os_, of)):
+        r = rates(a, b, DEFAULT_THRESHOLD)
+        print(f"  {label:17s}: {len(a) + len(b)} pairs, same max {a.max():.3f}, different min {b.min():.3f}; "
+              f"at {DEFAULT_THRESHOLD}: TPR {r['tpr']:.3f} FPR {r['fpr']:.3f}")
+    dlib_cmp = {"faces_found": sum(found), "gap_min": min(gaps), "gap_max": max(gaps),
+                "gap_median": float(np.median(gaps)),
+                "dlib_same_max": float(rs.max()), "dlib_different_min": float(rf.min()),
+                "ours_same_max": float(os_.max()), "ours_different_min": float(of.min())}
 
     # time: one face per call and 4 faces per call (the same face repeated)
     rgb, face = items[0][2], items[0][3]
@@ -209,7 +252,7 @@ def main() -> int:
             "faces": len(items), "people": len(people), "pairs": len(s) + len(f),
             "same_pairs": len(s), "different_pairs": len(f),
             "same_max": float(s.max()), "different_min": float(f.min()),
-            "rates": table, "ms_per_face": times, "machine": machine,
+            "rates": table, "ms_per_face": times, "machine": machine, "vs_dlib_path": dlib_cmp,
         }, indent=1) + "\n")
     return 0
 

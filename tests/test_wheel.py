@@ -232,3 +232,6 @@ def test_wheel_people_without_the_identify_extra(installed, tmp_path):
         assert r.returncode == 3 and r.stderr.count("\n") == 1, r.stderr
         assert "install livefaces[identify]" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "people").exists()
+    r = _cli(installed, "doctor")
+    assert re.search(r"^identify +not installed \(optional, for --people: pip install "
+                     r"'livefaces\[identify\]'\)$", r.stdout, re.M), r.stdout

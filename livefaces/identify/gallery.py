@@ -79,10 +79,11 @@ class Match:
 
 
 def _unsafe(path: Path) -> int | None:
-    """The mode of ``path`` if other users may read or write it (POSIX), else ``None``."""
+    """The mode of ``path`` (of its target, for a symbolic link) if other users may read or
+    write it (POSIX), else ``None``."""
     if os.name != "posix":
         return None
-    mode = stat.S_IMODE(path.lstat().st_mode)
+    mode = stat.S_IMODE(path.stat().st_mode)
     return mode if mode & 0o077 else None
 
 
