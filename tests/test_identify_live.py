@@ -402,3 +402,29 @@ def test_a_worker_that_dies_is_reported_once_and_the_pipeline_goes_on(people, ca
     t0 = time.monotonic()
     ident.close(1.0)
     assert time.monotonic() - t0 < 3
+
+
+def test_serve_people_config_is_checked_at_its_line(tmp_path):
+    from conftest import run_cli
+
+    from livefaces.errors import ConfigError
+    from livefaces.serve.config import parse_config
+
+    ok = parse_config("cameras:\n  a: rtsp://h/x\npeople:\n  folder: p\n  blur_unknown: true\n")
+    assert ok.people is not None and ok.people.blur_unknown and ok.people.unknown_crops == 8
+    assert parse_config("cameras:\n  a: rtsp://h/x\n").people is None
+    for text, where in (("people:\n  blur_unknown: true\n", "'folder' is required"),
+                        ("people:\n  folder: p\n  colour: red\n", "people.colour"),
+                        ("people:\n  folder: p\n  unknown_crops: -1\n", "people.unknown_crops")):
+        with pytest.raises(ConfigError, match=where):
+            parse_config("cameras:\n  a: rtsp://h/x\n" + text)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"cameras:\n  a: rtsp://h/x\npeople:\n  folder: {tmp_path / 'nobody'}\n")
+    r = run_cli("serve", "--config", str(cfg), "--check-config")
+    assert r.returncode == 3 and "c.yaml:4: people.folder: no such folder" in r.stderr, r.stderr
+    (tmp_path / "folks").mkdir()
+    cfg.write_text("cameras:\n  a: rtsp://h/x\n")
+    r = run_cli("serve", "--config", str(cfg), "--check-config", "--people", str(tmp_path / "nobody"))
+    assert r.returncode == 3 and "--people: no such folder" in r.stderr, r.stderr
+    r = run_cli("serve", "--config", str(cfg), "--check-config", "--people", str(tmp_path / "folks"))
+    assert r.returncode == 0 and f"people: {tmp_path / 'folks'}" in r.stdout, r.stderr

@@ -99,8 +99,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
         "face that matches nobody stays unknown. Events carry 'identity' and face.identified "
         "says when a track's name is settled (docs/identify.md).")
     g.add_argument("--people", type=Path, metavar="DIR",
-                   help="recognise the people of this folder (one sub-folder of photos per "
-                        "person; 'livefaces people add' makes them)")
+                   help="recognise the people of this folder (made by 'livefaces people add "
+                        "NAME PHOTO... --people DIR')")
     g.add_argument("--blur-unknown", action="store_true",
                    help="blur faces that are not recognised in --record and the window "
                         "(without --people: every face)")

@@ -297,7 +297,7 @@ class LiveIdentifier:
     """Identities for the tracks of every camera of a pipeline, from a people folder.
 
     Args:
-        people: the people folder (one sub-folder of photos per person; see
+        people: the people folder (made by ``livefaces people add``; see
             docs/identify.md), loaded by the worker process.
         options: :class:`IdentifyOptions`.
 

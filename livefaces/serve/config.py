@@ -155,8 +155,8 @@ class PeopleConfig:
     needs the ``identify`` extra).
 
     Attributes:
-        folder: the people folder: one sub-folder of photos per person, named after them
-            (docs/identify.md); relative paths against the current directory.
+        folder: the people folder, made by ``livefaces people add NAME PHOTO... --people
+            DIR`` (docs/identify.md); relative paths against the current directory.
         blur_unknown: blur the faces that are not recognised (not yet, or not at all) in the
             web page's live view and snapshots.
         unknown_crops: how many recent unknown faces are kept in memory (one crop each, never
@@ -361,7 +361,7 @@ DETECTOR_FIELDS = {
     "providers": _optional(_choice("cpu", "cuda")),
 }
 PEOPLE_FIELDS = {
-    "folder": _str(hint="a folder with one sub-folder of photos per person"),
+    "folder": _str(hint="a people folder made by 'livefaces people add'"),
     "blur_unknown": _bool,
     "unknown_crops": _num(0, 100, integer=True),
 }
@@ -567,8 +567,8 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
             people = PeopleConfig(**pvals)
             if check_machine and not Path(people.folder).is_dir():
                 v.problem(v.nodes.get("people.folder"), "people.folder",
-                          f"no such folder (got {people.folder!r}); create it with one "
-                          "sub-folder of photos per person (livefaces people add NAME PHOTO...)")
+                          f"no such folder (got {people.folder!r}); make it with 'livefaces "
+                          "people add NAME PHOTO... --people DIR'")
     det = _detector_options(v, dvals, [c for c in cameras if c.enabled],
                             engine_check if check_machine else None)
     if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
