@@ -570,7 +570,7 @@ class LiveIdentifier:
         if self._proc is None:
             return None
         try:
-            return self._proc.wait(0.5)
+            return self._proc.wait(0.1)  # its output ended: it is exiting
         except subprocess.TimeoutExpired:
             return None
 
