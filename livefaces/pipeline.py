@@ -665,6 +665,7 @@ class Pipeline:
 def stream(source: SourceLike, *, detector: Engine | None = None, policy: DetectPolicy | None = None,
            capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
            max_frames: int | None = None, duration: float | None = None, buffer: int = 32,
+           people: str | os.PathLike[str] | None = None,
            **source_options: Any) -> Iterator[FrameResult]:
     """Iterate over the results of one source::
 
@@ -674,12 +675,19 @@ def stream(source: SourceLike, *, detector: Engine | None = None, policy: Detect
     Files and folders lose no frame (the pipeline waits for you); live sources drop the
     oldest undelivered results if you fall behind (``buffer`` results are kept). Raises
     :class:`~livefaces.errors.SourceError` if the source cannot be opened or fails.
-    Leaving the loop early (``break``) stops every thread.
+    Leaving the loop early (``break``) stops every thread. ``people`` (a folder made by
+    ``livefaces people add``; needs the ``identify`` extra) names tracked faces:
+    ``result.identities``.
     """
+    identifier = None
+    if people is not None:
+        from .identify.live import LiveIdentifier
+
+        identifier = LiveIdentifier(people)
     src = source if isinstance(source, FrameSource) else open_source(source, **source_options)
     q = QueueSink(buffer, "drop_oldest" if src.live else "wait")
     p = Pipeline([src], detector, policy=policy, sinks=[q], capture=capture, tracker=tracker,
-                 max_frames=max_frames, duration=duration)
+                 max_frames=max_frames, duration=duration, identifier=identifier)
     p.start()
     stopper: threading.Thread | None = None
     try:

@@ -428,3 +428,22 @@ def test_serve_people_config_is_checked_at_its_line(tmp_path):
     assert r.returncode == 3 and "--people: no such folder" in r.stderr, r.stderr
     r = run_cli("serve", "--config", str(cfg), "--check-config", "--people", str(tmp_path / "folks"))
     assert r.returncode == 0 and f"people: {tmp_path / 'folks'}" in r.stdout, r.stderr
+
+
+def test_python_stream_names_the_tracked_face(tmp_path, shared, people):
+    """``livefaces.stream(..., people=DIR)``: the Python API's results carry the names."""
+    import livefaces
+
+    server = RtspServer(_clip(tmp_path, shared, "obama1.jpg")).start()
+    named = None
+    try:
+        for r in livefaces.stream(server.url, people=people, duration=40):
+            names = [i.name for i in r.identities]
+            if "obama" in names:
+                named = r
+                break
+    finally:
+        server.kill()
+    assert named is not None, "no frame of the stream named its face"
+    assert len(named.identities) == len(named.faces)
+    assert all(i.name in (None, "obama") for i in named.identities)
