@@ -210,18 +210,16 @@ def area_crops(table: np.ndarray, windows: np.ndarray, size: int, out: np.ndarra
 def _resize_plan(rows_in: int, cols_in: int, height: int, width: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What :func:`area_resize` needs for one (input size, output size), computed once: the
-    row bins, the flat column indices of the right and left bin edges (3 channels
-    interleaved) and the bin areas as float32 ``(height, width, 1)``. A video's frames share
-    one plan per pyramid level (1080p pyramid on an Intel Xeon: ~40 -> ~30 ms)."""
+    row bins, the column bins and the bin areas as float32 ``(height, width, 3)`` (repeated
+    per channel: a division whose divisor is broadcast over the 3 channels runs numpy's inner
+    loop 3 elements at a time). A video's frames share one plan per pyramid level (1080p
+    pyramid on an Intel Xeon: ~40 -> ~30 ms)."""
     ys, ye = area_bins(rows_in, height)
     xs, xe = area_bins(cols_in, width)
-    channel = np.arange(3)
-    right = (xe[:, None] * 3 + channel).ravel()
-    left = (xs[:, None] * 3 + channel).ravel()
-    area = np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
-    for a in (ys, ye, right, left, area):
+    area = np.repeat(np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None], 3, axis=2)
+    for a in (ys, ye, xs, xe, area):
         a.setflags(write=False)
-    return ys, ye, right, left, area
+    return ys, ye, xs, xe, area
 
 
 def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
@@ -238,11 +236,15 @@ def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int
     width = out.shape[1]
     a, b = rows or (0, height)
     rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
-    ys, ye, right, left, area = _resize_plan(rows_in, cols_in, height, width)
+    ys, ye, xs, xe, area = _resize_plan(rows_in, cols_in, height, width)
     flat = table.reshape(rows_in + 1, -1)
     band = np.take(flat, ye[a:b], axis=0)  # sums over each output row's input rows
     band -= np.take(flat, ys[a:b], axis=0)
-    sums = np.take(band, right, axis=1)
-    sums -= np.take(band, left, axis=1)
-    out[...] = sums.reshape(b - a, width, 3)
-    out /= area[a:b]
+    # Column edges gathered as whole pixels (the 3 channels as one opaque item): a third of
+    # the indices of a per-channel gather (1080p pyramid, one core, Intel Xeon: 27.6 ->
+    # 23.3 ms together with the divisor above).
+    pixel = band.view(np.dtype((np.void, 3 * band.itemsize)))
+    sums = np.take(pixel, xe, axis=1).view(band.dtype)
+    sums -= np.take(pixel, xs, axis=1).view(band.dtype)
+    # one pass: cast the exact sums to float32 and divide in float32, as torch does
+    np.divide(sums.reshape(b - a, width, 3), area[a:b], out=out, dtype=np.float32, casting="unsafe")
