@@ -403,6 +403,7 @@ def decode_range(path: str | os.PathLike[str], pts: list[int], first: int, strid
     video = AVInput(url, live=False)
     try:
         container, stream = video._container, video.stream
+        tb = Fraction(stream.time_base or 1)
         if lo > 0:
             try:
                 container.seek(lo, stream=stream, backward=True, any_frame=False)
@@ -420,7 +421,7 @@ def decode_range(path: str | os.PathLike[str], pts: list[int], first: int, strid
                 index = where.get(p)
                 if index is None or index % stride:
                     continue
-                yield index, float(p * stream.time_base), frame.to_ndarray(format="rgb24")
+                yield index, float(p * tb), frame.to_ndarray(format="rgb24")
     except av.error.EOFError:
         return
     except (av.error.FFmpegError, OSError) as e:
