@@ -51,6 +51,7 @@ from .decode import Input, iter_video, plan_inputs
 
 if TYPE_CHECKING:
     from ..detect.engine import Engine
+    from .parts import ClusterOptions
 
 SETTINGS_FILE = "extract.json"
 INDEX_FILE = "index.jsonl"
@@ -332,14 +333,19 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
         tmp = parts_path.with_name(f".{PARTS_FILE}.tmp")
         tmp.write_text("".join(json.dumps(rec) + "\n" for rec in segments.values()))
         os.replace(tmp, parts_path)
-    for dirpath, _, filenames in os.walk(out_dir):  # temp files of a killed run
+    remove_temp_files(out_dir)  # temp files of a killed run
+    return set(done), segments
+
+
+def remove_temp_files(out_dir: Path) -> None:
+    """Remove the temp files (``.NAME.tmp``) a killed run left in ``out_dir``."""
+    for dirpath, _, filenames in os.walk(out_dir):
         for name in filenames:
             if name.startswith(".") and name.endswith(".tmp"):
                 try:
                     os.unlink(os.path.join(dirpath, name))
                 except OSError:
                     pass
-    return set(done), segments
 
 
 # -- threads ------------------------------------------------------------------------------------
@@ -541,6 +547,7 @@ def extract(
     detector: Engine | None = None,
     progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
+    cluster: ClusterOptions | str | None = None,
 ) -> ExtractReport:
     """Extract every face of ``inputs`` (videos, image files, folders, globs) into ``out_dir``.
 
@@ -551,6 +558,11 @@ def extract(
     inputs are redone next time. On ``KeyboardInterrupt`` the same cleanup runs and the
     exception propagates.
 
+    ``cluster`` (a :class:`~livefaces.extract.parts.ClusterOptions`, or just its address:
+    ``"local"``, ``"auto"``, ``"ray://host:port"``) runs the job on a Ray cluster instead
+    (the ``ray`` extra; ``extract/cluster.py``): same output, resumable per video segment;
+    each worker builds its engine from ``options.detector``, so ``detector`` cannot be given.
+
     Raises :class:`~livefaces.errors.InputError` for bad options or an ``out_dir`` made with
     other settings; unreadable inputs are reported in :attr:`ExtractReport.failed`.
     """
@@ -560,10 +572,26 @@ def extract(
     plan = plan_inputs([os.fspath(i) for i in inputs])
     if not plan:
         raise InputError("no inputs: name video files, image files, folders or globs")
-    done_keys, _ = _prepare_out_dir(out, options)
+    if cluster is not None:
+        from .parts import ClusterOptions
+
+        if isinstance(cluster, str):
+            cluster = ClusterOptions(address=cluster)
+        cluster.check()
+        if detector is not None:
+            raise InputError("a detector object cannot be sent to a cluster: each worker builds "
+                             "its engine from options.detector")
+    done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
     todo = [inp for inp in plan if inp.key not in done_keys]
     report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
     if not todo:
+        return report
+    if cluster is not None:
+        try:
+            from .cluster import run_on_cluster
+        except ImportError as e:
+            raise InputError(f"--ray needs Ray: pip install 'livefaces[ray]' ({e})") from None
+        run_on_cluster(out, todo, segments, options, cluster, report, progress, stop)
         return report
     if detector is None:
         from ..detect.engine import make_engine
