@@ -51,15 +51,30 @@ def crop_box(image: np.ndarray, box: np.ndarray, size: int = 160, margin: float 
     return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
 
 
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The least-squares similarity transform (rotation, uniform scale, translation; no
+    reflection) taking points ``src`` ``(K, 2)`` onto ``dst`` ``(K, 2)``, as a ``(2, 3)``
+    float64 matrix (Umeyama's closed form, all points weighted alike, as dlib's
+    ``find_similarity_transform``). Degenerate ``src`` (all points equal) gives a translation.
+    """
+    a = np.asarray(src, np.float64).reshape(-1, 2)
+    b = np.asarray(dst, np.float64).reshape(-1, 2)
+    ma, mb = a.mean(0), b.mean(0)
+    za = (a[:, 0] - ma[0]) + 1j * (a[:, 1] - ma[1])
+    zb = (b[:, 0] - mb[0]) + 1j * (b[:, 1] - mb[1])
+    norm = float((np.abs(za) ** 2).sum())
+    c = complex((np.conj(za) * zb).sum() / norm) if norm > 1e-12 else 1 + 0j
+    rot = np.array([[c.real, -c.imag], [c.imag, c.real]])
+    return np.hstack([rot, (mb - rot @ ma)[:, None]])
+
+
 def alignment_matrix(landmarks: np.ndarray, size: int = 112, margin: float = 0) -> np.ndarray:
     """The ``(2, 3)`` similarity transform taking ``landmarks`` ``(5, 2)`` onto the template
     scaled to ``size`` pixels, shrunk by ``margin`` output pixels (``margin/2`` on each side)."""
     dst = ARCFACE_TEMPLATE * ((size - margin) / 112.0) + margin / 2.0
     matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), dst, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks (all equal): fall back to least squares
-        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), dst, method=0)
-    if matrix is None:
-        matrix = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+        matrix = similarity_matrix(landmarks, dst)
     return matrix
 
 
@@ -88,4 +103,32 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, margin
     """
     matrix = alignment_matrix(landmarks, size, margin)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def warp_chip(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """``image`` warped by ``matrix`` ``(2, 3)`` (image -> chip pixels) into a ``(size, size)``
+    chip, bilinear, anti-aliased: where the chip shrinks the face by more than 2, the region
+    is first halved with :func:`cv2.pyrDown` (as dlib's chip extraction does), so a large face
+    does not alias. Parts outside ``image`` are black. Returns a new array."""
+    m = np.asarray(matrix, np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if scale < 0.5:
+        # the image region the chip covers, with a little border for the filters
+        inv = cv2.invertAffineTransform(m)
+        corners = cv2.transform(np.array([[[0, 0], [size, 0], [0, size], [size, size]]], np.float64), inv)[0]
+        h, w = image.shape[:2]
+        x0 = int(max(np.floor(corners[:, 0].min()) - 4, 0))
+        y0 = int(max(np.floor(corners[:, 1].min()) - 4, 0))
+        x1 = int(min(np.ceil(corners[:, 0].max()) + 4, w))
+        y1 = int(min(np.ceil(corners[:, 1].max()) + 4, h))
+        if x1 > x0 and y1 > y0:
+            region = image[y0:y1, x0:x1]
+            m = m @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)  # region -> chip
+            while scale < 0.5 and min(region.shape[:2]) >= 4:
+                region = cv2.pyrDown(region)
+                m = m @ np.array([[2, 0, 0], [0, 2, 0], [0, 0, 1]], np.float64)  # pyrDown: u = x / 2
+                scale *= 2
+            image = region
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

@@ -14,6 +14,9 @@ builtin that fits, so ``except OSError`` keeps working for I/O problems::
     │   ├── StalledError(SourceError)               no frame within the watchdog timeout
     │   └── NotVideoError(SourceError)              it answers, but not with video (a web page)
     ├── OutputError(LiveFacesError, OSError)        an output file (a recording) cannot be written
+    ├── PeopleError(LiveFacesError, OSError)        the known-people folder is missing, unsafe
+    │                                               (readable by others) or damaged
+    ├── MissingExtraError(LiveFacesError, ImportError)  an optional extra is not installed
     └── EndOfStream(LiveFacesError, EOFError)       a file or folder has no more frames
 
 Messages are one line and say what to do.
@@ -73,6 +76,17 @@ class SourceError(LiveFacesError, OSError):
 class OutputError(LiveFacesError, OSError):
     """An output (a recording, a file the results go to) cannot be written: a missing or
     read-only folder, a full disk. The message is one line naming the file."""
+
+
+class PeopleError(LiveFacesError, OSError):
+    """The known-people folder (``--people DIR``) cannot be used: missing, readable or
+    writable by other users (the message says the ``chmod`` that fixes it), damaged, or a
+    name that is not in it."""
+
+
+class MissingExtraError(LiveFacesError, ImportError):
+    """A feature needs an optional extra that is not installed; the message names the
+    ``pip install`` that adds it (e.g. ``livefaces[identify]``)."""
 
 
 class EndOfStream(LiveFacesError, EOFError):

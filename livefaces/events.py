@@ -4,7 +4,7 @@ Every event is a plain JSON-serialisable dict with these top-level keys (schema
 :data:`SCHEMA`, documented with examples in ``docs/events.md``)::
 
     schema   "livefaces.event/1"
-    type     face.appeared | face.updated | face.lost | source.status
+    type     face.appeared | face.updated | face.lost | face.identified | source.status
     source   the source's name, credentials removed
     time     wall-clock time the event was made, ISO 8601 UTC with microseconds ("...Z")
 
@@ -12,8 +12,11 @@ Face events add the track's state (``track_id``, ``box``, ``confidence``, ``land
 ``detected``, ``obtained``, ``frame_index``, ``pts``, ``captured``, ``width``, ``height``), ``first_seen``,
 ``duration`` and ``before`` (the state at this track's previous event, ``null`` for
 ``face.appeared``) — Frigate's new/update/end pattern. ``source.status`` adds ``before``,
-``after`` and ``detail``. Consumers must ignore keys they do not know (new keys are added
-within a schema version; meanings never change without bumping it).
+``after`` and ``detail``. With live identification, face events also carry ``identity``
+(``{name, distance, votes}``, :meth:`livefaces.types.Identity.to_json`) and
+``face.identified`` says that a track's settled name changed (``previous``: the name
+announced before). Consumers must ignore keys and event types they do not know (new ones
+are added within a schema version; meanings never change without bumping it).
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ SCHEMA = f"livefaces.event/{SCHEMA_VERSION}"
 FACE_APPEARED = "face.appeared"
 FACE_UPDATED = "face.updated"
 FACE_LOST = "face.lost"
+FACE_IDENTIFIED = "face.identified"
 SOURCE_STATUS = "source.status"
-EVENT_TYPES = (FACE_APPEARED, FACE_UPDATED, FACE_LOST, SOURCE_STATUS)
+EVENT_TYPES = (FACE_APPEARED, FACE_UPDATED, FACE_LOST, FACE_IDENTIFIED, SOURCE_STATUS)
+#: the events of one track (they carry ``track_id``)
+FACE_EVENTS = (FACE_APPEARED, FACE_UPDATED, FACE_LOST, FACE_IDENTIFIED)
 
 
 def iso_utc(t: float | None = None) -> str:
@@ -187,6 +193,22 @@ class FaceEvents:
                                      first_seen_wall=self._first_seen[tid], now_wall=wall))
             self._states[tid] = st
         return events
+
+    def identified(self, track_id: int, identity: dict[str, Any], previous: str | None
+                   ) -> dict[str, Any] | None:
+        """``face.identified`` for an active track whose settled name changed: its latest
+        state (as sent with its previous event), ``identity`` and ``previous`` (the name
+        announced before, None: unknown). None if the track is not active (it ended first)."""
+        st = self._states.get(int(track_id))
+        if st is None:
+            return None
+        wall = self._wall()
+        ev = face_event(FACE_IDENTIFIED, self.source, int(track_id), st, None,
+                        first_seen_wall=self._first_seen.get(int(track_id), wall), now_wall=wall)
+        del ev["before"]
+        ev["identity"] = identity
+        ev["previous"] = previous
+        return ev
 
     def clear(self, reason: str, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """``face.lost`` with ``reason`` for tracks ``ids`` (default: every active one), e.g.

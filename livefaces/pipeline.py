@@ -44,7 +44,7 @@ from .capture import CaptureOptions, CaptureWorker
 from .detect.engine import Engine
 from .detect.rescale import detect_scaled, refine
 from .errors import SourceError
-from .events import FaceEvents, status_event
+from .events import FACE_EVENTS, FACE_LOST, FaceEvents, status_event
 from .meter import Latency, RateMeter
 from .motion import MotionDetector, MotionOptions
 from .publish import Sink, SinkRunner
@@ -150,11 +150,24 @@ class Camera:
         self.check_rate = RateMeter()  # verified, or skipped by the motion gate
         self.output_rate = RateMeter()
         self.latency = Latency()  # capture → result handed to the sinks
+        self.votes: Any = None  # the identifier's TrackVotes of this camera (live identification)
+
+    def with_identity(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Face events get their track's ``identity``; a lost track's votes are forgotten."""
+        if self.votes is None:
+            return events
+        for e in events:
+            if e.get("type") in FACE_EVENTS and "identity" not in e:
+                tid = int(e["track_id"])
+                e["identity"] = self.votes.identity(tid).to_json()
+                if e["type"] == FACE_LOST:
+                    self.votes.forget(tid)
+        return events
 
     def clear(self, reason: str) -> list[dict[str, Any]]:
         """Drop every track; their ``face.lost`` events with ``reason``."""
         self.faces = 0
-        return self.events.clear(reason, [tr.id for tr in self.tracker.clear()])
+        return self.with_identity(self.events.clear(reason, [tr.id for tr in self.tracker.clear()]))
 
     def time_of(self, frame: Frame) -> float:
         """The tracker's clock for ``frame``: stream time for files, capture time if live."""
@@ -218,7 +231,11 @@ class Camera:
         self.faces = len(upd.faces)
         result = FrameResult(frame, upd.faces, action == DETECT, upd.ids, upd.detected, upd.how,
                              _MODE[action])
-        return events + self.events.update(frame, upd), result
+        events = events + self.events.update(frame, upd)
+        if self.votes is not None:
+            self.votes.observe(result, t)
+            result = replace(result, identities=self.votes.identities(result))
+        return self.with_identity(events), result
 
     def delivered(self, result: FrameResult, now: float, policy: DetectPolicy) -> None:
         """Count a result handed to the sinks at ``now``; judge whether detection keeps up."""
@@ -326,6 +343,11 @@ class Pipeline:
         motion: the motion measure's thresholds (:class:`~livefaces.motion.MotionOptions`).
         stats_interval: seconds between the :class:`PipelineStats` snapshots handed to every
             sink (:meth:`Sink.on_stats`; one more when the pipeline stops).
+        identifier: live identification (a
+            :class:`~livefaces.identify.live.LiveIdentifier`): each track gets an identity
+            from votes over its frames (:attr:`FrameResult.identities`, ``identity`` in face
+            events, ``face.identified``). Started by :meth:`start` unless it is already,
+            closed by :meth:`stop`.
         clock: monotonic clock (tests may inject one).
     """
 
@@ -335,7 +357,7 @@ class Pipeline:
                  update_interval: float = 1.0, max_frames: int | None = None,
                  duration: float | None = None, source_options: dict[str, Any] | None = None,
                  gate: GateOptions | None = None, motion: MotionOptions | None = None,
-                 stats_interval: float = 1.0,
+                 stats_interval: float = 1.0, identifier: Any = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not sources:
             raise ValueError("Pipeline needs at least one source")
@@ -346,6 +368,7 @@ class Pipeline:
         self.gate = gate or GateOptions()
         self.motion_options = motion or MotionOptions()
         self.refine_seconds = 0.0
+        self.identifier = identifier
         self._cpu0 = 0.0
         self.max_frames = max_frames
         self.duration = duration
@@ -380,6 +403,8 @@ class Pipeline:
                          on_status=self._on_status, clock=clock, gate=self.gate,
                          motion=self.motion_options)
             self.policy.register(name, cam.schedule)
+            if identifier is not None:
+                cam.votes = identifier.camera(name)
             self.cameras.append(cam)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -389,6 +414,8 @@ class Pipeline:
             from .detect.engine import make_engine
 
             self.detector = make_engine()
+        if self.identifier is not None:
+            self.identifier.start()  # no-op when started already (raises LiveFacesError)
         self._started_at = self._clock()
         self._cpu0 = time.process_time()
         for r in self._runners:
@@ -429,6 +456,8 @@ class Pipeline:
         self._push_stats()  # the final numbers (a summary, a last HUD frame)
         for r in self._runners:
             ok &= r.close(max(0.05, deadline - time.monotonic()))
+        if self.identifier is not None:
+            ok &= self.identifier.close(max(0.2, deadline - time.monotonic()))
         self._done.set()
         if not ok:
             log.warning("some threads did not stop within %.1f s", timeout)
@@ -461,7 +490,8 @@ class Pipeline:
         return PipelineStats(tuple(out), sinks, self.policy.detect_seconds, self.policy.scale,
                              self.policy.describe(), not self._done.is_set(),
                              0.0 if self._started_at is None else now - self._started_at,
-                             0.0 if self._started_at is None else time.process_time() - self._cpu0)
+                             0.0 if self._started_at is None else time.process_time() - self._cpu0,
+                             None if self.identifier is None else self.identifier.stats())
 
     def _push_stats(self) -> None:
         st = self.stats()
@@ -495,6 +525,20 @@ class Pipeline:
         self._publish(status_event(s.name, before, after, detail, **extra))
         with self._cond:
             self._cond.notify_all()
+
+    def _identified(self) -> None:
+        """Identification results that came back: ``face.identified`` for each track whose
+        settled name changed (a track that ended first gets none)."""
+        if self.identifier is None:
+            return
+        by_name = {s.name: s for s in self.cameras}
+        for ch in self.identifier.poll():
+            s = by_name.get(ch.camera)
+            if s is None:
+                continue
+            e = s.events.identified(ch.track_id, ch.identity.to_json(), ch.previous)
+            if e is not None:
+                self._publish(e)
 
     def _flush(self, s: Camera, reason: str) -> None:
         for e in s.clear(reason):
@@ -547,6 +591,7 @@ class Pipeline:
                     if not any(len(s.ring) or s.ring.closed or s.flush_reason
                                for s in self.cameras if not s.finished):
                         self._cond.wait(0.1)
+                self._identified()
                 self._stats_due()
                 if self._limits_hit():
                     self.limit_reached = True
@@ -620,6 +665,7 @@ class Pipeline:
 def stream(source: SourceLike, *, detector: Engine | None = None, policy: DetectPolicy | None = None,
            capture: CaptureOptions | None = None, tracker: TrackerOptions | None = None,
            max_frames: int | None = None, duration: float | None = None, buffer: int = 32,
+           people: str | os.PathLike[str] | None = None,
            **source_options: Any) -> Iterator[FrameResult]:
     """Iterate over the results of one source::
 
@@ -629,12 +675,19 @@ def stream(source: SourceLike, *, detector: Engine | None = None, policy: Detect
     Files and folders lose no frame (the pipeline waits for you); live sources drop the
     oldest undelivered results if you fall behind (``buffer`` results are kept). Raises
     :class:`~livefaces.errors.SourceError` if the source cannot be opened or fails.
-    Leaving the loop early (``break``) stops every thread.
+    Leaving the loop early (``break``) stops every thread. ``people`` (a folder made by
+    ``livefaces people add``; needs the ``identify`` extra) names tracked faces:
+    ``result.identities``.
     """
+    identifier = None
+    if people is not None:
+        from .identify.live import LiveIdentifier
+
+        identifier = LiveIdentifier(people)
     src = source if isinstance(source, FrameSource) else open_source(source, **source_options)
     q = QueueSink(buffer, "drop_oldest" if src.live else "wait")
     p = Pipeline([src], detector, policy=policy, sinks=[q], capture=capture, tracker=tracker,
-                 max_frames=max_frames, duration=duration)
+                 max_frames=max_frames, duration=duration, identifier=identifier)
     p.start()
     stopper: threading.Thread | None = None
     try:

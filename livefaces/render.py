@@ -36,6 +36,7 @@ def annotate(
     track_ids: Sequence[int] | np.ndarray | None = None,
     detected: bool = True,
     show_scores: bool = True,
+    names: Sequence[str | None] | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` with the faces drawn: boxes, the 5 landmarks, scores, track ids.
 
@@ -49,6 +50,8 @@ def annotate(
         detected: ``True`` draws boxes green (:data:`BOX_COLOUR`, found on this image);
             ``False`` amber (:data:`TRACKED_COLOUR`, faces carried between detections).
         show_scores: draw each face's confidence (two decimals).
+        names: ``(N,)`` the person each face is (``livefaces.identify``), drawn first in the
+            label; ``None`` entries (unknown, or not identified) draw no name.
 
     Returns:
         A new ``(H, W, 3)`` uint8 RGB array. Landmark dots use :data:`LANDMARK_COLOURS`; line
@@ -61,12 +64,13 @@ def annotate(
     """
     out = np.ascontiguousarray(image).copy()
     _draw_faces(out, faces, track_ids, np.full(len(faces), "detected" if detected else "tracked"),
-                show_scores, marks=False)
+                show_scores, marks=False, names=names)
     return out
 
 
 def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.ndarray | None,
-                how: np.ndarray, show_scores: bool, marks: bool = True) -> None:
+                how: np.ndarray, show_scores: bool, marks: bool = True,
+                names: Sequence[str | None] | None = None) -> None:
     """Draw in place; per-face colour by how it was obtained (:data:`HOW_COLOURS`): detected
     (green), refined (light blue) or carried by the tracker (amber); with ``marks``, the
     letter D/R/T follows the track id (colour alone says little to colour-blind eyes)."""
@@ -80,6 +84,8 @@ def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.nda
             cv2.circle(out, (int(round(float(px))), int(round(float(py)))), max(2, thick + 1), c, -1,
                        cv2.LINE_AA)
         parts = []
+        if names is not None and i < len(names) and names[i]:
+            parts.append(str(names[i]))
         if track_ids is not None and i < len(track_ids):
             parts.append(f"#{int(track_ids[i])}" + (HOW_MARKS.get(str(how[i]), "") if marks else ""))
         if show_scores:
@@ -165,13 +171,14 @@ def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
 
 
 def render_result(result: FrameResult, hud: HudInfo | None = None, *,
-                  show_scores: bool = True) -> np.ndarray:
+                  show_scores: bool = True, names: Sequence[str | None] | None = None) -> np.ndarray:
     """The frame of ``result`` with its faces (green: detected on this frame, light blue:
     refined in the face's region, amber: carried by the tracker; the track id is followed by
-    D, R or T), scores and, if given, the HUD. Returns a new RGB image."""
+    D, R or T), scores, the person's name where ``names`` (one per face, ``None``: none
+    drawn) gives one and, if given, the HUD. Returns a new RGB image."""
     out = np.ascontiguousarray(result.frame.image).copy()
     ids = result.track_ids if len(result.track_ids) == len(result.faces) else None
-    _draw_faces(out, result.faces, ids, result.how, show_scores)
+    _draw_faces(out, result.faces, ids, result.how, show_scores, names=names)
     if hud is not None:
         _draw_hud(out, hud)
     return out

@@ -7,6 +7,7 @@ order of :data:`LANDMARK_NAMES`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -170,6 +171,32 @@ class Frame:
     captured: float
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a tracked face is, as far as the evidence of its track goes (live identification).
+
+    Attributes:
+        name: the enrolled person's name, or ``None``: unknown (no match under the
+            recogniser's threshold, or not enough evidence yet).
+        distance: the weighted mean embedding distance to ``name`` (to the nearest enrolled
+            person when unknown); ``None`` before the first embedding of the track.
+        votes: embeddings of this track so far.
+        settled: enough votes were cast for a decision (``name`` may still be ``None``).
+    """
+
+    name: str | None = None
+    distance: float | None = None
+    votes: int = 0
+    settled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"name": ..., "distance": ..., "votes": ...}`` (events, the API)."""
+        d = self.distance
+        return {"name": self.name,
+                "distance": None if d is None or not math.isfinite(d) else round(float(d), 4),
+                "votes": int(self.votes)}
+
+
 #: How a face on a frame was obtained (FrameResult.how, events' ``obtained``).
 HOW = ("detected", "refined", "tracked")
 
@@ -193,6 +220,8 @@ class FrameResult:
             refined), ``tracked`` (faces carried only) or ``skipped`` (a still scene with no
             face: the detector did not run, see motion gating in :mod:`livefaces.schedule`).
             Left out, it follows ``detected``.
+        identities: per face, its track's :class:`Identity` (live identification); empty
+            when no identifier runs.
     """
 
     frame: Frame
@@ -202,6 +231,7 @@ class FrameResult:
     face_detected: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
     how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
     mode: str = ""
+    identities: tuple[Identity, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.face_detected) != len(self.faces):
@@ -317,6 +347,9 @@ class PipelineStats:
     uptime: float
     cpu_seconds: float = 0.0
     """process CPU time (user + system) since the pipeline started"""
+    identify: Any = None
+    """live identification's counters (:class:`~livefaces.identify.live.IdentifyStats`:
+    requested, dropped, embedded, errors, embed_ms, people, alive), None without it"""
 
     def source(self, name: str | None = None) -> SourceStats:
         """The stats of source ``name`` (default: the first)."""

@@ -156,7 +156,8 @@ def detect_only(args: argparse.Namespace) -> int:
             best[name] = min(best.get(name, 1e9), time.perf_counter() - t0)
     h, w = frames[0].shape[:2]
     print(f"detection only: {len(frames)} frames of {w}x{h} from {args.video.name}, batch {args.batch}, "
-          f"min face {args.min_face:g}, factor {args.factor:g}; best of {args.repeat}")
+          f"min face {args.min_face:g}, factor {args.factor:g}; best of {args.repeat}; "
+          f"{cpu_model()}, {os.cpu_count()} cores")
     peer = best.get(f"facenet-pytorch MTCNN ({args.peer_device})")
     print()
     print("| detector | frames/s | vs facenet-pytorch | all 72,000 frames of the seed's movie |")
@@ -166,6 +167,15 @@ def detect_only(args: argparse.Namespace) -> int:
         ratio = f"{peer / sec:.2f}×" if peer else "-"
         print(f"| {name} | {fps:.1f} | {ratio} | {72000 / fps / 60:.1f} min |")
     return 0
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -233,7 +243,7 @@ def main() -> int:
           f"batch {args.batch} video frames ({max(1, args.batch // args.stride)} detected per call), "
           f"min face {args.min_face:g}, factor {args.factor:g}, margin {args.margin:g}, "
           f"{args.threads} threads")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; "
           f"load avg before {load_before[0]:.2f}, after {load_after[0]:.2f}; {uptime}")
     print()
     print(f"best of {args.repeat} alternated runs; all run times (s): "

@@ -93,10 +93,10 @@ def portraits() -> list[np.ndarray]:
     return out
 
 
-def write_meeting(folder: Path, people: list[np.ndarray], empty: bool = False) -> Path:
-    """A 3x2 gallery at 1280x720; each tile's person drifts and zooms slightly (periods that
-    divide the loop, so it loops without a jump)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def meeting_frames(people: list[np.ndarray], empty: bool = False,
+                   indices: range | list[int] = range(N_FRAMES)):  # type: ignore[no-untyped-def]
+    """Frames of a 3x2 gallery at 1280x720 (RGB); each tile's person drifts and zooms slightly
+    (periods that divide the loop, so it loops without a jump)."""
     tw, th = W // 3, H // 2
     rng = np.random.default_rng(1)
     phases = rng.uniform(0, 2 * np.pi, (6, 3))
@@ -105,7 +105,7 @@ def write_meeting(folder: Path, people: list[np.ndarray], empty: bool = False) -
     for k in range(6):
         r, c = divmod(k, 3)
         backdrop[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = (40 + 25 * k, 60 + 10 * k, 70)
-    for i in range(N_FRAMES):
+    for i in indices:
         img = backdrop.copy()
         for k, p in enumerate(people):
             if empty:
@@ -125,6 +125,13 @@ def write_meeting(folder: Path, people: list[np.ndarray], empty: bool = False) -
             bx, by = min(x0 + ww, (c + 1) * tw), min(y0 + hh, (r + 1) * th)
             if bx > ax and by > ay:
                 img[ay:by, ax:bx] = small[ay - y0:by - y0, ax - x0:bx - x0]
+        yield img
+
+
+def write_meeting(folder: Path, people: list[np.ndarray], empty: bool = False) -> Path:
+    """:func:`meeting_frames` as numbered JPEGs in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(meeting_frames(people, empty)):
         cv2.imwrite(str(folder / f"frame{i:05d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 92])
     return folder

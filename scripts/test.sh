@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # torch is pinned inside the [dev] extra (an unpinned torch pulls GBs of CUDA wheels).
+# [dev] also holds the identify extra's packages (dlib-bin, face-recognition-models: a 100 MB
+# source archive of model files), so tests/test_identify.py runs for real.
 "$PY" -m pip install -q --disable-pip-version-check -e ".[dev]"
 # facenet-pytorch: the source of the weights and the peer; it pins torch<2.3, hence --no-deps.
 "$PY" -m pip install -q --disable-pip-version-check --no-deps facenet-pytorch==2.6.0

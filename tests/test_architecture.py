@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "livefaces"
 
 GROUND = {"types", "errors", "ringbuffer", "meter", "geometry", "redact", "specs",
           "detect.options"}  # plain settings data (imports errors only), kept beside the engines
-TOOLBOX = {"render", "align"}
+TOOLBOX = {"render", "align", "blur"}
 ADAPTERS = {"avio", "imageio", "window"}
 ROOTS = {"pipeline", "cli", "extract", "__main__", "", "serve.app"}
 _NAMED = ROOTS | GROUND  # groups spelled with a dot

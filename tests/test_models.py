@@ -99,3 +99,17 @@ def test_weights_npz_equals_facenet_state_dicts():
         assert sa.keys() == sb.keys()
         for k in sa:
             assert torch.equal(sa[k], sb[k]), k
+
+
+def test_padded_first_layer_gives_the_same_outputs():
+    torch = pytest.importorskip("torch")
+    from livefaces.detect import torch_nets as tn
+
+    _, rnet, _ = tn.load_nets_npz(str(MODELS / "mtcnn_weights.npz"))
+    padded = tn.pad_first_layer(rnet)
+    assert padded.conv1.out_channels == 32 and padded.conv2.in_channels == 32
+    assert rnet.conv1.out_channels == 28  # the original is left alone
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((6, 3, 24, 24), dtype=np.float32))
+    with torch.no_grad():
+        for a, b in zip(rnet(x), padded(x)):
+            assert np.abs(a.numpy() - b.numpy()).max() <= 1e-5

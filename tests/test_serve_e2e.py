@@ -14,6 +14,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -127,9 +128,17 @@ detector:
         assert n >= 2 and "lobby face." in feed
         assert green > 200, f"no face box in the live view ({green} px); screenshot in {tmp_path}"
 
-        # metrics count what the broker acknowledged
+        # metrics count what the broker acknowledged (statistics reach the hub once a second:
+        # the page may have shown the first frames before the first snapshot with counts)
         req = urllib.request.Request(base + "metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-        text = urllib.request.urlopen(req, timeout=10).read().decode()
+        deadline = time.monotonic() + 15
+        while True:
+            text = urllib.request.urlopen(req, timeout=10).read().decode()
+            if re.search(r'livefaces_events_published_total\{camera="lobby"\} [1-9]', text) and \
+                    re.search(r'livefaces_frames_refined_total\{camera="lobby"\} [1-9]', text) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         m = re.search(r'livefaces_events_published_total\{camera="lobby"\} (\d+)', text)
         assert m and int(m.group(1)) >= 1, text
         assert re.search(r'livefaces_verified_fps\{camera="lobby"\} [1-9]', text), text

@@ -216,3 +216,22 @@ def test_wheel_doctor_flags_two_onnx_runtimes(installed, tmp_path):
     assert re.search(r"^onnx runtime +onnxruntime \d\S*, onnxruntime-gpu 1\.31\.1$", r.stdout, re.M)
     problem = [line for line in r.stdout.splitlines() if line.startswith("PROBLEM")]
     assert len(problem) == 1 and "pip uninstall -y onnxruntime onnxruntime-gpu" in problem[0]
+
+
+def test_wheel_people_without_the_identify_extra(installed, tmp_path):
+    """The wheel ships livefaces.identify; without the identify extra (not installed here),
+    naming faces is a one-line error saying what to install, and nothing is written."""
+    bin_dir, work = installed
+    r = _run([str(bin_dir / "python"), "-c",
+              "import livefaces.identify as i; print(i.Gallery.empty().names)"], cwd=work)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+    photo = _photo(tmp_path)
+    for args in (["people", "add", "grace", str(photo), "--people", str(tmp_path / "people")],
+                 ["detect", str(photo), "--people", str(tmp_path)]):
+        r = _cli(installed, *args)
+        assert r.returncode == 3 and r.stderr.count("\n") == 1, r.stderr
+        assert "install livefaces[identify]" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "people").exists()
+    r = _cli(installed, "doctor")
+    assert re.search(r"^identify +not installed \(optional, for --people: pip install "
+                     r"'livefaces\[identify\]'\)$", r.stdout, re.M), r.stdout

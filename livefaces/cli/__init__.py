@@ -20,7 +20,7 @@ from ..errors import LiveFacesError
 from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_SETUP, silence_stdout
 
 #: sub-command modules, in the order ``--help`` lists them
-COMMANDS = ["demo", "detect", "doctor", "extract", "preview", "serve", "watch"]
+COMMANDS = ["demo", "detect", "doctor", "extract", "people", "preview", "serve", "watch"]
 
 __doc__ = (__doc__ or "") + "\n".join(f"    {code:>3}  {what}" for code, what in EXIT_CODES.items())
 

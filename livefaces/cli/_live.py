@@ -92,6 +92,18 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "moves outside them (default: 1)")
     g.add_argument("--motion-threshold", type=float, default=0.2, metavar="PCT",
                    help="a frame moves when more than PCT %% of it changes (default: 0.2)")
+    g = p.add_argument_group(
+        "known people (the identify extra)",
+        "Each face track is named from votes over its frames: its first frames of adequate "
+        "size, then one a second, embedded in a worker process so detection never waits; a "
+        "face that matches nobody stays unknown. Events carry 'identity' and face.identified "
+        "says when a track's name is settled (docs/identify.md).")
+    g.add_argument("--people", type=Path, metavar="DIR",
+                   help="recognise the people of this folder (made by 'livefaces people add "
+                        "NAME PHOTO... --people DIR')")
+    g.add_argument("--blur-unknown", action="store_true",
+                   help="blur faces that are not recognised in --record and the window "
+                        "(without --people: every face)")
     g = p.add_argument_group("output and limits")
     g.add_argument("--stats", type=Path, metavar="FILE.json",
                    help="at exit, write the run's statistics to FILE.json: frames, captured, "
@@ -142,11 +154,7 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
     ``sinks``: a list, or a function of the source's ``live`` flag returning one (a sink whose
     drop policy depends on it: its runner takes the policy when the pipeline is built).
     Raises LiveFacesError/ValueError for unusable input (one line)."""
-    from ..pipeline import Pipeline
-    from ..publish.record import RecordSink
-    from ..publish.snapshots import SnapshotSink
     from ..sources import open_source
-    from ._common import make_detector
 
     spec = args.source if args.source is not None else demo_clip()
     source = open_source(spec, transport=args.transport, loop=args.loop, realtime=args.realtime)
@@ -161,6 +169,23 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
         raise LiveFacesError(f"{args.stats}: folder {args.stats.parent} does not exist")
     capture = CaptureOptions(stall_timeout=args.stall_timeout, open_timeout=args.open_timeout,
                              retry_at_start=args.retry)
+    identifier = make_identifier(args)  # before any output file is made: it may fail
+    try:
+        return _assemble(args, source, sinks, policy, gate, motion, capture, identifier)
+    except BaseException:
+        if identifier is not None:
+            identifier.close()
+        raise
+
+
+def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: DetectPolicy,
+              gate: GateOptions, motion: MotionOptions, capture: CaptureOptions,
+              identifier: Any) -> Any:
+    from ..pipeline import Pipeline
+    from ..publish.record import RecordSink
+    from ..publish.snapshots import SnapshotSink
+    from ._common import make_detector
+
     if args.snapshots:
         try:
             sinks.append(SnapshotSink(args.snapshots))
@@ -170,12 +195,26 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
         if not args.record.parent.is_dir():
             raise LiveFacesError(f"{args.record}: folder {args.record.parent} does not exist")
         sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=True,
-                                live=source.live))
+                                live=source.live, blur_unknown=args.blur_unknown))
     detector = make_detector(args)
     p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
                  update_interval=args.update_interval, max_frames=args.max_frames,
-                 duration=args.duration, gate=gate, motion=motion, stats_interval=HUD_INTERVAL)
+                 duration=args.duration, gate=gate, motion=motion, stats_interval=HUD_INTERVAL,
+                 identifier=identifier)
     return p, source.live
+
+
+def make_identifier(args: argparse.Namespace) -> Any:
+    """The started :class:`~livefaces.identify.live.LiveIdentifier` of ``--people`` (None
+    without it); LiveFacesError (one line) when the folder or the identify extra is unusable."""
+    if getattr(args, "people", None) is None:
+        return None
+    if not args.people.is_dir():
+        raise LiveFacesError(f"{args.people}: no such people folder (make one with "
+                             "'livefaces people add NAME PHOTO...')")
+    from ..identify.live import LiveIdentifier
+
+    return LiveIdentifier(args.people).start()
 
 
 class Signals:
@@ -251,6 +290,11 @@ def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
         "tracked": s.frames_tracked, "skipped_no_motion": s.frames_skipped,
         "latency_ms": latency, "cpu_seconds": round(st.cpu_seconds, 3),
         "wall_seconds": round(st.uptime, 3), "live": s.live, "policy": st.policy,
+        **({"identify": {"requested": st.identify.requested, "dropped": st.identify.dropped,
+                         "embedded": st.identify.embedded, "errors": st.identify.errors,
+                         "embed_ms": None if st.identify.embed_ms is None
+                         else round(st.identify.embed_ms, 1)}}
+           if st.identify is not None else {}),
     }
 
 

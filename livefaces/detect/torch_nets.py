@@ -143,13 +143,53 @@ class _Identity(nn.Module):
         return x
 
 
-def export_form(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` rewritten for fast ONNX Runtime execution (same outputs to ~1e-6):
-    every ``PReLU`` becomes :class:`ReluPReLU`, the face/not-face softmax becomes
-    :class:`FaceLogit`."""
+def pad_first_layer(net: nn.Module, block: int = 16) -> nn.Module:
+    """A copy of ``net`` whose ``conv1`` has a multiple of ``block`` output channels: the extra
+    filters are zero (bias 0, PReLU slope 0) and ``conv2`` gives them zero weights, so the
+    outputs are the same (up to summation order in the kernels).
+
+    ONNX Runtime's blocked NCHWc layout (16 channels with AVX-512) pools only tensors whose
+    channel count is a multiple of the block: R-Net's 28 channels made it reorder to NCHW
+    around ``pool1`` and back. Padded to 32, 16 crops on one core (Intel Xeon, Sapphire
+    Rapids): 0.77 -> 0.67 ms. P-Net (10 -> 16) gained nothing (2.82 vs 2.83 ms per 1080p band)
+    and is left as it is.
+    """
     import copy
 
     out = copy.deepcopy(net)
+    c1, p1, c2 = out.conv1, out.prelu1, out.conv2  # type: ignore[union-attr]
+    assert isinstance(c1, nn.Conv2d) and isinstance(p1, nn.PReLU) and isinstance(c2, nn.Conv2d)
+    n = c1.out_channels
+    m = -(-n // block) * block
+    if m == n:
+        return out
+    with torch.no_grad():
+        conv1 = nn.Conv2d(c1.in_channels, m, c1.kernel_size)  # type: ignore[arg-type]
+        conv1.weight.zero_()
+        conv1.weight[:n] = c1.weight
+        assert conv1.bias is not None and c1.bias is not None
+        conv1.bias.zero_()
+        conv1.bias[:n] = c1.bias
+        prelu1 = nn.PReLU(m)
+        prelu1.weight.zero_()
+        prelu1.weight[:n] = p1.weight
+        conv2 = nn.Conv2d(m, c2.out_channels, c2.kernel_size)  # type: ignore[arg-type]
+        conv2.weight.zero_()
+        conv2.weight[:, :n] = c2.weight
+        assert conv2.bias is not None and c2.bias is not None
+        conv2.bias.copy_(c2.bias)
+    out.conv1, out.prelu1, out.conv2 = conv1, prelu1, conv2
+    return out
+
+
+def export_form(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` rewritten for fast ONNX Runtime execution (same outputs to ~1e-6):
+    every ``PReLU`` becomes :class:`ReluPReLU`, the face/not-face softmax becomes
+    :class:`FaceLogit`, R-Net's first layer is padded to 32 channels
+    (:func:`pad_first_layer`)."""
+    import copy
+
+    out = pad_first_layer(net) if isinstance(net, RNet) else copy.deepcopy(net)
     for name, child in list(out.named_children()):
         if isinstance(child, nn.PReLU):
             setattr(out, name, ReluPReLU(child))

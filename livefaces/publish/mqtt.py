@@ -10,6 +10,8 @@ Topics, with ``prefix`` = ``livefaces`` by default::
     <prefix>/available          "online" / "offline", retained; "offline" is also the last will
     <prefix>/<camera>/events    one JSON event (the JSON Lines schema) per face.* event, QoS 1
     <prefix>/<camera>/status    the latest source.status event of the camera, retained, QoS 1
+    <prefix>/<camera>/people/<name>   "present" / "absent", retained, QoS 1 (live identification:
+                                present while a face on the camera is identified as <name>)
 
 Delivery: QoS 1. While the broker is unreachable, events wait in a bounded buffer
 (``buffer`` events, policy **drop oldest**, counted in ``dropped``); paho reconnects in its
@@ -66,7 +68,7 @@ class MqttPublisher:
         self.host, self.port = host, int(port)
         self.prefix = topic_prefix.rstrip("/")
         self.availability_topic = f"{self.prefix}/available"
-        self._buffer: collections.deque[tuple[str, bytes, bool]] = collections.deque()
+        self._buffer: collections.deque[tuple[str, bytes, bool, str]] = collections.deque()
         self._capacity = int(buffer)
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -193,11 +195,23 @@ class MqttPublisher:
         kind = "status" if event.get("type") in EVENT_TYPES_TO_STATUS else "events"
         topic = f"{self.prefix}/{_topic_level(camera)}/{kind}"
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self._queue(topic, payload, kind == "status", _topic_level(camera))
+
+    def publish_presence(self, camera: str, name: str, present: bool) -> None:
+        """``<prefix>/<camera>/people/<name>``: ``present`` or ``absent``, retained (a Home
+        Assistant binary sensor per person and camera); never blocks."""
+        if self._closed:
+            return
+        cam = _topic_level(camera)
+        self._queue(f"{self.prefix}/{cam}/people/{_topic_level(name)}",
+                    b"present" if present else b"absent", True, cam)
+
+    def _queue(self, topic: str, payload: bytes, retain: bool, camera: str) -> None:
         with self._lock:
             if len(self._buffer) >= self._capacity:
                 self._buffer.popleft()
                 self._count("dropped")
-            self._buffer.append((topic, payload, kind == "status"))
+            self._buffer.append((topic, payload, retain, camera))
         self._wake.set()
 
     def _sender(self) -> None:
@@ -215,7 +229,7 @@ class MqttPublisher:
                 if not self._buffer:
                     return
                 item = self._buffer[0]
-            topic, payload, retain = item
+            topic, payload, retain, camera = item
             info = self._client.publish(topic, payload, qos=1, retain=retain)
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE or (final and info.rc != mqtt.MQTT_ERR_SUCCESS):
                 return  # paho's queue is full: keep it; on_publish wakes us when there is room
@@ -227,7 +241,7 @@ class MqttPublisher:
                 self._count("errors")
                 log.warning("MQTT publish to %s failed: %s", topic, mqtt.error_string(info.rc))
             else:
-                self._track(info.mid, topic.split("/")[-2])
+                self._track(info.mid, camera)
 
     def _count(self, key: str) -> None:
         """One more ``key``: counters change on the sender's, the caller's and paho's threads,

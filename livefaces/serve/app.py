@@ -38,6 +38,87 @@ from .hub import Hub
 log = logging.getLogger(__name__)
 
 
+class Presence:
+    """Who is on which camera now, from the face events: a name is present on a camera while
+    one of its tracks there is identified as that name (``face.identified`` sets or changes a
+    track's name, ``face.lost`` ends the track). Used on one sink thread only."""
+
+    def __init__(self, names: tuple[str, ...] | list[str]) -> None:
+        self.names = tuple(names)
+        self._tracks: dict[tuple[str, int], str] = {}
+        self.last_seen: dict[str, tuple[str, str]] = {}  # name -> (camera, ISO time)
+
+    def here(self, camera: str) -> set[str]:
+        return {n for (c, _), n in self._tracks.items() if c == camera}
+
+    def update(self, event: dict[str, Any]) -> list[tuple[str, str, bool]]:
+        """The ``(camera, name, present)`` changes ``event`` makes."""
+        kind = event.get("type")
+        if kind not in ("face.identified", "face.updated", "face.lost"):
+            return []
+        cam, tid = str(event.get("source")), event.get("track_id")
+        name = (event.get("identity") or {}).get("name")
+        if isinstance(name, str) and kind != "face.lost":
+            self.last_seen[name] = (cam, str(event.get("time")))
+        if kind == "face.updated" or not isinstance(tid, int):
+            return []
+        before = self.here(cam)
+        if kind == "face.lost" or not isinstance(name, str):
+            self._tracks.pop((cam, tid), None)
+        else:
+            self._tracks[(cam, tid)] = name
+        after = self.here(cam)
+        return ([(cam, n, True) for n in sorted(after - before)]
+                + [(cam, n, False) for n in sorted(before - after)])
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """``[{name, present: [cameras], last_seen, last_camera}]`` for ``/api/people``."""
+        where: dict[str, set[str]] = {}
+        for (cam, _), n in self._tracks.items():
+            where.setdefault(n, set()).add(cam)
+        return [{"name": n, "present": sorted(where.get(n, ())),
+                 "last_seen": self.last_seen.get(n, (None, None))[1],
+                 "last_camera": self.last_seen.get(n, (None, None))[0]} for n in self.names]
+
+
+class PresenceSink(BaseSink):
+    """Turns face events into presence: retained ``<prefix>/<camera>/people/<name>``
+    ``present``/``absent`` on MQTT (every name starts ``absent`` on every camera) and the
+    hub's people list (``/api/people``, the page). Results are not needed (one slot)."""
+
+    result_queue = 1
+
+    def __init__(self, presence: Presence, hub: Hub, cameras: list[str],
+                 publisher: Any = None) -> None:
+        self.presence, self.hub, self.publisher = presence, hub, publisher
+        self.cameras = cameras
+        self._announced = False
+
+    def announce(self) -> None:
+        """Every name ``absent`` on every camera (so the entities exist before anyone comes)."""
+        if self.publisher is not None and not self._announced:
+            for cam in self.cameras:
+                for n in self.presence.names:
+                    self.publisher.publish_presence(cam, n, False)
+        self._announced = True
+        self.hub.put_people(self.presence.snapshot())
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        changes = self.presence.update(event)
+        if self.publisher is not None:
+            for cam, name, present in changes:
+                self.publisher.publish_presence(cam, name, present)
+        if changes or event.get("type") in ("face.identified", "face.updated"):
+            self.hub.put_people(self.presence.snapshot())
+
+    def close(self) -> None:
+        """The run ends: everyone present is marked ``absent`` (before MQTT says offline)."""
+        if self.publisher is not None:
+            for cam in self.cameras:
+                for n in sorted(self.presence.here(cam)):
+                    self.publisher.publish_presence(cam, n, False)
+
+
 class HubSink(BaseSink):
     """Feeds the hub; the web page only needs the newest frame, so a slow hub drops old ones.
     Statistics snapshots go to ``on_stats`` (the server turns them into what the hub shows)."""
@@ -155,7 +236,10 @@ class CameraServer:
         cams = config.enabled_cameras
         if not cams:
             raise ValueError("no enabled camera in the configuration")
-        self.hub = Hub(config.cameras, jpeg_quality=config.web.jpeg_quality)
+        people = config.people
+        self.hub = Hub(config.cameras, jpeg_quality=config.web.jpeg_quality,
+                       blur_unknown=bool(people and people.blur_unknown),
+                       unknown_crops=people.unknown_crops if people else 0)
         det_min = min(c.min_face_size for c in cams)
         if detector is None:
             from ..detect.engine import make_engine
@@ -179,19 +263,49 @@ class CameraServer:
             self.publisher = MqttPublisher(m.host, m.port, username=m.username, password=m.password,
                                            client_id=m.client_id, topic_prefix=m.topic_prefix,
                                            buffer=m.buffer, keepalive=m.keepalive)
+        self.identifier: Any = None
+        self.presence: PresenceSink | None = None
+        if people is not None:
+            from ..identify.live import LiveIdentifier
+
+            self.identifier = LiveIdentifier(people.folder)
+            # before the MQTT publisher: "absent" goes out before "offline" at the end
+            self.presence = PresenceSink(Presence(()), self.hub, [c.name for c in cams],
+                                         self.publisher)
+            sinks.append(self.presence)
+        if self.publisher is not None:
             sinks.append(self.publisher)  # a Sink: events to the broker
         self.pipeline = Pipeline(
             cameras, detector, policy=PerCameraRate(), sinks=sinks,
-            capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0))
+            capture=capture or CaptureOptions(retry_at_start=True, backoff_max=30.0),
+            identifier=self.identifier)
         self.web = None
         if config.web.enabled if web is None else web:
             from .web import WebServer
 
-            self.web = WebServer(self.hub, config.web)
+            self.web = WebServer(self.hub, config.web,
+                                 name_face=self.name_face if people is not None else None)
         self.rate_watch = RateWatch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
         self._pipeline_started = False
+
+    def name_face(self, face_id: str, name: str) -> list[str]:
+        """Enrol the kept unknown face ``face_id`` (``camera.track_id``) as ``name`` through
+        the identification worker; the people now enrolled. KeyError: no such face kept."""
+        got = self.hub.unknown_face(face_id)
+        if got is None or self.identifier is None or self.presence is None:
+            raise KeyError(face_id)
+        names = self.identifier.enrol(name, *got)
+        self.hub.forget_unknown(face_id)
+        p = self.presence
+        if name not in p.presence.names:
+            p.presence.names = tuple(names)  # a new person: absent everywhere to begin with
+            if self.publisher is not None:
+                for cam in p.cameras:
+                    self.publisher.publish_presence(cam, name, False)
+        self.hub.put_people(p.presence.snapshot())
+        return list(names)
 
     def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
         return camera_health(s, self.hub.last_status(s.name), now)  # the pipeline has enabled ones only
@@ -245,12 +359,19 @@ class CameraServer:
     def start(self) -> CameraServer:
         """Bind the web port first (a taken port raises OSError before anything else runs; the
         server is then safe to :meth:`stop`), then MQTT and the pipeline. The hub gets a first
-        statistics snapshot at once (every camera "starting"); the pipeline pushes the rest."""
+        statistics snapshot at once (every camera "starting"); the pipeline pushes the rest.
+        With ``people:``, the identification worker loads the people folder first (a
+        :class:`~livefaces.errors.LiveFacesError` if it cannot)."""
+        if self.identifier is not None and self.presence is not None:
+            self.identifier.start()
+            self.presence.presence = Presence(self.identifier.names)
         self._on_stats(self.pipeline.stats())
         if self.web is not None:
             self.web.start()
         if self.publisher is not None:
             self.publisher.start()
+        if self.presence is not None:
+            self.presence.announce()
         self.pipeline.start()
         self._pipeline_started = True
         return self
@@ -265,8 +386,11 @@ class CameraServer:
         ok = True
         if self._pipeline_started:
             ok = self.pipeline.stop(timeout * 0.6)
-        elif self.publisher is not None:
-            self.publisher.close()
+        else:
+            if self.publisher is not None:
+                self.publisher.close()
+            if self.identifier is not None:
+                self.identifier.close()
         if self.web is not None:
             self.web.stop(max(0.5, timeout - (time.monotonic() - t0)))
         return ok

@@ -15,6 +15,7 @@ The file (see ``docs/serve.md`` for the full reference)::
     web: {host: 127.0.0.1, port: 8780, token: "${LIVEFACES_TOKEN}", stream_fps: 5}
     mqtt: {host: 127.0.0.1, port: 1883}
     detector: {threads: 2}
+    people: {folder: /var/lib/livefaces/people}   # known people, recognised live
 
 Every mistake is reported as ``FILE:LINE: dotted.field: what is wrong`` (all of them at once,
 not just the first) by :class:`ConfigError`. Unknown keys are errors (a typo must not be
@@ -149,6 +150,25 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class PeopleConfig:
+    """Known people, recognised live (``None`` in :class:`ServeConfig` = no identification;
+    needs the ``identify`` extra).
+
+    Attributes:
+        folder: the people folder, made by ``livefaces people add NAME PHOTO... --people
+            DIR`` (docs/identify.md); relative paths against the current directory.
+        blur_unknown: blur the faces that are not recognised (not yet, or not at all) in the
+            web page's live view and snapshots.
+        unknown_crops: how many recent unknown faces are kept in memory (one crop each, never
+            written to disk) so that someone can name them on the web page (0: none).
+    """
+
+    folder: str
+    blur_unknown: bool = False
+    unknown_crops: int = 8
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """A whole ``serve`` configuration.
 
@@ -163,6 +183,7 @@ class ServeConfig:
     mqtt: MqttConfig | None = None
     detector: DetectorOptions = field(default_factory=DetectorOptions)
     source: str = "<command line>"
+    people: PeopleConfig | None = None
 
     def __post_init__(self) -> None:
         # one engine for all cameras: it runs at the smallest face any enabled camera wants
@@ -339,7 +360,12 @@ DETECTOR_FIELDS = {
     "threads": _optional(_num(1, 256, integer=True)),
     "providers": _optional(_choice("cpu", "cuda")),
 }
-TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector")
+PEOPLE_FIELDS = {
+    "folder": _str(hint="a people folder made by 'livefaces people add'"),
+    "blur_unknown": _bool,
+    "unknown_crops": _num(0, 100, integer=True),
+}
+TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector", "people")
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -533,6 +559,16 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
         mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",), at=top["mqtt"][0])
         if "host" in mvals:
             mqtt = MqttConfig(**mvals)
+    people = None
+    if "people" in top:
+        pnode = top["people"][1]
+        pvals = v.fields(pnode, "people", PEOPLE_FIELDS, required=("folder",), at=top["people"][0])
+        if "folder" in pvals:
+            people = PeopleConfig(**pvals)
+            if check_machine and not Path(people.folder).is_dir():
+                v.problem(v.nodes.get("people.folder"), "people.folder",
+                          f"no such folder (got {people.folder!r}); make it with 'livefaces "
+                          "people add NAME PHOTO... --people DIR'")
     det = _detector_options(v, dvals, [c for c in cameras if c.enabled],
                             engine_check if check_machine else None)
     if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
@@ -541,7 +577,8 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
                   "loopback): set web.token (e.g. token: \"${LIVEFACES_TOKEN}\") or bind 127.0.0.1")
     if v.problems:
         raise ConfigError(v.problems)
-    return ServeConfig(cameras=tuple(cameras), web=web, mqtt=mqtt, detector=det, source=filename)
+    return ServeConfig(cameras=tuple(cameras), web=web, mqtt=mqtt, detector=det, source=filename,
+                       people=people)
 
 
 def _detector_options(v: _Validator, vals: dict[str, Any], cameras: list[CameraConfig],
@@ -629,14 +666,14 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
                  detect_fps: float = 5.0, min_face_size: float = MIN_FACE_SIZE, host: str | None = None,
                  port: int | None = None, token: str | None = None, mqtt: str | None = None,
                  engine: str | None = None, device: str | None = None, threads: int | None = None,
-                 env: dict[str, str] | None = None, engine_check: EngineCheck | None = None
-                 ) -> ServeConfig:
+                 env: dict[str, str] | None = None, engine_check: EngineCheck | None = None,
+                 people: str | None = None) -> ServeConfig:
     """The one validation path of ``livefaces serve``: ``--check-config`` and starting the server
     both call this, so a configuration that checks out is one ``serve`` accepts.
 
     Reads ``config_file`` (or builds a config from ``sources``), applies the command-line
     overrides (``host``, ``port``, ``token``, ``mqtt`` as ``HOST[:PORT]``, the detector's
-    ``engine``, ``device`` and ``threads``), checks them with the
+    ``engine``, ``device`` and ``threads``, ``people``: the people folder), checks them with the
     same rules as the file, checks that the files of enabled cameras exist, and that a
     non-loopback bind has a token (``token``, ``web.token``, or ``$LIVEFACES_TOKEN`` in ``env``).
     Raises :class:`ConfigError` listing every problem.
@@ -694,6 +731,12 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
     det_over = {key: check(f"--{key}", DETECTOR_FIELDS[key], value)
                 for key, value in (("engine", engine), ("device", device), ("threads", threads))
                 if value is not None}
+    pc = cfg.people if cfg is not None else None
+    if people is not None:
+        folder = check("--people", PEOPLE_FIELDS["folder"], people)
+        if folder and not Path(folder).is_dir():
+            problems.append(f"--people: no such folder (got {people!r})")
+        pc = dataclasses.replace(pc, folder=folder) if pc else PeopleConfig(folder=folder)
     if problems or cfg is None:
         raise ConfigError(problems)
     det = cfg.detector
@@ -704,7 +747,7 @@ def build_config(config_file: str | os.PathLike[str] | None = None, sources: lis
             if bad:
                 flags = " ".join(f"--{k} {det_over[k]}" for k in ("engine", "device") if k in det_over)
                 raise ConfigError([f"{flags}: {bad}"])
-    return dataclasses.replace(cfg, web=web, mqtt=mq, detector=det)
+    return dataclasses.replace(cfg, web=web, mqtt=mq, detector=det, people=pc)
 
 
 # --------------------------------------------------------------------------- JSON Schema
@@ -814,6 +857,7 @@ def config_schema() -> dict[str, Any]:
             "web": _nullable({"$ref": "#/$defs/web"}),
             "mqtt": {"$ref": "#/$defs/mqtt"},
             "detector": _nullable({"$ref": "#/$defs/detector"}),
+            "people": {"$ref": "#/$defs/people"},
         },
         "$defs": {
             "url": url,
@@ -823,5 +867,8 @@ def config_schema() -> dict[str, Any]:
             "mqtt": _section(MqttConfig, MQTT_FIELDS, required=("host",),
                              description="Publish events to an MQTT broker (leave out: no MQTT)."),
             "detector": detector,
+            "people": _section(PeopleConfig, PEOPLE_FIELDS, required=("folder",),
+                               description="Known people, recognised live (leave out: no "
+                               "identification; needs the identify extra)."),
         },
     }

@@ -21,9 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..blur import blur_unknown, names_of
 from ..meter import Latency, RateMeter
 from ..render import render_result
-from ..types import HOW, FrameResult, PipelineStats
+from ..types import HOW, Faces, FrameResult, PipelineStats
 from .config import CameraConfig
 
 
@@ -54,11 +55,15 @@ class Hub:
         events_capacity: recent events kept for ``/api/events`` (oldest dropped, counted in
             :attr:`events_dropped`).
         jpeg_quality: 1-100 for the annotated snapshots.
+        blur_unknown: blur faces without a recognised name in the annotated frames.
+        unknown_crops: keep one crop (the largest view) of each of this many recent tracks
+            that were settled as unknown, in memory only, for :meth:`unknown_faces`.
         clock: monotonic seconds (injectable in tests).
     """
 
     def __init__(self, cameras: tuple[CameraConfig, ...] | list[CameraConfig], *,
                  events_capacity: int = 1000, jpeg_quality: int = 80,
+                 blur_unknown: bool = False, unknown_crops: int = 0,
                  clock: Callable[[], float] = time.monotonic):
         self._cams = {c.name: _CameraState(c) for c in cameras}
         self._lock = threading.Lock()
@@ -78,6 +83,14 @@ class Hub:
         self._health: dict[str, Any] = {}
         self.pipeline_stats: PipelineStats | None = None
         self.publisher_stats: dict[str, Any] | None = None
+        self.blur_unknown = bool(blur_unknown)
+        self.people: list[dict[str, Any]] | None = None  # None: no identification
+        self.unknown_capacity = int(unknown_crops)
+        # (camera, track id) -> (area, crop RGB, the face in crop pixels, wall time): the
+        # oldest track is dropped beyond capacity
+        self._unknown: collections.OrderedDict[tuple[str, int],
+                                               tuple[float, np.ndarray, Faces, float]] = \
+            collections.OrderedDict()
 
     # ------------------------------------------------------------------ writers (pipeline)
 
@@ -107,6 +120,69 @@ class Hub:
                 self._detect_rate[camera].tick(now)
         if result.mode in ("detected", "refined"):  # frames the networks worked on
             self.latency[camera].add(max(0.0, now - result.frame.captured))
+            if self.unknown_capacity and result.identities:
+                self._keep_unknown(camera, result)
+
+    def _keep_unknown(self, camera: str, result: FrameResult) -> None:
+        """Keep the largest verified view of each track settled as unknown (bounded)."""
+        for i, ident in enumerate(result.identities):
+            if not ident.settled or ident.name is not None or result.how[i] == "tracked":
+                continue
+            x1, y1, x2, y2 = (float(v) for v in result.faces.boxes[i])
+            area = (x2 - x1) * (y2 - y1)
+            key = (camera, int(result.track_ids[i]))
+            with self._lock:
+                old = self._unknown.get(key)
+                if old is not None and old[0] >= area:
+                    continue
+            h, w = result.frame.image.shape[:2]
+            m = 0.3 * max(x2 - x1, y2 - y1)
+            a, b = int(max(0, x1 - m)), int(max(0, y1 - m))
+            crop = result.frame.image[b:int(min(h, y2 + m)), a:int(min(w, x2 + m))].copy()
+            off = np.array([a, b], np.float32)
+            f = result.faces.select(np.array([i]))
+            face = Faces(f.boxes - np.tile(off, 2), f.scores.copy(), f.landmarks - off)
+            with self._lock:
+                self._unknown[key] = (area, crop, face, time.time())
+                self._unknown.move_to_end(key)
+                while len(self._unknown) > self.unknown_capacity:
+                    self._unknown.popitem(last=False)
+
+    def unknown_faces(self) -> list[dict[str, Any]]:
+        """Recent unknown tracks (newest first): ``[{id, camera, track_id, seen}]``."""
+        with self._lock:
+            items = list(self._unknown.items())
+        return [{"id": f"{cam}.{tid}", "camera": cam, "track_id": tid,
+                 "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))}
+                for (cam, tid), (_, _, _, t) in reversed(items)]
+
+    def unknown_crop(self, face_id: str) -> np.ndarray | None:
+        """The kept crop (RGB) of ``camera.track_id``, or None."""
+        got = self.unknown_face(face_id)
+        return None if got is None else got[0]
+
+    def unknown_face(self, face_id: str) -> tuple[np.ndarray, Faces] | None:
+        """The kept crop of ``camera.track_id`` and the face in its pixels, or None."""
+        cam, _, tid = face_id.rpartition(".")
+        with self._lock:
+            item = self._unknown.get((cam, int(tid))) if tid.isdigit() else None
+        return None if item is None else (item[1], item[2])
+
+    def forget_unknown(self, face_id: str) -> None:
+        cam, _, tid = face_id.rpartition(".")
+        if tid.isdigit():
+            with self._lock:
+                self._unknown.pop((cam, int(tid)), None)
+
+    def put_people(self, people: list[dict[str, Any]]) -> None:
+        """The enrolled names and where each is now (from the presence sink)."""
+        with self._lock:
+            self.people = [dict(p) for p in people]
+
+    def people_status(self) -> list[dict[str, Any]] | None:
+        """``[{name, present: [cameras], last_seen, last_camera}]``; None without people."""
+        with self._lock:
+            return None if self.people is None else [dict(p) for p in self.people]
 
     def put_event(self, event: dict[str, Any]) -> None:
         """Append an event dict (the JSON Lines schema) to the recent-events ring."""
@@ -184,7 +260,7 @@ class Hub:
                 return None
             if cseq == seq and cached is not None:
                 return seq, cached
-            data = encode_jpeg(render_result(result), self.jpeg_quality)
+            data = encode_jpeg(annotate_result(result, self.blur_unknown), self.jpeg_quality)
             with self._lock:
                 st.jpeg, st.jpeg_seq = data, seq
             return seq, data
@@ -212,6 +288,9 @@ class Hub:
                     "faces_now_obtained": ({h: int((r.how == h).sum()) for h in HOW}
                                            if r is not None else {h: 0 for h in HOW}),
                     "newest_frame_mode": r.mode if r is not None else None,
+                    # names of the newest frame's faces (null: unknown); absent without people
+                    **({"faces_now_names": [i.name for i in r.identities]}
+                       if r is not None and r.identities else {}),
                     "faces_seen": st.faces_seen,
                     "events": st.events,
                     "last_seen": (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_seen_wall))
@@ -223,6 +302,13 @@ class Hub:
                 }
                 out[name].update(self._camera_stats.get(name, {}))
         return out
+
+
+def annotate_result(result: FrameResult, blur: bool = False) -> np.ndarray:
+    """The frame drawn for the page: unknown faces blurred first when ``blur``."""
+    if blur:
+        result = blur_unknown(result)
+    return render_result(result, names=names_of(result))
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:

@@ -141,6 +141,24 @@ class HubCollector(Collector):
                                   value=hub.events_dropped)
         yield GaugeMetricFamily("livefaces_uptime_seconds", "seconds since start",
                                 value=round(hub.clock() - hub.started, 3))
+        ident = getattr(hub.pipeline_stats, "identify", None)
+        if ident is not None:  # live identification: counts only, never a name or an embedding
+            for fam, value in (
+                (CounterMetricFamily("livefaces_identify_requests", "faces queued for embedding"),
+                 ident.requested),
+                (CounterMetricFamily("livefaces_identify_dropped", "embedding requests refused "
+                                     "because the worker's queue was full (drop_newest)"),
+                 ident.dropped),
+                (CounterMetricFamily("livefaces_identify_embeddings", "faces embedded and "
+                                     "matched by the worker"), ident.embedded),
+                (CounterMetricFamily("livefaces_identify_errors", "failed or timed-out "
+                                     "embeddings"), ident.errors),
+                (GaugeMetricFamily("livefaces_identify_people", "people enrolled"), ident.people),
+                (GaugeMetricFamily("livefaces_identify_worker_up", "1 while the identification "
+                                   "worker process runs"), 1.0 if ident.alive else 0.0),
+            ):
+                fam.add_metric([], _num(value))
+                yield fam
         if pub is not None:
             p = ["publisher"]
             for fam, key in (

@@ -16,6 +16,12 @@ Routes (all but ``/health`` need the token when one is configured)::
     GET /api/cameras/{name}/snapshot.jpg    newest annotated frame (503 before the first)
     GET /api/cameras/{name}/stream.mjpeg    live annotated MJPEG, ?fps= capped by web.stream_fps
     GET /api/events?since=ID&limit=N        {"events": [...], "next": ID} (JSON Lines schema)
+    GET /api/people                         {"enabled", "people": [{name, present: [cameras],
+                                            last_seen, last_camera}], "unknown": [{id, camera,
+                                            track_id, seen}]} (live identification; no embedding)
+    GET /api/people/unknown/{id}.jpg        the kept crop of a recent unknown face (404: gone)
+    POST /api/people/unknown/{id}           {"name": "ada"}: add that face to the people folder
+                                            as ada (enrolled at once); {"name", "people"}
 
 Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
 with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same path
@@ -198,11 +204,15 @@ class WebServer:
     ``/health`` and ``/metrics`` show the statistics the server pushed into the hub.
     """
 
-    def __init__(self, hub: Hub, config: WebConfig):
+    def __init__(self, hub: Hub, config: WebConfig,
+                 name_face: Callable[[str, str], list[str]] | None = None):
         if not is_loopback(config.host) and not config.token:
             raise ValueError("a token is required when binding a non-loopback address")
         self.hub = hub
         self.config = config
+        #: ``(unknown face id, name) -> enrolled names`` (the server's: through the
+        #: identification worker); KeyError for an unknown id, LiveFacesError for the rest
+        self.name_face = name_face
         self._token = config.token
         self._metrics: Any = None  # serve.metrics.Metrics, made at the first scrape
         self.port: int | None = None
@@ -227,6 +237,9 @@ class WebServer:
         r.add_get("/api/cameras/{name}/snapshot.jpg", self.snapshot)
         r.add_get("/api/cameras/{name}/stream.mjpeg", self.stream)
         r.add_get("/api/events", self.events)
+        r.add_get("/api/people", self.people)
+        r.add_get("/api/people/unknown/{id}.jpg", self.unknown_jpeg)
+        r.add_post("/api/people/unknown/{id}", self.name_unknown)
         return app
 
     @web.middleware
@@ -367,6 +380,49 @@ class WebServer:
             return _error(400, "since and limit must be integers (since = the 'next' of the last answer)")
         events, nxt = self.hub.events_since(since, limit)
         return _json({"events": events, "next": nxt})
+
+    async def people(self, request: web.Request) -> web.Response:
+        people = self.hub.people_status()
+        return _json({"enabled": people is not None, "people": people or [],
+                      "unknown": self.hub.unknown_faces()})
+
+    async def unknown_jpeg(self, request: web.Request) -> web.Response:
+        from .hub import encode_jpeg
+
+        crop = self.hub.unknown_crop(request.match_info["id"])
+        if crop is None:
+            return _error(404, "no such unknown face (only the most recent are kept)")
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, encode_jpeg, crop, self.hub.jpeg_quality)
+        return web.Response(body=data, content_type="image/jpeg",
+                            headers={"Cache-Control": "no-store"})
+
+    async def name_unknown(self, request: web.Request) -> web.Response:
+        """Enrol a kept unknown face under a name (JSON body ``{"name": ...}``)."""
+        from ..errors import LiveFacesError
+
+        if self.name_face is None:
+            return _error(404, "identification is off (no 'people:' in the configuration)")
+        if request.content_type != "application/json":
+            return _error(415, "send JSON: {\"name\": \"...\"}")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return _error(400, "give the person's name: {\"name\": \"...\"}")
+        face_id = request.match_info["id"]
+        try:
+            people = await asyncio.get_running_loop().run_in_executor(
+                None, self.name_face, face_id, name.strip())
+        except KeyError:
+            return _error(404, "no such unknown face (only the most recent are kept)")
+        except LiveFacesError as e:
+            return _error(400, str(e))
+        log.info("unknown face %s added to the people folder as %s", redact(face_id),
+                 redact(name.strip()))
+        return _json({"name": name.strip(), "people": people})
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -1,0 +1,163 @@
+"""``livefaces people``: the known people (add, list, remove) for ``--people``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+from ..imageio import read_image
+from ..types import Faces
+from ._common import EXIT_OK, add_detector_arguments, make_detector
+
+if TYPE_CHECKING:
+    from ..identify import Gallery, Recognizer
+
+NAME = "people"
+HELP = "known people for --people: add NAME PHOTO..., list, remove NAME"
+DESCRIPTION = """\
+Manage the folder of known people that 'detect --people', 'demo --people' and the live
+commands use to put names on faces. Each photo must show exactly that one person's face
+(faces less than half as wide as the largest, people in the background, are ignored); a
+person may have several photos (different light, glasses, years help).
+
+The folder holds one 128-number embedding and a small face thumbnail per photo, never the
+photos themselves. It is private: created with mode 0700 and files 0600; a folder other users
+can read is refused. Needs the 'identify' extra for 'add' (pip install 'livefaces[identify]').
+"""
+EPILOG = """\
+examples:
+  livefaces people add grace grace_hopper.jpg
+  livefaces people add obama obama1.jpg obama2.jpg --people ~/.config/livefaces/people
+  livefaces people list
+  livefaces people remove grace
+  livefaces detect photo.jpg --people people
+
+the folder: --people DIR, else $LIVEFACES_PEOPLE, else ./people.
+exit code 3: a photo that is unreadable or does not show exactly one face (named on stderr;
+nothing is written), an unsafe or damaged folder, an unknown name.
+"""
+
+
+def add_people_argument(p: argparse.ArgumentParser, *, default_env: bool) -> None:
+    """``--people DIR`` for commands that name faces (detect, demo) or manage people."""
+    if default_env:
+        p.add_argument("--people", type=Path, default=None, metavar="DIR",
+                       help="the known-people folder (default: $LIVEFACES_PEOPLE, else ./people)")
+    else:
+        p.add_argument("--people", type=Path, default=None, metavar="DIR",
+                       help="name the faces of the known people in DIR (see 'livefaces people'; "
+                            "needs the identify extra)")
+
+
+def open_people(people_dir: Path) -> tuple[Recognizer, Gallery]:
+    """The recognizer and the gallery of ``people_dir``, or a one-line error (the identify
+    extra missing, the folder missing, unsafe or damaged)."""
+    from ..identify import Gallery, Recognizer
+
+    recognizer = Recognizer()
+    return recognizer, Gallery.load(people_dir, recognizer.threshold)
+
+
+#: faces narrower than this share of the photo's widest face are background, not "another face"
+BACKGROUND_SHARE = 0.5
+
+
+def main_face(faces: Faces) -> Faces:
+    """The faces of an enrolment photo that count: the widest one and any other at least
+    :data:`BACKGROUND_SHARE` as wide (so one face is the person; two or more is ambiguous).
+    Small faces (people far behind, false positives) are left out."""
+    if len(faces) <= 1:
+        return faces
+    widths = faces.boxes[:, 2] - faces.boxes[:, 0]
+    keep = widths >= BACKGROUND_SHARE * widths.max()
+    order = np.argsort(-widths[keep], kind="stable")
+    return faces.select(np.flatnonzero(keep)[order])
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="people_action", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="add photos of a person (created if new)",
+                         description="Add one or more photos of NAME (each must show exactly one "
+                                     "face). All or nothing: one bad photo and nothing is written.")
+    add.add_argument("name", metavar="NAME",
+                     help="letters, digits, '_', '-', '.' (no spaces), at most 64 characters")
+    add.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, one face each")
+    add_detector_arguments(add)
+    lst = sub.add_parser("list", help="list the known people and their photos")
+    rm = sub.add_parser("remove", help="delete a person (their embeddings and thumbnails)")
+    rm.add_argument("name", metavar="NAME")
+    for q in (add, lst, rm):
+        add_people_argument(q, default_env=True)
+        q.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more log output on stderr (-v info, -vv debug)")
+
+
+def _folder(args: argparse.Namespace) -> Path:
+    from ..identify import default_people_dir
+
+    return args.people if args.people is not None else default_people_dir()
+
+
+def _add(args: argparse.Namespace, root: Path) -> int:
+    from ..align import crop_box
+    from ..identify import Recognizer
+    from ..identify.gallery import check_name, save_person
+
+    check_name(args.name)
+    recognizer = Recognizer()  # before any work: the extra may be missing
+    detector = make_detector(args)
+    new = []
+    for photo in args.photos:
+        image = read_image(photo)
+        faces = main_face(detector.detect(image))
+        if len(faces) != 1:
+            what = "no face found" if not len(faces) else f"{len(faces)} faces found"
+            raise InputError(f"{photo}: {what}; each photo must show exactly one face "
+                             f"(crop it to {args.name}'s face); nothing was added")
+        emb = recognizer.embed(image, faces)[0]
+        new.append((Path(photo).name, emb, crop_box(image, faces.boxes[0], size=96, margin=16)))
+    person = save_person(root, args.name, new)
+    print(f"{args.name}: added {len(new)} photo{'s' if len(new) != 1 else ''} "
+          f"({len(person.photos)} in all) to {root}")
+    return EXIT_OK
+
+
+def _list(root: Path) -> int:
+    from ..errors import PeopleError
+    from ..identify.gallery import check_private, read_people
+
+    if not root.is_dir():
+        raise PeopleError(f"{root}: no such people folder (add someone with "
+                          f"'livefaces people add NAME PHOTO --people {root}')")
+    check_private(root)
+    people = read_people(root)
+    for person in people:
+        added = max((str(p.get("added", "")) for p in person.photos), default="")
+        sources = ", ".join(str(p.get("source", "?")) for p in person.photos)
+        print(f"{person.name}: {len(person.photos)} photo{'s' if len(person.photos) != 1 else ''} "
+              f"({sources}), last added {added or '?'}")
+    print(f"{len(people)} known {'person' if len(people) == 1 else 'people'} in {root}")
+    return EXIT_OK
+
+
+def _remove(args: argparse.Namespace, root: Path) -> int:
+    from ..identify.gallery import check_private, remove_person
+
+    if root.is_dir():
+        check_private(root)
+    remove_person(root, args.name)
+    print(f"{args.name}: removed from {root}")
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    root = _folder(args)
+    if args.people_action == "add":
+        return _add(args, root)
+    if args.people_action == "list":
+        return _list(root)
+    return _remove(args, root)
