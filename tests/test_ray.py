@@ -251,7 +251,9 @@ def test_ctrl_c_leaves_complete_files_and_rerun_finishes(cluster, clips, referen
             "--stride", "2", "--batch-size", "8", "--ray", cluster.address,
             "--segment-seconds", "1", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="token")
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, as in a terminal (a shell's background job ignores it)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     index = out / "index.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
