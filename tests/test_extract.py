@@ -219,3 +219,21 @@ def test_crop_box_margin_follows_facenet(astronaut):
     wide = crop_box(astronaut, box, size=100, margin=50)  # 50 of 100 px are margin
     assert np.array_equal(wide, cv2.resize(astronaut[50:250, 50:250], (100, 100),
                                            interpolation=cv2.INTER_AREA))
+
+
+def test_cluster_parts_cover_every_frame_once_around_finished_segments(media):
+    """A re-run with another segment length plans only the frames finished segments do not
+    cover (no Ray needed: planning is plain Python)."""
+    from livefaces.extract.decode import plan_inputs
+    from livefaces.extract.parts import ClusterOptions, plan_parts
+
+    todo = plan_inputs([str(media["long"])])  # 240 frames at 12 fps
+    first = plan_parts(todo, 3, ClusterOptions(segment_seconds=5), {})
+    assert [(p.first, p.end) for p in first] == [(0, 60), (60, 120), (120, 180), (180, 240)]
+    assert all(p.first % 3 == 0 and len(p.pts) == p.end - p.first for p in first)
+    done = {p.id: {"part": p.id, "key": todo[0].key,
+                   "first": p.first, "end": p.end} for p in first[1:3]}
+    again = plan_parts(todo, 3, ClusterOptions(segment_seconds=2), done)
+    ranges = [(p.first, p.end) for p in again]
+    assert ranges == [(0, 24), (24, 48), (48, 60), (180, 204), (204, 228), (228, 240)]
+    assert all(p.first % 3 == 0 for p in again)

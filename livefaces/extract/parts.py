@@ -133,13 +133,20 @@ def plan_parts(todo: list[Input], stride: int, cluster: ClusterOptions,
         seconds = float((pts[-1] - pts[0]) * tb)
         fps = (len(pts) - 1) / seconds if seconds > 0 else 25.0
         per = max(stride, math.ceil(cluster.segment_seconds * fps / stride) * stride)
-        for first in range(0, len(pts), per):
-            end = min(first + per, len(pts))
-            pid = f"{inp.key}#{first}"
-            if pid in done_segments:
-                continue
-            parts.append(Part(pid, "segment", (i,), first, end, tuple(pts[first:end]),
-                              frames=-(-(end - first) // stride)))
+        # the frames no finished segment covers (segments of an earlier run may have had
+        # another length; their ends are multiples of the stride or the video's end)
+        covered = sorted((r["first"], r["end"]) for r in done_segments.values()
+                         if r["key"] == inp.key)
+        gaps, pos = [], 0
+        for first, end in covered + [(len(pts), len(pts))]:
+            if pos < first:
+                gaps.append((pos, first))
+            pos = max(pos, end)
+        for lo, hi in gaps:
+            for first in range(lo, hi, per):
+                end = min(first + per, hi)
+                parts.append(Part(f"{inp.key}#{first}", "segment", (i,), first, end,
+                                  tuple(pts[first:end]), frames=-(-(end - first) // stride)))
     flush_images()
     return parts
 
