@@ -81,14 +81,27 @@ class Cluster:
                         RAY_AUTH_MODE="token")
         self.head: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
+        self.logs: list = []
 
     def start(self, workers: int = 2) -> None:
         self.head = self._start(["--head", f"--port={self.port}", "--num-cpus=0",
                                  "--include-dashboard=false", f"--temp-dir={self.temp}"])
         self._wait_for(0)
-        for _ in range(workers):
-            self.workers.append(self._start([f"--address={self.address}", "--num-cpus=2"]))
-        self._wait_for(2 * workers)
+        # one at a time: two nodes starting at once on one machine sometimes timed out ("the
+        # current node timed out during startup"); a node that fails to start is started again
+        for k in range(workers):
+            for attempt in range(3):
+                node = self._start([f"--address={self.address}", "--num-cpus=2"])
+                try:
+                    self._wait_for(2 * (k + 1), timeout=60, node=node)
+                except AssertionError:
+                    if attempt == 2:
+                        self.workers.append(node)
+                        raise
+                    self._kill(node)
+                    continue
+                self.workers.append(node)
+                break
 
     def _start(self, args: list[str]) -> subprocess.Popen:
         ports = [f"--{name}={_free_port()}" for name in (
@@ -97,24 +110,34 @@ class Cluster:
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block",
                f"--object-store-memory={STORE}", *ports,
                "--disable-usage-stats", *args]
-        return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        log = open(Path(self.temp) / f"node{len(self.logs)}.log", "w")  # noqa: SIM115
+        self.logs.append(log)
+        return subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
-    def _wait_for(self, cpus: int, timeout: float = 90) -> None:
+    def _kill(self, node: subprocess.Popen) -> None:
+        try:
+            os.killpg(node.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        node.wait(timeout=30)
+
+    def _wait_for(self, cpus: int, timeout: float = 90, node: subprocess.Popen | None = None) -> None:
         """Until the cluster answers and has ``cpus`` CPUs (ray status from a subprocess, so
         this test process is not left connected)."""
         deadline = time.monotonic() + timeout
         code = ("import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); "
                 "print(int(ray.cluster_resources().get('CPU', 0)))")
         seen = ""
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and (node is None or node.poll() is None):
             r = subprocess.run([sys.executable, "-c", code, self.address], env=self.env,
                                capture_output=True, text=True, timeout=60)
             if r.returncode == 0 and r.stdout.strip() == str(cpus):
                 return
             seen = f"{r.stdout.strip()[-200:]} {r.stderr.strip()[-500:]}"
             time.sleep(1)
-        raise AssertionError(f"the Ray cluster did not come up with {cpus} CPUs: {seen}")
+        logs = " | ".join(Path(f.name).read_text()[-600:] for f in self.logs)
+        raise AssertionError(f"the Ray cluster did not come up with {cpus} CPUs: {seen}; {logs}")
 
     def detector_processes(self) -> list[int]:
         """pids of the detector actors' worker processes."""
@@ -137,6 +160,8 @@ class Cluster:
                 pass
         import shutil
 
+        for f in self.logs:
+            f.close()
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
