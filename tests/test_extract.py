@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, interrupt_extract, run_cli
 
 from livefaces.align import ARCFACE_TEMPLATE, align_face, alignment_matrix, crop_box
 from livefaces.detect.options import DetectorOptions
@@ -170,23 +168,7 @@ def test_ctrl_c_leaves_complete_files_and_rerun_finishes(detector, media, tmp_pa
     args = [sys.executable, "-m", "livefaces", "extract", str(media["long"]), "--out", str(out),
             "--batch-size", "2", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    # Ctrl-C in a terminal: SIGINT at its default. A shell starts background jobs with SIGINT
-    # ignored and Python keeps it ignored, so a suite started with `cmd &` would not test it.
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    index = out / "index.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if index.exists() and index.stat().st_size > 0:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "finished before it could be interrupted"
-    # how the child treats SIGINT (blocked/ignored/caught masks), for the message if it fails
-    masks = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-             if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))] if sys.platform == "linux" else []
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (err, masks)
+    _, err = interrupt_extract(args, env, out)
     assert "interrupted" in err and "Traceback" not in err
     interrupted = assert_complete(out)
     assert not (out / "done.jsonl").read_text().strip()  # the video is not finished

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED, run_cli
+from conftest import ROOT, SHARED, interrupt_extract, run_cli
 from test_extract import assert_complete, make_clip, read_index
 
 from livefaces.extract import ClusterOptions, ExtractOptions, extract
@@ -276,19 +276,7 @@ def test_ctrl_c_leaves_complete_files_and_rerun_finishes(cluster, clips, referen
             "--stride", "2", "--batch-size", "8", "--ray", cluster.address,
             "--segment-seconds", "1", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="token")
-    # SIGINT at its default in the child, as in a terminal (a shell's background job ignores it)
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    index = out / "index.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if index.exists() and index.stat().st_size > 0:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    _, err = interrupt_extract(args, env, out)
     assert "interrupted" in err and "Traceback" not in err
     assert_complete(out)
     r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
