@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,21 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchlib import cpu_model  # noqa: E402
+
 from livefaces.detect.options import DetectorOptions  # noqa: E402
 from livefaces.extract import ClusterOptions, ExtractOptions, extract  # noqa: E402
 
 DEMO = ROOT / "livefaces/data/demo.mp4"
 HD = ROOT.parent / "shared/media/timesler__facenet-pytorch/examples/video.mp4"
 PHOTOS = ROOT.parent / "shared/media"
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def timed(inputs: list[Path], options: ExtractOptions, cluster: ClusterOptions | None):
