@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
+
+from benchlib import cpu_model  # noqa: E402
 
 from livefaces.detect.options import FACTOR, MIN_FACE_SIZE, THRESHOLDS  # noqa: E402
 
@@ -139,16 +140,6 @@ class Profile:
         return timed
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path,
@@ -172,7 +163,7 @@ def main() -> int:
     peer = load_peer(args.threads)
     frames = meeting(args.frames) if args.meeting else load_frames(args.video, args.frames)
     source = "meeting gallery (bench_gating.py)" if args.meeting else args.video.name
-    print(f"# {cpu_name()} ({cache_sizes()}), {os.cpu_count()} cores, load average "
+    print(f"# {cpu_model()} ({cache_sizes()}), {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f} at start; {args.threads} threads each; {source}, "
           f"{len(frames)} frames x {args.rounds} rounds")
     print("| size | facenet-pytorch ms | livefaces ms | speed-up | CPU ms peer / ours | faces peer / ours |")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import queue
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchlib import cpu_model  # noqa: E402
+
 from livefaces.detect.options import MIN_FACE_SIZE  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared/media/timesler__facenet-pytorch/examples/video.mp4"
@@ -167,15 +168,6 @@ def detect_only(args: argparse.Namespace) -> int:
         ratio = f"{peer / sec:.2f}×" if peer else "-"
         print(f"| {name} | {fps:.1f} | {ratio} | {72000 / fps / 60:.1f} min |")
     return 0
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> int:

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchlib import cpu_model  # noqa: E402
 from live_helpers import RtspServer  # noqa: E402
 
 from livefaces import Detector  # noqa: E402
@@ -54,14 +55,6 @@ from livefaces.schedule import GateOptions  # noqa: E402
 
 SHARED = Path(os.environ.get("LIVEFACES_SHARED", ROOT.parent / "shared"))
 W, H, N_FRAMES = 1280, 720, 250  # 10 s loop at 25 fps
-
-
-def cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def portraits() -> list[np.ndarray]:

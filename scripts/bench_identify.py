@@ -29,7 +29,6 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchlib import cpu_model  # noqa: E402
 
 from livefaces import Detector  # noqa: E402
 from livefaces.align import similarity_matrix  # noqa: E402
@@ -80,16 +81,6 @@ LABELS: dict[str, list[tuple[float | None, str]]] = {
 }
 #: the same shot at two resolutions: not a trial
 SAME_SHOT = {frozenset({EX + "obama-1080p.jpg", EX + "obama-240p.jpg"})}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def labelled_faces(detector: Detector) -> list[tuple[str, str, np.ndarray, Faces]]:

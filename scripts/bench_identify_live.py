@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_serve import cpu_seconds, extract_frames, start_rtsp  # noqa: E402
+from benchlib import cpu_model, replace_section  # noqa: E402
 
 from livefaces.serve.app import CameraServer  # noqa: E402
 from livefaces.serve.config import CameraConfig, PeopleConfig, ServeConfig, WebConfig  # noqa: E402
@@ -144,24 +145,12 @@ def main() -> int:
     print(table)
     if a.write:
         bench = ROOT / "docs" / "benchmarks.md"
-        text = bench.read_text()
-        marker = "## Identities live"
-        if marker in text:
-            head, _, rest = text.partition(marker)
-            nxt = rest.find("\n## ")
-            text = head + table + (rest[nxt:] if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + table
-        bench.write_text(text)
+        replace_section(bench, "## Identities live", table)
     return 0
 
 
 def render(rows: list, a: argparse.Namespace) -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in
-                     Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.machine()
+    model = cpu_model()
     lines = [
         "## Identities live",
         "",

@@ -40,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import cpu_model, replace_section  # noqa: E402
+
 from livefaces.serve.app import CameraServer  # noqa: E402
 from livefaces.serve.config import CameraConfig, ServeConfig, WebConfig  # noqa: E402
 
@@ -229,15 +231,7 @@ def main() -> int:
     print(table)
     if a.write:
         bench = ROOT / "docs" / "benchmarks.md"
-        text = bench.read_text() if bench.exists() else "# Benchmarks\n"
-        marker = "## Camera monitoring"
-        if marker in text:
-            head, _, rest = text.partition(marker)
-            nxt = rest.find("\n## ")
-            text = head + table + (rest[nxt:] if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + table
-        bench.write_text(text)
+        replace_section(bench, "## Camera monitoring", table)
     return 0
 
 
@@ -250,12 +244,7 @@ def _urls(servers: list[subprocess.Popen]) -> list[str]:
 
 
 def render(rows, best, a, mode, load_before, load_after) -> str:  # noqa: ANN001
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = cpu
+    model = cpu_model()
     lines = [
         "## Camera monitoring",
         "",

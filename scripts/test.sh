@@ -11,6 +11,8 @@ PY=${PYTHON:-python3}
 "$PY" -m pip install -q --disable-pip-version-check -e ".[dev]"
 # facenet-pytorch: the source of the weights and the peer; it pins torch<2.3, hence --no-deps.
 "$PY" -m pip install -q --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
+# the ray extra, pinned (tests/test_ray.py starts a real cluster): what Python 3.11 gets here
+"$PY" -m pip install -q --disable-pip-version-check "ray[data]==2.60.0"
 bash scripts/install_system_deps.sh
 # lint and type checks first: they take seconds and name the line
 "$PY" -m ruff check livefaces tests scripts

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,28 @@ def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, "-m", "livefaces", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, **kw)
 
+
+
+def interrupt_extract(args: list[str], env: dict, out: Path) -> tuple[int, str]:
+    """Run ``livefaces extract`` (``args``) as a terminal would (SIGINT at its default: a
+    shell's background job passes it ignored, and Python keeps it so), press Ctrl-C once its
+    index has a line, and return its exit code and stderr."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    index = out / "index.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if index.exists() and index.stat().st_size > 0:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    # how the child treats SIGINT (blocked/ignored/caught masks), for the message if it fails
+    masks = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+             if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))] if sys.platform == "linux" else []
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (err, masks)
+    return proc.returncode, err
 
 @pytest.fixture
 def broker(tmp_path):

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, interrupt_extract, run_cli
 
 from livefaces.align import ARCFACE_TEMPLATE, align_face, alignment_matrix, crop_box
 from livefaces.detect.options import DetectorOptions
@@ -170,23 +168,7 @@ def test_ctrl_c_leaves_complete_files_and_rerun_finishes(detector, media, tmp_pa
     args = [sys.executable, "-m", "livefaces", "extract", str(media["long"]), "--out", str(out),
             "--batch-size", "2", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    # Ctrl-C in a terminal: SIGINT at its default. A shell starts background jobs with SIGINT
-    # ignored and Python keeps it ignored, so a suite started with `cmd &` would not test it.
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    index = out / "index.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if index.exists() and index.stat().st_size > 0:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "finished before it could be interrupted"
-    # how the child treats SIGINT (blocked/ignored/caught masks), for the message if it fails
-    masks = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-             if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))] if sys.platform == "linux" else []
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (err, masks)
+    _, err = interrupt_extract(args, env, out)
     assert "interrupted" in err and "Traceback" not in err
     interrupted = assert_complete(out)
     assert not (out / "done.jsonl").read_text().strip()  # the video is not finished
@@ -219,3 +201,21 @@ def test_crop_box_margin_follows_facenet(astronaut):
     wide = crop_box(astronaut, box, size=100, margin=50)  # 50 of 100 px are margin
     assert np.array_equal(wide, cv2.resize(astronaut[50:250, 50:250], (100, 100),
                                            interpolation=cv2.INTER_AREA))
+
+
+def test_cluster_parts_cover_every_frame_once_around_finished_segments(media):
+    """A re-run with another segment length plans only the frames finished segments do not
+    cover (no Ray needed: planning is plain Python)."""
+    from livefaces.extract.decode import plan_inputs
+    from livefaces.extract.parts import ClusterOptions, plan_parts
+
+    todo = plan_inputs([str(media["long"])])  # 240 frames at 12 fps
+    first = plan_parts(todo, 3, ClusterOptions(segment_seconds=5), {})
+    assert [(p.first, p.end) for p in first] == [(0, 60), (60, 120), (120, 180), (180, 240)]
+    assert all(p.first % 3 == 0 and len(p.pts) == p.end - p.first for p in first)
+    done = {p.id: {"part": p.id, "key": todo[0].key,
+                   "first": p.first, "end": p.end} for p in first[1:3]}
+    again = plan_parts(todo, 3, ClusterOptions(segment_seconds=2), done)
+    ranges = [(p.first, p.end) for p in again]
+    assert ranges == [(0, 24), (24, 48), (48, 60), (180, 204), (204, 228), (228, 240)]
+    assert all(p.first % 3 == 0 for p in again)

@@ -447,3 +447,43 @@ def test_python_stream_names_the_tracked_face(tmp_path, shared, people):
     assert named is not None, "no frame of the stream named its face"
     assert len(named.identities) == len(named.faces)
     assert all(i.name in (None, "obama") for i in named.identities)
+
+
+def test_hub_keeps_the_best_views_of_an_unknown_track_apart_in_time(monkeypatch):
+    """Up to UNKNOWN_VIEWS crops per unknown track, best by size x confidence, at least
+    UNKNOWN_VIEW_GAP_S apart; a named track's views are the ones enrolled."""
+    from livefaces.serve import hub as hub_mod
+    from livefaces.serve.config import CameraConfig
+    from livefaces.types import Faces, Frame, FrameResult
+
+    now = [1000.0]
+    monkeypatch.setattr(hub_mod.time, "time", lambda: now[0])
+    hub = hub_mod.Hub([CameraConfig(name="door", url="rtsp://h/x")], unknown_crops=2)
+    img = np.zeros((200, 300, 3), np.uint8)
+
+    def result(size: float, score: float, track: int = 7, settled: bool = True) -> FrameResult:
+        box = np.array([[50, 50, 50 + size, 50 + size]], np.float32)
+        marks = np.tile(np.array([[60, 60]], np.float32), (1, 5, 1))
+        faces = Faces(box, np.array([score], np.float32), marks)
+        return FrameResult(Frame(img, "door", 0, None, 0.0), faces, True, np.array([track]),
+                           identities=(Identity(None, 0.7, 3, settled),))
+
+    hub._keep_unknown("door", result(40, 0.99, settled=False))  # not settled: not kept
+    assert hub.unknown_views("door.7") == []
+    hub._keep_unknown("door", result(40, 0.99))
+    now[0] += 0.5
+    hub._keep_unknown("door", result(90, 0.99))  # better, but too soon after the first
+    assert len(hub.unknown_views("door.7")) == 1
+    for size, score in ((60, 0.99), (30, 0.9), (80, 0.98), (20, 0.99)):
+        now[0] += 1.5
+        hub._keep_unknown("door", result(size, score))
+    views = hub.unknown_views("door.7")
+    widths = [round(float(f.boxes[0, 2] - f.boxes[0, 0])) for _, f in views]
+    assert widths == [80, 60, 40]  # the best 3, best first
+    crop, face = views[0]
+    assert crop.shape[0] >= 80 and face.boxes[0, 0] >= 0  # the face in the crop's pixels
+    assert hub.unknown_faces()[0]["views"] == 3 and hub.unknown_crop("door.7") is crop
+    for track in (8, 9):  # capacity 2 tracks: the oldest goes
+        now[0] += 1.5
+        hub._keep_unknown("door", result(50, 0.99, track=track))
+    assert hub.unknown_views("door.7") == [] and len(hub.unknown_faces()) == 2

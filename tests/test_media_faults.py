@@ -311,11 +311,17 @@ def test_python_guide_examples_run(tmp_path, monkeypatch, grace_hopper):
     assert len(blocks) >= 6
     write_image(tmp_path / "photo.jpg", grace_hopper)
     monkeypatch.chdir(tmp_path)
+    # the identify example reads ./people: enrol the photo as the guide says (the identify extra)
+    from conftest import run_cli
+
+    r = run_cli("people", "add", "grace", str(tmp_path / "photo.jpg"), "--people", str(tmp_path / "people"))
+    assert r.returncode == 0, r.stderr
     ns: dict = {}
     for code in blocks:
         exec(compile(code, "docs/python.md", "exec"), ns)  # noqa: S102 - our own docs
     assert len(ns["faces"]) == 1 and ns["aligned"].shape == (112, 112, 3)
     assert ns["crop"].shape == (160, 160, 3) and (tmp_path / "annotated.jpg").exists()
+    assert ns["m"].name == "grace" and ns["m"].distance < 0.1  # the enrolled photo itself
     np.testing.assert_allclose(ns["eyes_in_crop"], [[38.3, 51.7], [73.5, 51.5]], atol=4)
 
 

@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from ..detect.options import MIN_FACE_SIZE
-from ..extract import ExtractOptions, Progress, extract
+from ..extract import ClusterOptions, ExtractOptions, Progress, extract
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
+    EXIT_USAGE,
     ProgressLine,
     add_detector_arguments,
     detector_options,
@@ -29,6 +30,11 @@ Frames are decoded in one thread, detected in batches across frames, and crops a
 in another thread. Re-running the same command resumes: inputs listed in DIR/done.jsonl are
 skipped, unfinished ones are redone. Ctrl-C stops cleanly (exit 130); files written so far are
 complete.
+
+With --ray the same job runs on a Ray cluster (pip install 'livefaces[ray]'): long videos are
+cut into segments that spread over the workers, detector actors take batches, crops are
+written by the workers (DIR and the inputs must then be at the same path on every node, e.g. a
+shared filesystem), a re-run skips finished segments (DIR/parts.jsonl). See docs/extract.md.
 """
 EPILOG = """\
 examples:
@@ -36,6 +42,8 @@ examples:
   livefaces extract movie.mp4 --out faces/ --stride 3 --resize 0.5 --batch-size 60
   livefaces extract photos/ 'clips/*.mp4' --out faces/ --align          # 112x112 aligned
   livefaces extract movie.mp4 --out faces/ --engine torch --device cuda
+  livefaces extract films/ --out faces/ --ray local                     # Ray on this machine
+  livefaces extract /mnt/films/ --out /mnt/faces/ --ray auto           # on a running cluster
 
 index.jsonl line (coordinates in pixels of the original frame, origin top-left; the face
 fields as in 'livefaces detect --json'):
@@ -69,6 +77,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                             f"(default: {MIN_FACE_SIZE:g})")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on stderr (default: auto = only on a terminal)")
+    r = p.add_argument_group("Ray cluster (the ray extra)")
+    r.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run on Ray: 'local' starts a cluster on this machine for the run, 'auto' "
+                        "joins the one this machine is part of, ray://HOST:PORT joins through Ray "
+                        "Client")
+    r.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="detector actors (default: one per GPU, else the cluster's CPUs minus one)")
+    r.add_argument("--segment-seconds", type=float, default=60.0, metavar="S",
+                   help="video segment length, the unit of work and of resuming (default: 60)")
 
 
 def _progress_text(p: Progress) -> str:
@@ -81,14 +98,34 @@ def _progress_text(p: Progress) -> str:
             f"input {p.inputs_done}/{p.inputs_total}")
 
 
+def _quiet_ray() -> None:
+    """Ray's own start-up notes and dataset messages stay off the terminal unless -v (the CLI
+    decides what is shown): its Python loggers at errors only, its C++ core likewise."""
+    import logging
+    import os
+
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+
+
 def run(args: argparse.Namespace) -> int:
     options = ExtractOptions(
         stride=args.stride, resize=args.resize, detector=detector_options(args),
         batch_size=args.batch_size, margin=args.margin, crop_size=args.crop_size,
         align=args.align, image_format=args.format)
+    cluster = None
+    if args.ray is not None:
+        cluster = ClusterOptions(address=args.ray, workers=args.workers,
+                                 segment_seconds=args.segment_seconds)
+        _quiet_ray()
+    elif args.workers is not None:
+        error("--workers needs --ray")
+        return EXIT_USAGE
     line = ProgressLine(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     try:
-        report = extract(args.inputs, args.out, options,
+        report = extract(args.inputs, args.out, options, cluster=cluster,
                          progress=(lambda p: line.show(_progress_text(p))) if line.enabled else None)
     except KeyboardInterrupt:
         line.close()

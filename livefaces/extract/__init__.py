@@ -3,8 +3,10 @@
     from livefaces.extract import ExtractOptions, extract
     report = extract(["movie.mp4", "photos/"], "faces/", ExtractOptions(stride=2, resize=0.5))
     print(report.frames, report.faces, report.fps)
+    extract(["movie.mp4"], "faces/", cluster="local")   # on Ray (the ray extra): cluster.py
 """
 
 from .job import ExtractOptions, ExtractReport, Progress, extract
+from .parts import ClusterOptions
 
-__all__ = ["ExtractOptions", "ExtractReport", "Progress", "extract"]
+__all__ = ["ClusterOptions", "ExtractOptions", "ExtractReport", "Progress", "extract"]

@@ -16,6 +16,7 @@ Output folder layout::
     DIR/index.jsonl    one line per face: source, frame, pts, box, confidence, landmarks
                        (named, as ``types.face_json``), crop
     DIR/done.jsonl     one line per finished input (what a rerun skips)
+    DIR/parts.jsonl    Ray runs only: one line per finished segment of a video not done yet
     DIR/<name>/NNNNNN_K.jpg  crops of video <name>, frame NNNNNN, face K (by confidence)
     DIR/<name>_K.jpg         crops of image <name>
 
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
@@ -50,10 +51,12 @@ from .decode import Input, iter_video, plan_inputs
 
 if TYPE_CHECKING:
     from ..detect.engine import Engine
+    from .parts import ClusterOptions
 
 SETTINGS_FILE = "extract.json"
 INDEX_FILE = "index.jsonl"
 DONE_FILE = "done.jsonl"
+PARTS_FILE = "parts.jsonl"
 
 #: Seconds every blocking ring call waits before re-checking the stop event.
 POLL_S = 0.1
@@ -181,9 +184,66 @@ _Item = _Frame | _End  # what the decoder hands the detect loop, in decode order
 _Result = tuple[_Frame, Faces] | _End  # what the detect loop hands the writer
 
 
+
+# -- one frame's output: shared by the threads here and the Ray workers (cluster.py) ----------
+def crop_name(inp: Input, index: int, k: int, image_format: str) -> str:
+    """Where face ``k`` of frame ``index`` of ``inp`` goes, relative to the output folder."""
+    if inp.kind == "video":
+        return f"{inp.name}/{index:06d}_{k}.{image_format}"
+    return f"{inp.name}_{k}.{image_format}"
+
+
+def face_crops(image: np.ndarray, faces: Faces, options: ExtractOptions) -> list[np.ndarray]:
+    """The crop of each face of ``image`` (full resolution), by ``options``."""
+    if options.align:
+        return [align_face(image, faces.landmarks[k], options.size, options.margin)
+                for k in range(len(faces))]
+    return [crop_box(image, faces.boxes[k], options.size, options.margin) for k in range(len(faces))]
+
+
+def index_line(inp: Input, index: int, pts: float | None, face: dict, crop: str) -> str:
+    """One ``index.jsonl`` line (with its newline); ``face`` as :func:`~livefaces.types.face_json`."""
+    return json.dumps({"source": inp.source, "frame": index,
+                       "pts": None if pts is None else round(pts, 6), **face, "crop": crop}) + "\n"
+
+
+def write_crops(out_dir: Path, options: ExtractOptions, inp: Input, index: int, pts: float | None,
+                crops: Sequence[np.ndarray], faces: Sequence[dict]) -> list[str]:
+    """Write the crops of one frame (each atomically) and return its index lines."""
+    lines = []
+    for k, (crop, face) in enumerate(zip(crops, faces)):
+        rel = crop_name(inp, index, k, options.image_format)
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_image(target, crop)
+        lines.append(index_line(inp, index, pts, face, rel))
+    return lines
+
+
+def write_frame(out_dir: Path, options: ExtractOptions, inp: Input, index: int, pts: float | None,
+                image: np.ndarray, faces: Faces) -> list[str]:
+    """Crop, write and index the faces of one frame; its index lines."""
+    return write_crops(out_dir, options, inp, index, pts, face_crops(image, faces, options),
+                       [face_json(faces.boxes[k], faces.scores[k], faces.landmarks[k])
+                        for k in range(len(faces))])
+
+
+def append_lines(f: TextIO, lines: Sequence[str]) -> None:
+    """Append whole lines and put them on disk (flush + fsync)."""
+    if lines:
+        f.write("".join(lines))
+    f.flush()
+    os.fsync(f.fileno())
+
+
 # -- the output folder ----------------------------------------------------------------------
-def _prepare_out_dir(out_dir: Path, options: ExtractOptions) -> set[str]:
-    """Create/check ``out_dir``, clean what an interrupted run left; return the done keys."""
+def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
+                     keep_segments: bool = False) -> tuple[set[str], dict[str, dict]]:
+    """Create/check ``out_dir`` and clean what an interrupted run left: index lines of inputs
+    not done, torn lines, temp files. Return the keys of the inputs done, and (with
+    ``keep_segments``, for a Ray run) the records of video segments done (``parts.jsonl``) whose
+    index lines are all there, by part id; without it segment lines are dropped and
+    ``parts.jsonl`` emptied, since the single-machine job redoes unfinished inputs whole."""
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_path = out_dir / SETTINGS_FILE
     wanted = options.output_settings()
@@ -214,33 +274,78 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions) -> set[str]:
                 done[rec["key"]] = rec["source"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # an incomplete last line: that input is simply not done
-    # drop index lines of inputs that are not done (an interrupted run), and torn lines
+    # video segments finished by a Ray run (parts.jsonl) whose input is not done yet
+    segments: dict[str, dict] = {}
+    parts_path = out_dir / PARTS_FILE
+    if parts_path.exists():
+        for line in parts_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                if rec["key"] not in done:
+                    segments[rec["part"]] = {k: rec[k] for k in ("part", "key", "source", "first",
+                                                                 "end", "frames", "faces")}
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    if not keep_segments:
+        segments = {}  # the single-machine job redoes a whole input
+    by_source: dict[str, list[dict]] = {}
+    for rec in segments.values():
+        by_source.setdefault(rec["source"], []).append(rec)
+
+    def segment_of(rec: dict) -> dict | None:
+        for seg in by_source.get(rec["source"], ()):
+            if seg["first"] <= rec["frame"] < seg["end"]:
+                return seg
+        return None
+
+    # drop index lines of inputs and segments that are not done (an interrupted run) and
+    # torn lines; a segment whose lines are not all there is redone
     index_path = out_dir / INDEX_FILE
+    lines: list[tuple[str, dict | None, bool]] = []  # (line, its segment, kept)
     if index_path.exists():
         sources = set(done.values())
-        kept, dropped = [], 0
+        seen: dict[str, int] = {}
         with index_path.open() as f:
             for line in f:
                 try:
-                    ok = line.endswith("\n") and json.loads(line)["source"] in sources
+                    rec = json.loads(line) if line.endswith("\n") else None
+                    source = rec["source"] if rec else None
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    ok = False
-                if ok:
-                    kept.append(line)
+                    rec, source = None, None
+                if rec is None:
+                    lines.append((line, None, False))
+                elif source in sources:
+                    lines.append((line, None, True))
                 else:
-                    dropped += 1
-        if dropped:
+                    seg = segment_of(rec) if by_source else None
+                    if seg is not None:
+                        seen[seg["part"]] = seen.get(seg["part"], 0) + 1
+                    lines.append((line, seg, seg is not None))
+        for part, rec in list(segments.items()):
+            if seen.get(part, 0) != rec["faces"]:
+                del segments[part]
+        kept = [line for line, seg, ok in lines if ok and (seg is None or seg["part"] in segments)]
+        if len(kept) != len(lines):
             tmp = index_path.with_name(f".{INDEX_FILE}.tmp")
             tmp.write_text("".join(kept))
             os.replace(tmp, index_path)
-    for dirpath, _, filenames in os.walk(out_dir):  # temp files of a killed run
+    if parts_path.exists() and len(segments) != len(parts_path.read_text().splitlines()):
+        tmp = parts_path.with_name(f".{PARTS_FILE}.tmp")
+        tmp.write_text("".join(json.dumps(rec) + "\n" for rec in segments.values()))
+        os.replace(tmp, parts_path)
+    remove_temp_files(out_dir)  # temp files of a killed run
+    return set(done), segments
+
+
+def remove_temp_files(out_dir: Path) -> None:
+    """Remove the temp files (``.NAME.tmp``) a killed run left in ``out_dir``."""
+    for dirpath, _, filenames in os.walk(out_dir):
         for name in filenames:
             if name.startswith(".") and name.endswith(".tmp"):
                 try:
                     os.unlink(os.path.join(dirpath, name))
                 except OSError:
                     pass
-    return set(done)
 
 
 # -- threads ------------------------------------------------------------------------------------
@@ -293,30 +398,9 @@ class _Writer:
         self._done = (out_dir / DONE_FILE).open("a", encoding="utf-8")
         self.thread = threading.Thread(target=self._run, name="livefaces-extract-writer", daemon=True)
 
-    def _crop_path(self, item: _Frame, k: int) -> str:
-        ext = self.options.image_format
-        if item.inp.kind == "video":
-            return f"{item.inp.name}/{item.index:06d}_{k}.{ext}"
-        return f"{item.inp.name}_{k}.{ext}"
-
     def _write_frame(self, item: _Frame, faces: Faces) -> None:
-        opts = self.options
-        lines = []
-        for k in range(len(faces)):
-            rel = self._crop_path(item, k)
-            if opts.align:
-                crop = align_face(item.image, faces.landmarks[k], opts.size, opts.margin)
-            else:
-                crop = crop_box(item.image, faces.boxes[k], opts.size, opts.margin)
-            target = self.out_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, crop)
-            lines.append(json.dumps({
-                "source": item.inp.source, "frame": item.index,
-                "pts": None if item.pts is None else round(item.pts, 6),
-                **face_json(faces.boxes[k], faces.scores[k], faces.landmarks[k]),
-                "crop": rel,
-            }) + "\n")
+        lines = write_frame(self.out_dir, self.options, item.inp, item.index, item.pts,
+                            item.image, faces)
         if lines:
             self._index.write("".join(lines))  # whole lines only
             self._index.flush()
@@ -463,6 +547,7 @@ def extract(
     detector: Engine | None = None,
     progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
+    cluster: ClusterOptions | str | None = None,
 ) -> ExtractReport:
     """Extract every face of ``inputs`` (videos, image files, folders, globs) into ``out_dir``.
 
@@ -473,6 +558,11 @@ def extract(
     inputs are redone next time. On ``KeyboardInterrupt`` the same cleanup runs and the
     exception propagates.
 
+    ``cluster`` (a :class:`~livefaces.extract.parts.ClusterOptions`, or just its address:
+    ``"local"``, ``"auto"``, ``"ray://host:port"``) runs the job on a Ray cluster instead
+    (the ``ray`` extra; ``extract/cluster.py``): same output, resumable per video segment;
+    each worker builds its engine from ``options.detector``, so ``detector`` cannot be given.
+
     Raises :class:`~livefaces.errors.InputError` for bad options or an ``out_dir`` made with
     other settings; unreadable inputs are reported in :attr:`ExtractReport.failed`.
     """
@@ -482,10 +572,26 @@ def extract(
     plan = plan_inputs([os.fspath(i) for i in inputs])
     if not plan:
         raise InputError("no inputs: name video files, image files, folders or globs")
-    done_keys = _prepare_out_dir(out, options)
+    if cluster is not None:
+        from .parts import ClusterOptions
+
+        if isinstance(cluster, str):
+            cluster = ClusterOptions(address=cluster)
+        cluster.check()
+        if detector is not None:
+            raise InputError("a detector object cannot be sent to a cluster: each worker builds "
+                             "its engine from options.detector")
+    done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
     todo = [inp for inp in plan if inp.key not in done_keys]
     report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
     if not todo:
+        return report
+    if cluster is not None:
+        try:
+            from .cluster import run_on_cluster
+        except ImportError as e:
+            raise InputError(f"--ray needs Ray: pip install 'livefaces[ray]' ({e})") from None
+        run_on_cluster(out, todo, segments, options, cluster, report, progress, stop)
         return report
     if detector is None:
         from ..detect.engine import make_engine

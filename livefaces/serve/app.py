@@ -293,10 +293,12 @@ class CameraServer:
     def name_face(self, face_id: str, name: str) -> list[str]:
         """Enrol the kept unknown face ``face_id`` (``camera.track_id``) as ``name`` through
         the identification worker; the people now enrolled. KeyError: no such face kept."""
-        got = self.hub.unknown_face(face_id)
-        if got is None or self.identifier is None or self.presence is None:
+        views = self.hub.unknown_views(face_id)
+        if not views or self.identifier is None or self.presence is None:
             raise KeyError(face_id)
-        names = self.identifier.enrol(name, *got)
+        names: tuple[str, ...] = ()
+        for crop, face in views:  # every kept view: one poor frame does not make the enrolment
+            names = self.identifier.enrol(name, crop, face)
         self.hub.forget_unknown(face_id)
         p = self.presence
         if name not in p.presence.names:

@@ -47,6 +47,12 @@ class _CameraState:
     status_mono: float | None = None
 
 
+#: views kept per unknown track (naming the face enrols them all)
+UNKNOWN_VIEWS = 3
+#: seconds between two kept views of one unknown track (different moments, not one burst)
+UNKNOWN_VIEW_GAP_S = 1.0
+
+
 class Hub:
     """Latest frames, recent events and statistics for a set of cameras (thread-safe).
 
@@ -56,8 +62,11 @@ class Hub:
             :attr:`events_dropped`).
         jpeg_quality: 1-100 for the annotated snapshots.
         blur_unknown: blur faces without a recognised name in the annotated frames.
-        unknown_crops: keep one crop (the largest view) of each of this many recent tracks
-            that were settled as unknown, in memory only, for :meth:`unknown_faces`.
+        unknown_crops: keep crops of each of this many recent tracks that were settled as
+            unknown, in memory only, for :meth:`unknown_faces`: up to
+            :data:`UNKNOWN_VIEWS` views a track, the best by size × confidence, at least
+            :data:`UNKNOWN_VIEW_GAP_S` apart (naming a face enrols them all, so one poor
+            frame, a decoding smear say, does not make the enrolment).
         clock: monotonic seconds (injectable in tests).
     """
 
@@ -86,10 +95,10 @@ class Hub:
         self.blur_unknown = bool(blur_unknown)
         self.people: list[dict[str, Any]] | None = None  # None: no identification
         self.unknown_capacity = int(unknown_crops)
-        # (camera, track id) -> (area, crop RGB, the face in crop pixels, wall time): the
-        # oldest track is dropped beyond capacity
+        # (camera, track id) -> views, best first: (quality, crop RGB, the face in crop
+        # pixels, wall time); the oldest track is dropped beyond capacity
         self._unknown: collections.OrderedDict[tuple[str, int],
-                                               tuple[float, np.ndarray, Faces, float]] = \
+                                               list[tuple[float, np.ndarray, Faces, float]]] = \
             collections.OrderedDict()
 
     # ------------------------------------------------------------------ writers (pipeline)
@@ -124,16 +133,18 @@ class Hub:
                 self._keep_unknown(camera, result)
 
     def _keep_unknown(self, camera: str, result: FrameResult) -> None:
-        """Keep the largest verified view of each track settled as unknown (bounded)."""
+        """Keep the best verified views of each track settled as unknown (bounded)."""
+        now = time.time()
         for i, ident in enumerate(result.identities):
             if not ident.settled or ident.name is not None or result.how[i] == "tracked":
                 continue
             x1, y1, x2, y2 = (float(v) for v in result.faces.boxes[i])
-            area = (x2 - x1) * (y2 - y1)
+            quality = (x2 - x1) * (y2 - y1) * float(result.faces.scores[i])
             key = (camera, int(result.track_ids[i]))
             with self._lock:
-                old = self._unknown.get(key)
-                if old is not None and old[0] >= area:
+                views = self._unknown.get(key, [])
+                recent = any(now - v[3] < UNKNOWN_VIEW_GAP_S for v in views)
+                if recent or (len(views) >= UNKNOWN_VIEWS and views[-1][0] >= quality):
                     continue
             h, w = result.frame.image.shape[:2]
             m = 0.3 * max(x2 - x1, y2 - y1)
@@ -143,30 +154,33 @@ class Hub:
             f = result.faces.select(np.array([i]))
             face = Faces(f.boxes - np.tile(off, 2), f.scores.copy(), f.landmarks - off)
             with self._lock:
-                self._unknown[key] = (area, crop, face, time.time())
+                views = sorted([*self._unknown.get(key, []), (quality, crop, face, now)],
+                               key=lambda v: -v[0])[:UNKNOWN_VIEWS]
+                self._unknown[key] = views
                 self._unknown.move_to_end(key)
                 while len(self._unknown) > self.unknown_capacity:
                     self._unknown.popitem(last=False)
 
     def unknown_faces(self) -> list[dict[str, Any]]:
-        """Recent unknown tracks (newest first): ``[{id, camera, track_id, seen}]``."""
+        """Recent unknown tracks (newest first): ``[{id, camera, track_id, seen, views}]``."""
         with self._lock:
-            items = list(self._unknown.items())
+            items = [(k, len(v), max(x[3] for x in v)) for k, v in self._unknown.items()]
         return [{"id": f"{cam}.{tid}", "camera": cam, "track_id": tid,
-                 "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))}
-                for (cam, tid), (_, _, _, t) in reversed(items)]
+                 "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), "views": n}
+                for (cam, tid), n, t in reversed(items)]
 
     def unknown_crop(self, face_id: str) -> np.ndarray | None:
-        """The kept crop (RGB) of ``camera.track_id``, or None."""
-        got = self.unknown_face(face_id)
-        return None if got is None else got[0]
+        """The best kept crop (RGB) of ``camera.track_id``, or None."""
+        views = self.unknown_views(face_id)
+        return views[0][0] if views else None
 
-    def unknown_face(self, face_id: str) -> tuple[np.ndarray, Faces] | None:
-        """The kept crop of ``camera.track_id`` and the face in its pixels, or None."""
+    def unknown_views(self, face_id: str) -> list[tuple[np.ndarray, Faces]]:
+        """The kept crops of ``camera.track_id``, best first, each with the face in its
+        pixels; empty when none is kept."""
         cam, _, tid = face_id.rpartition(".")
         with self._lock:
-            item = self._unknown.get((cam, int(tid))) if tid.isdigit() else None
-        return None if item is None else (item[1], item[2])
+            views = self._unknown.get((cam, int(tid)), []) if tid.isdigit() else []
+        return [(v[1], v[2]) for v in views]
 
     def forget_unknown(self, face_id: str) -> None:
         cam, _, tid = face_id.rpartition(".")
