@@ -487,3 +487,60 @@ def test_hub_keeps_the_best_views_of_an_unknown_track_apart_in_time(monkeypatch)
         now[0] += 1.5
         hub._keep_unknown("door", result(50, 0.99, track=track))
     assert hub.unknown_views("door.7") == [] and len(hub.unknown_faces()) == 2
+
+
+def test_people_cli_lists_saves_and_names_serves_unknown_faces(tmp_path, monkeypatch):
+    """'livefaces people unknown/name --server' against serve's real web server (token on),
+    its kept unknown faces in the hub; the enrolment behind the API is the caller's function
+    (the whole path, page and worker, is tested above)."""
+    from conftest import run_cli
+
+    from livefaces.errors import InputError
+    from livefaces.serve import hub as hub_mod
+    from livefaces.serve.config import CameraConfig, WebConfig
+    from livefaces.serve.web import WebServer
+    from livefaces.types import Faces, Frame, FrameResult
+
+    hub = hub_mod.Hub([CameraConfig(name="door", url="rtsp://h/x")], unknown_crops=4)
+    hub.put_people([])
+    img = np.full((200, 300, 3), 120, np.uint8)
+    box = np.array([[50, 50, 130, 130]], np.float32)
+    faces = Faces(box, np.array([0.99], np.float32), np.tile(np.array([[90, 90]], np.float32), (1, 5, 1)))
+    hub._keep_unknown("door", FrameResult(Frame(img, "door", 0, None, 0.0), faces, True, np.array([12]),
+                                          identities=(Identity(None, 0.7, 3, True),)))
+    named: list = []
+
+    def name_face(face_id: str, name: str) -> list[str]:
+        if not hub.unknown_views(face_id):
+            raise KeyError(face_id)
+        if name == "taken":
+            raise InputError("the people folder is read-only")
+        named.append((face_id, name))
+        hub.forget_unknown(face_id)
+        return ["ada", name]
+
+    token = "s3cret-token-value"
+    server = WebServer(hub, WebConfig(port=0, token=token), name_face=name_face).start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        monkeypatch.delenv("LIVEFACES_TOKEN", raising=False)
+        r = run_cli("people", "unknown", "--server", url)
+        assert r.returncode == 3 and "LIVEFACES_TOKEN" in r.stderr and "HTTP 401" in r.stderr
+        monkeypatch.setenv("LIVEFACES_TOKEN", token)
+        r = run_cli("people", "unknown", "--server", url, "--save", str(tmp_path / "crops"))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("door.12  camera door") and "1 unknown face kept" in r.stderr
+        jpg = (tmp_path / "crops" / "door.12.jpg").read_bytes()
+        assert jpg[:2] == b"\xff\xd8" and not list((tmp_path / "crops").glob("*.part"))
+        assert token not in r.stdout + r.stderr
+        r = run_cli("people", "name", "door.12", "no spaces", "--server", url)
+        assert r.returncode == 3 and "invalid name" in r.stderr and not named
+        r = run_cli("people", "name", "door.12", "taken", "--server", url)
+        assert r.returncode == 3 and "read-only" in r.stderr and "HTTP 400" in r.stderr
+        r = run_cli("people", "name", "door.12", "alex", "--server", url)
+        assert r.returncode == 0, r.stderr
+        assert named == [("door.12", "alex")] and "added to the people as alex" in r.stdout
+        r = run_cli("people", "name", "door.12", "alex", "--server", url)  # gone once named
+        assert r.returncode == 3 and "no such unknown face" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        server.stop()

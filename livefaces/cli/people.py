@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from ..identify import Gallery, Recognizer
 
 NAME = "people"
-HELP = "known people for --people: add NAME PHOTO..., list, remove NAME"
+HELP = "known people for --people: add NAME PHOTO..., list, remove NAME; name a stranger seen by serve"
 DESCRIPTION = """\
 Manage the folder of known people that 'detect --people', 'demo --people' and the live
 commands use to put names on faces. Each photo must show exactly that one person's face
@@ -35,10 +37,17 @@ examples:
   livefaces people list
   livefaces people remove grace
   livefaces detect photo.jpg --people people
+  livefaces people unknown --server http://nvr:8080 --save crops/   # strangers serve saw lately
+  livefaces people name door.12 ada --server http://nvr:8080        # that one is Ada
 
 the folder: --people DIR, else $LIVEFACES_PEOPLE, else ./people.
+'unknown' and 'name' talk to a running 'livefaces serve' (with people: in its configuration),
+which keeps a few crops of recent unknown faces in memory; naming one adds it to serve's
+people folder. A server with a web token: export LIVEFACES_TOKEN=... (never on the command
+line, where other users can see it).
 exit code 3: a photo that is unreadable or does not show exactly one face (named on stderr;
-nothing is written), an unsafe or damaged folder, an unknown name.
+nothing is written), an unsafe or damaged folder, an unknown name; for 'unknown'/'name', a
+server that cannot be reached or refuses (no such face, a bad name, a missing token).
 """
 
 
@@ -90,8 +99,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lst = sub.add_parser("list", help="list the known people and their photos")
     rm = sub.add_parser("remove", help="delete a person (their embeddings and thumbnails)")
     rm.add_argument("name", metavar="NAME")
-    for q in (add, lst, rm):
-        add_people_argument(q, default_env=True)
+    unk = sub.add_parser("unknown", help="list the unknown faces a running serve keeps (to name them)")
+    unk.add_argument("--save", type=Path, metavar="DIR",
+                     help="also save each one's best crop as DIR/ID.jpg, to look at")
+    nm = sub.add_parser("name", help="add an unknown face a running serve keeps to the people, as NAME")
+    nm.add_argument("face_id", metavar="ID", help="as 'livefaces people unknown' lists it (camera.track)")
+    nm.add_argument("name", metavar="NAME")
+    for q in (unk, nm):
+        q.add_argument("--server", required=True, metavar="URL",
+                       help="the serve web address, e.g. http://localhost:8080 (token: $LIVEFACES_TOKEN)")
+    for q in (add, lst, rm, unk, nm):
+        if q in (add, lst, rm):
+            add_people_argument(q, default_env=True)
         q.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more log output on stderr (-v info, -vv debug)")
 
@@ -154,7 +173,96 @@ def _remove(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def _call(server: str, path: str, body: dict | None = None) -> Any:
+    """One request to a running serve's API: the decoded JSON (or bytes for a .jpg); a
+    one-line PeopleError for anything that goes wrong. The token comes from
+    $LIVEFACES_TOKEN and is never shown."""
+    import json
+    import os
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from ..errors import PeopleError
+    from ..redact import redact_url
+
+    parts = urllib.parse.urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PeopleError(f"--server: give the serve web address, e.g. http://localhost:8080 "
+                          f"(got {redact_url(server)!r})")
+    url = server.rstrip("/") + path
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    token = os.environ.get("LIVEFACES_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    where = redact_url(server)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - http(s) only, checked
+            raw = r.read()
+    except urllib.error.HTTPError as e:
+        try:
+            reason = json.loads(e.read()).get("error") or e.reason
+        except (ValueError, AttributeError):
+            reason = e.reason
+        if e.code == 401:
+            reason = "the server wants its web token: export LIVEFACES_TOKEN=..."
+        raise PeopleError(f"{where}: {reason} (HTTP {e.code})") from None
+    except (urllib.error.URLError, OSError) as e:
+        why = getattr(e, "reason", e)
+        raise PeopleError(f"{where}: cannot reach the server ({why})") from None
+    return raw if path.endswith(".jpg") else json.loads(raw)
+
+
+def _quote(face_id: object) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(str(face_id), safe="")
+
+
+def _unknown(args: argparse.Namespace) -> int:
+    from ..errors import PeopleError
+
+    info = _call(args.server, "/api/people")
+    if not info.get("enabled"):
+        raise PeopleError(f"{args.server}: identification is off there (no 'people:' in its "
+                          "configuration)")
+    faces = info.get("unknown", [])
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+    for f in faces:
+        line = f"{f['id']}  camera {f['camera']}, seen {f['seen']}"
+        if args.save is not None:  # a file name of safe characters, whatever the server says
+            target = args.save / (re.sub(r"[^A-Za-z0-9_.-]", "_", str(f["id"])).lstrip(".") + ".jpg")
+            tmp = target.with_suffix(".jpg.part")
+            tmp.write_bytes(_call(args.server, f"/api/people/unknown/{_quote(f['id'])}.jpg"))
+            tmp.replace(target)  # whole files only
+            line += f"  -> {target}"
+        print(line)
+    print(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "
+          f"'livefaces people name ID NAME --server {args.server}'", file=sys.stderr)
+    return EXIT_OK
+
+
+def _name(args: argparse.Namespace) -> int:
+    from ..identify.gallery import check_name
+
+    check_name(args.name)  # the same rule as the server's, before asking it
+    got = _call(args.server, f"/api/people/unknown/{_quote(args.face_id)}", {"name": args.name})
+    print(f"{args.face_id}: added to the people as {got.get('name', args.name)} "
+          f"({len(got.get('people', []))} known people)")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.people_action == "unknown":
+        return _unknown(args)
+    if args.people_action == "name":
+        return _name(args)
     root = _folder(args)
     if args.people_action == "add":
         return _add(args, root)
