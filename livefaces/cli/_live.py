@@ -209,9 +209,6 @@ def make_identifier(args: argparse.Namespace) -> Any:
     without it); LiveFacesError (one line) when the folder or the identify extra is unusable."""
     if getattr(args, "people", None) is None:
         return None
-    if not args.people.is_dir():
-        raise LiveFacesError(f"{args.people}: no such people folder (make one with "
-                             "'livefaces people add NAME PHOTO...')")
     from ..identify.live import LiveIdentifier
 
     return LiveIdentifier(args.people).start()

@@ -146,13 +146,9 @@ def _add(args: argparse.Namespace, root: Path) -> int:
 
 
 def _list(root: Path) -> int:
-    from ..errors import PeopleError
-    from ..identify.gallery import check_private, read_people
+    from ..identify.gallery import check_people_dir, read_people
 
-    if not root.is_dir():
-        raise PeopleError(f"{root}: no such people folder (add someone with "
-                          f"'livefaces people add NAME PHOTO --people {root}')")
-    check_private(root)
+    check_people_dir(root)
     people = read_people(root)
     for person in people:
         added = max((str(p.get("added", "")) for p in person.photos), default="")

@@ -87,6 +87,15 @@ def _unsafe(path: Path) -> int | None:
     return mode if mode & 0o077 else None
 
 
+def check_people_dir(people_dir: Path) -> None:
+    """Raise :class:`PeopleError` if ``people_dir`` is not an existing folder (saying how to
+    make one) or is open to other users (:func:`check_private`)."""
+    if not people_dir.is_dir():
+        raise PeopleError(f"{people_dir}: no such people folder (add someone with "
+                          f"'livefaces people add NAME PHOTO --people {people_dir}')")
+    check_private(people_dir)
+
+
 def check_private(people_dir: Path) -> None:
     """Raise :class:`PeopleError` if ``people_dir`` or anything in it is readable or
     writable by group or others (the message says the ``chmod`` that fixes it)."""
@@ -129,10 +138,7 @@ class Gallery:
         users (group/others may read or write it) or damaged.
         """
         root = Path(people_dir)
-        if not root.is_dir():
-            raise PeopleError(f"{root}: no such people folder (add someone with "
-                              f"'livefaces people add NAME PHOTO --people {root}')")
-        check_private(root)
+        check_people_dir(root)
         names: list[str] = []
         rows: list[np.ndarray] = []
         owners: list[int] = []

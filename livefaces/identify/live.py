@@ -342,8 +342,9 @@ class LiveIdentifier:
         recogniser and the people folder."""
         if self._started:
             return self
-        if not self.people.is_dir():
-            raise LiveFacesError(f"{self.people}: no such people folder")
+        from .gallery import check_people_dir
+
+        check_people_dir(self.people)  # here, in one line, before a worker is started
         self._started = True
         import livefaces
 
