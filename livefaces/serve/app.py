@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 class Presence:
     """Who is on which camera now, from the face events: a name is present on a camera while
     one of its tracks there is identified as that name (``face.identified`` sets or changes a
-    track's name, ``face.lost`` ends the track). Used on one sink thread only."""
+    track's name, ``face.lost`` ends the track). Not thread-safe: :class:`PresenceSink`
+    guards it."""
 
     def __init__(self, names: tuple[str, ...] | list[str]) -> None:
         self.names = tuple(names)
@@ -92,31 +93,40 @@ class PresenceSink(BaseSink):
                  publisher: Any = None) -> None:
         self.presence, self.hub, self.publisher = presence, hub, publisher
         self.cameras = cameras
-        self._announced = False
+        # the sink thread (events) and the web's naming thread (enrolled) both change it
+        self._lock = threading.Lock()
 
-    def announce(self) -> None:
-        """Every name ``absent`` on every camera (so the entities exist before anyone comes)."""
-        if self.publisher is not None and not self._announced:
-            for cam in self.cameras:
-                for n in self.presence.names:
-                    self.publisher.publish_presence(cam, n, False)
-        self._announced = True
-        self.hub.put_people(self.presence.snapshot())
+    def announce(self, names: tuple[str, ...] | list[str] | None = None) -> None:
+        """Every name ``absent`` on every camera (so the entities exist before anyone comes);
+        with ``names`` (the people after an enrolment), only the new ones."""
+        with self._lock:
+            if names is None:
+                new: tuple[str, ...] = self.presence.names
+            else:
+                new = tuple(n for n in names if n not in self.presence.names)
+                self.presence.names = tuple(names)
+            if self.publisher is not None:
+                for cam in self.cameras:
+                    for n in new:
+                        self.publisher.publish_presence(cam, n, False)
+            self.hub.put_people(self.presence.snapshot())
 
     def on_event(self, event: dict[str, Any]) -> None:
-        changes = self.presence.update(event)
-        if self.publisher is not None:
-            for cam, name, present in changes:
-                self.publisher.publish_presence(cam, name, present)
-        if changes or event.get("type") in ("face.identified", "face.updated"):
-            self.hub.put_people(self.presence.snapshot())
+        with self._lock:
+            changes = self.presence.update(event)
+            if self.publisher is not None:
+                for cam, name, present in changes:
+                    self.publisher.publish_presence(cam, name, present)
+            if changes or event.get("type") in ("face.identified", "face.updated"):
+                self.hub.put_people(self.presence.snapshot())
 
     def close(self) -> None:
         """The run ends: everyone present is marked ``absent`` (before MQTT says offline)."""
         if self.publisher is not None:
-            for cam in self.cameras:
-                for n in sorted(self.presence.here(cam)):
-                    self.publisher.publish_presence(cam, n, False)
+            with self._lock:
+                for cam in self.cameras:
+                    for n in sorted(self.presence.here(cam)):
+                        self.publisher.publish_presence(cam, n, False)
 
 
 class HubSink(BaseSink):
@@ -300,13 +310,7 @@ class CameraServer:
         for crop, face in views:  # every kept view: one poor frame does not make the enrolment
             names = self.identifier.enrol(name, crop, face)
         self.hub.forget_unknown(face_id)
-        p = self.presence
-        if name not in p.presence.names:
-            p.presence.names = tuple(names)  # a new person: absent everywhere to begin with
-            if self.publisher is not None:
-                for cam in p.cameras:
-                    self.publisher.publish_presence(cam, name, False)
-        self.hub.put_people(p.presence.snapshot())
+        self.presence.announce(names)  # a new person: absent everywhere to begin with
         return list(names)
 
     def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
