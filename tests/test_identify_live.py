@@ -487,6 +487,10 @@ def test_hub_keeps_the_best_views_of_an_unknown_track_apart_in_time(monkeypatch)
         now[0] += 1.5
         hub._keep_unknown("door", result(50, 0.99, track=track))
     assert hub.unknown_views("door.7") == [] and len(hub.unknown_faces()) == 2
+    hub.forget_unknown("door.8")  # named: not kept again while its votes catch up
+    now[0] += 1.5
+    hub._keep_unknown("door", result(90, 0.99, track=8))
+    assert hub.unknown_views("door.8") == [] and [f["id"] for f in hub.unknown_faces()] == ["door.9"]
 
 
 def test_people_cli_lists_saves_and_names_serves_unknown_faces(tmp_path, monkeypatch):

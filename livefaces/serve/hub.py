@@ -51,6 +51,8 @@ class _CameraState:
 UNKNOWN_VIEWS = 3
 #: seconds between two kept views of one unknown track (different moments, not one burst)
 UNKNOWN_VIEW_GAP_S = 1.0
+#: named tracks remembered so that they are not kept as unknown again
+NAMED_KEPT = 256
 
 
 class Hub:
@@ -100,6 +102,8 @@ class Hub:
         self._unknown: collections.OrderedDict[tuple[str, int],
                                                list[tuple[float, np.ndarray, Faces, float]]] = \
             collections.OrderedDict()
+        # tracks named from the page or the CLI (oldest dropped beyond NAMED_KEPT)
+        self._named: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ writers (pipeline)
 
@@ -142,6 +146,8 @@ class Hub:
             quality = (x2 - x1) * (y2 - y1) * float(result.faces.scores[i])
             key = (camera, int(result.track_ids[i]))
             with self._lock:
+                if key in self._named:
+                    continue
                 views = self._unknown.get(key, [])
                 recent = any(now - v[3] < UNKNOWN_VIEW_GAP_S for v in views)
                 if recent or (len(views) >= UNKNOWN_VIEWS and views[-1][0] >= quality):
@@ -183,10 +189,15 @@ class Hub:
         return [(v[1], v[2]) for v in views]
 
     def forget_unknown(self, face_id: str) -> None:
+        """Drop the kept views of a face that was just named; its track is not kept again
+        (it stays unknown until its next votes come in, and must not reappear meanwhile)."""
         cam, _, tid = face_id.rpartition(".")
         if tid.isdigit():
             with self._lock:
                 self._unknown.pop((cam, int(tid)), None)
+                self._named[(cam, int(tid))] = None
+                while len(self._named) > NAMED_KEPT:
+                    self._named.popitem(last=False)
 
     def put_people(self, people: list[dict[str, Any]]) -> None:
         """The enrolled names and where each is now (from the presence sink)."""
