@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .types import Faces
+
 #: Landmark positions ``(5, 2)`` (x, y) in a 112×112 crop, order ``types.LANDMARK_NAMES``
 #: (left/right as seen in the image); InsightFace's ``arcface_dst``.
 ARCFACE_TEMPLATE = np.array(
@@ -49,6 +51,23 @@ def crop_box(image: np.ndarray, box: np.ndarray, size: int = 160, margin: float 
     if x2 <= x1 or y2 <= y1:  # a box entirely outside the image (cannot come from MTCNN)
         return np.zeros((size, size, 3), np.uint8)
     return cv2.resize(image[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def crop_region(image: np.ndarray, face: Faces, margin: float) -> tuple[np.ndarray, Faces]:
+    """The region of ``image`` around one face (``face``: one row) and the face in the
+    region's pixels.
+
+    The face's box is grown by ``margin`` times its larger side on every side and clipped to
+    the image; no resizing. Returns a new contiguous uint8 array (a copy, so the frame may be
+    dropped) and the face moved by the region's top-left corner.
+    """
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in face.boxes[0])
+    m = margin * max(x2 - x1, y2 - y1)
+    a, b = int(max(0, x1 - m)), int(max(0, y1 - m))
+    crop = image[b:int(min(h, y2 + m + 1)), a:int(min(w, x2 + m + 1))].copy()
+    off = np.array([a, b], np.float32)
+    return crop, Faces(face.boxes - np.tile(off, 2), face.scores.copy(), face.landmarks - off)
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

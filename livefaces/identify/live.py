@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ..align import crop_region
 from ..errors import LiveFacesError
 from ..types import Faces, Frame, FrameResult, Identity
 
@@ -209,19 +210,6 @@ class IdentifyStats:
     embed_ms: float | None
     people: int
     alive: bool
-
-
-def _crop(frame: Frame, face: Faces) -> tuple[np.ndarray, Faces]:
-    """A crop around one face (its box plus 60 % each side) and the face in its pixels: the
-    worker gets a small image instead of the frame."""
-    h, w = frame.image.shape[:2]
-    x1, y1, x2, y2 = face.boxes[0]
-    m = 0.6 * max(x2 - x1, y2 - y1)
-    cx1, cy1 = int(max(0, x1 - m)), int(max(0, y1 - m))
-    cx2, cy2 = int(min(w, x2 + m + 1)), int(min(h, y2 + m + 1))
-    crop = np.ascontiguousarray(frame.image[cy1:cy2, cx1:cx2])
-    off = np.array([cx1, cy1], np.float32)
-    return crop, Faces(face.boxes - np.tile(off, 2), face.scores.copy(), face.landmarks - off)
 
 
 def _worker_main() -> int:  # pragma: no cover - runs in the child process
@@ -481,7 +469,7 @@ class LiveIdentifier:
         """Queue one face for embedding; False (counted) when the queue is full."""
         if self._closed or not self._started:
             return False
-        crop, f = _crop(frame, face)
+        crop, f = crop_region(frame.image, face, 0.6)  # the worker gets a small image, not the frame
         key = next(self._keys)
         try:
             self._requests.put_nowait((key, crop, f.boxes, f.scores, f.landmarks))

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..align import crop_region
 from ..blur import blur_unknown, names_of
 from ..meter import Latency, RateMeter
 from ..render import render_result
@@ -152,13 +153,7 @@ class Hub:
                 recent = any(now - v[3] < UNKNOWN_VIEW_GAP_S for v in views)
                 if recent or (len(views) >= UNKNOWN_VIEWS and views[-1][0] >= quality):
                     continue
-            h, w = result.frame.image.shape[:2]
-            m = 0.3 * max(x2 - x1, y2 - y1)
-            a, b = int(max(0, x1 - m)), int(max(0, y1 - m))
-            crop = result.frame.image[b:int(min(h, y2 + m)), a:int(min(w, x2 + m))].copy()
-            off = np.array([a, b], np.float32)
-            f = result.faces.select(np.array([i]))
-            face = Faces(f.boxes - np.tile(off, 2), f.scores.copy(), f.landmarks - off)
+            crop, face = crop_region(result.frame.image, result.faces.select(np.array([i])), 0.3)
             with self._lock:
                 views = sorted([*self._unknown.get(key, []), (quality, crop, face, now)],
                                key=lambda v: -v[0])[:UNKNOWN_VIEWS]
