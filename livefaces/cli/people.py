@@ -122,9 +122,8 @@ def _folder(args: argparse.Namespace) -> Path:
 
 
 def _add(args: argparse.Namespace, root: Path) -> int:
-    from ..align import crop_box
     from ..identify import Recognizer
-    from ..identify.gallery import check_name, save_person
+    from ..identify.gallery import check_name, save_person, thumbnail
 
     check_name(args.name)
     recognizer = Recognizer()  # before any work: the extra may be missing
@@ -138,7 +137,7 @@ def _add(args: argparse.Namespace, root: Path) -> int:
             raise InputError(f"{photo}: {what}; each photo must show exactly one face "
                              f"(crop it to {args.name}'s face); nothing was added")
         emb = recognizer.embed(image, faces)[0]
-        new.append((Path(photo).name, emb, crop_box(image, faces.boxes[0], size=96, margin=16)))
+        new.append((Path(photo).name, emb, thumbnail(image, faces.boxes[0])))
     person = save_person(root, args.name, new)
     print(f"{args.name}: added {len(new)} photo{'s' if len(new) != 1 else ''} "
           f"({len(person.photos)} in all) to {root}")

@@ -39,6 +39,15 @@ from .recognizer import DEFAULT_THRESHOLD, EMBEDDING_SIZE
 PEOPLE_ENV = "LIVEFACES_PEOPLE"
 DEFAULT_PEOPLE_DIR = "people"
 MODEL_ID = "dlib_face_recognition_resnet_model_v1+livefaces-chip-v1"
+#: the face thumbnail kept beside each photo's embedding: pixels, and margin around the box
+THUMB_SIZE, THUMB_MARGIN = 96, 16
+
+
+def thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The small face thumbnail stored for a photo (``image`` RGB, ``box`` xyxy pixels)."""
+    from ..align import crop_box
+
+    return crop_box(image, box, size=THUMB_SIZE, margin=THUMB_MARGIN)
 PERSON_FILE = "person.json"
 EMBEDDINGS_FILE = "embeddings.npz"
 #: names: letters, digits, ``_ - .``, not starting with ``.`` or ``-``, at most 64 characters

@@ -271,13 +271,11 @@ def _enrol(people: str, rec: Any, name: str, crop: np.ndarray, face: Faces) -> l
     """In the worker: add ``crop``'s face to ``name`` in the people folder (the core's
     :func:`~livefaces.identify.gallery.save_person`: private files, all or nothing); the names
     now enrolled."""
-    from ..align import crop_box
-    from .gallery import check_name, read_people, save_person
+    from .gallery import check_name, read_people, save_person, thumbnail
 
     check_name(name)
     emb = rec.embed(crop, face)[0]
-    save_person(Path(people), name, [("live view", emb, crop_box(crop, face.boxes[0], size=96,
-                                                                  margin=16))])
+    save_person(Path(people), name, [("live view", emb, thumbnail(crop, face.boxes[0]))])
     return sorted(p.name for p in read_people(Path(people)))
 
 
