@@ -207,6 +207,12 @@ def index_line(inp: Input, index: int, pts: float | None, face: dict, crop: str)
                        "pts": None if pts is None else round(pts, 6), **face, "crop": crop}) + "\n"
 
 
+def done_line(inp: Input, frames: int, faces: int) -> str:
+    """One ``done.jsonl`` line (with its newline): ``inp`` is finished, all its rows written."""
+    return json.dumps({"source": inp.source, "key": inp.key, "name": inp.name, "frames": frames,
+                       "faces": faces}) + "\n"
+
+
 def write_crops(out_dir: Path, options: ExtractOptions, inp: Input, index: int, pts: float | None,
                 crops: Sequence[np.ndarray], faces: Sequence[dict]) -> list[str]:
     """Write the crops of one frame (each atomically) and return its index lines."""
@@ -277,8 +283,9 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
     # video segments finished by a Ray run (parts.jsonl) whose input is not done yet
     segments: dict[str, dict] = {}
     parts_path = out_dir / PARTS_FILE
-    if parts_path.exists():
-        for line in parts_path.read_text().splitlines():
+    part_lines = parts_path.read_text().splitlines() if parts_path.exists() else []
+    if part_lines:
+        for line in part_lines:
             try:
                 rec = json.loads(line)
                 if rec["key"] not in done:
@@ -329,7 +336,7 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
             tmp = index_path.with_name(f".{INDEX_FILE}.tmp")
             tmp.write_text("".join(kept))
             os.replace(tmp, index_path)
-    if parts_path.exists() and len(segments) != len(parts_path.read_text().splitlines()):
+    if parts_path.exists() and len(segments) != len(part_lines):
         tmp = parts_path.with_name(f".{PARTS_FILE}.tmp")
         tmp.write_text("".join(json.dumps(rec) + "\n" for rec in segments.values()))
         os.replace(tmp, parts_path)
@@ -412,11 +419,7 @@ class _Writer:
             return
         os.fsync(self._index.fileno())
         faces = self.faces_per_input.pop(end.inp.key, 0)
-        self._done.write(json.dumps({"source": end.inp.source, "key": end.inp.key,
-                                     "name": end.inp.name, "frames": end.frames,
-                                     "faces": faces}) + "\n")
-        self._done.flush()
-        os.fsync(self._done.fileno())
+        append_lines(self._done, [done_line(end.inp, end.frames, faces)])
         self.report.done += 1
 
     def _run(self) -> None:

@@ -34,7 +34,7 @@ from ..avio import count_frames, decode_range, scan_pts
 from ..errors import ImageReadError, InputError, SourceError
 from ..imageio import read_image
 from .decode import Input, iter_video
-from .job import DONE_FILE, INDEX_FILE, PARTS_FILE, ExtractReport, Progress, append_lines
+from .job import DONE_FILE, INDEX_FILE, PARTS_FILE, ExtractReport, Progress, append_lines, done_line
 
 
 @dataclass(frozen=True)
@@ -297,9 +297,7 @@ class Ledger:
                     continue
                 mine = [r for r in good if int(r["input"]) == i]
                 inp = self.todo[i]
-                done.append(json.dumps({"source": inp.source, "key": inp.key, "name": inp.name,
-                                        "frames": len(mine),
-                                        "faces": sum(int(r["faces"]) for r in mine)}) + "\n")
+                done.append(done_line(inp, len(mine), sum(int(r["faces"]) for r in mine)))
             append_lines(self._done, done)
             self.report.done += len(done)
             self.state.inputs_done += len(part.inputs)
@@ -308,9 +306,8 @@ class Ledger:
 
     def _video_done(self, i: int) -> None:
         inp, recs = self.todo[i], self.segments[i]
-        append_lines(self._done, [json.dumps({
-            "source": inp.source, "key": inp.key, "name": inp.name,
-            "frames": sum(r["frames"] for r in recs), "faces": sum(r["faces"] for r in recs)}) + "\n"])
+        append_lines(self._done, [done_line(inp, sum(r["frames"] for r in recs),
+                                            sum(r["faces"] for r in recs))])
         self.report.done += 1
         self.state.inputs_done += 1
 
