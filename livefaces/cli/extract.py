@@ -100,11 +100,14 @@ def _progress_text(p: Progress) -> str:
 
 def _quiet_ray() -> None:
     """Ray's own start-up notes and dataset messages stay off the terminal unless -v (the CLI
-    decides what is shown): its Python loggers at errors only, its C++ core likewise."""
+    decides what is shown): its Python loggers at errors only, its C++ core likewise, and its
+    Python warnings (Ray Data's advice on actor pools and blocks) not shown."""
     import logging
     import os
+    import warnings
 
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")
         os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
