@@ -101,15 +101,24 @@ def test_weights_npz_equals_facenet_state_dicts():
             assert torch.equal(sa[k], sb[k]), k
 
 
-def test_padded_first_layer_gives_the_same_outputs():
+def test_export_form_gives_the_same_outputs():
+    """The rewritten nets (first layer as two convolutions with the normalisation folded in,
+    slopes > 1 after the pool, PReLU as x + relu((a-1)x)) against facenet-pytorch's layers."""
     torch = pytest.importorskip("torch")
     from livefaces.detect import torch_nets as tn
 
-    _, rnet, _ = tn.load_nets_npz(str(MODELS / "mtcnn_weights.npz"))
-    padded = tn.pad_first_layer(rnet)
-    assert padded.conv1.out_channels == 32 and padded.conv2.in_channels == 32
-    assert rnet.conv1.out_channels == 28  # the original is left alone
-    x = torch.from_numpy(np.random.default_rng(1).standard_normal((6, 3, 24, 24), dtype=np.float32))
-    with torch.no_grad():
-        for a, b in zip(rnet(x), padded(x)):
+    rng = np.random.default_rng(1)
+    for net, size in zip(tn.load_nets_npz(str(MODELS / "mtcnn_weights.npz")), (31, 24, 48)):
+        fast = tn.export_form(net)
+        assert fast.conv1.conv.out_channels % 16 == 0 and fast.conv2.in_channels % 16 == 0
+        assert isinstance(net.prelu1, torch.nn.PReLU)  # the original is left alone
+        pixels = torch.from_numpy(rng.integers(0, 256, (4, size, size, 3)).astype(np.float32))
+        with torch.no_grad():
+            expected = net(tn._normalise(pixels))
+            got = fast(pixels.permute(0, 3, 1, 2))
+        for a, b in zip(expected, got):
+            assert a.shape == b.shape
             assert np.abs(a.numpy() - b.numpy()).max() <= 1e-5
+    # P-Net and R-Net have slopes above 1 (applied after the pool); they must matter here
+    pnet = tn.load_nets_npz(str(MODELS / "mtcnn_weights.npz"))[0]
+    assert bool((pnet.prelu1.weight > 1).any()) and tn.export_form(pnet).pool1.fix
