@@ -236,6 +236,7 @@ def export_form(net: nn.Module) -> nn.Module:
     out = copy.deepcopy(net)
     conv1, prelu1, pool1, conv2 = src.conv1, src.prelu1, src.pool1, src.conv2  # type: ignore[union-attr]
     assert isinstance(conv1, nn.Conv2d) and isinstance(prelu1, nn.PReLU) and isinstance(conv2, nn.Conv2d)
+    assert isinstance(pool1, nn.Module)
     out.conv1 = FirstLayer(conv1, prelu1)
     out.prelu1 = _Identity()
     out.pool1 = PoolSlopes(pool1, prelu1)
