@@ -55,9 +55,7 @@ def default_weights_dir() -> Path:
 def wrapped_nets(weights_dir: Path):  # type: ignore[no-untyped-def]
     from livefaces.detect import torch_nets as tn
 
-    pnet, rnet, onet = (tn.export_form(n) for n in tn.load_nets(str(weights_dir)))
-    return {"pnet": tn.PNetWrapped(pnet).eval(), "rnet": tn.RNetWrapped(rnet).eval(),
-            "onet": tn.ONetWrapped(onet).eval()}
+    return dict(zip(("pnet", "rnet", "onet"), (tn.export_net(n) for n in tn.load_nets(str(weights_dir)))))
 
 
 def share_add_shapes(model) -> int:  # type: ignore[no-untyped-def]
@@ -109,8 +107,9 @@ def export(weights_dir: Path, out_dir: Path) -> dict:
                       "input_format": "float32 NHWC RGB 0-255, normalised inside the graph",
                       "notes": "first layer as relu(conv_k(x)) + conv(x) with the normalisation folded in "
                                "(slopes > 1 applied after pool1), other PReLUs as x + relu((a-1)x), "
-                               "face softmax as sigmoid(z1-z0); same outputs to ~1e-6, faster in "
-                               "ONNX Runtime (livefaces/detect/torch_nets.py export_form)",
+                               "output layers merged, face softmax as sigmoid(z1-z0); same outputs "
+                               "to ~1e-6, faster in ONNX Runtime (livefaces/detect/torch_nets.py "
+                               "export_net)",
                       "models": {}}
     for name, module in wrapped_nets(weights_dir).items():
         inputs, outputs, shape, dyn = SPECS[name]
