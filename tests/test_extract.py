@@ -162,6 +162,19 @@ def test_missing_input_is_reported_and_others_done(media, tmp_path):
     assert cv2.imread(str(tmp_path / "o" / rec["crop"])).shape == (112, 112, 3)
 
 
+def test_cluster_job_of_missing_files_fails_before_ray_starts(tmp_path):
+    """Every input missing: reported like the single-machine run, without importing (and
+    starting) Ray for nothing."""
+    code = ("import sys; from livefaces.extract import extract; "
+            f"r = extract([{str(tmp_path / 'a.mp4')!r}, {str(tmp_path / 'b.jpg')!r}], "
+            f"{str(tmp_path / 'o')!r}, cluster='local'); "
+            "print(len(r.failed), r.failed[0][1], 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "2" and "a.mp4: no such file" in out.stdout
+    assert out.stdout.split()[-1] == "False"
+
+
 def test_ctrl_c_leaves_complete_files_and_rerun_finishes(detector, media, tmp_path):
     reference = extract([media["long"]], tmp_path / "ref", ExtractOptions(batch_size=2), detector=detector)
     out = tmp_path / "faces"
