@@ -52,7 +52,7 @@ def default_weights_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-def wrapped_nets(weights_dir: Path):  # type: ignore[no-untyped-def]
+def export_nets(weights_dir: Path):  # type: ignore[no-untyped-def]
     from livefaces.detect import torch_nets as tn
 
     return dict(zip(("pnet", "rnet", "onet"), (tn.export_net(n) for n in tn.load_nets(str(weights_dir)))))
@@ -111,7 +111,7 @@ def export(weights_dir: Path, out_dir: Path) -> dict:
                                "to ~1e-6, faster in ONNX Runtime (livefaces/detect/torch_nets.py "
                                "export_net)",
                       "models": {}}
-    for name, module in wrapped_nets(weights_dir).items():
+    for name, module in export_nets(weights_dir).items():
         inputs, outputs, shape, dyn = SPECS[name]
         path = out_dir / f"{name}.onnx"
         example = torch.rand(shape) * 255

@@ -192,15 +192,21 @@ def _pad_inputs(conv: nn.Conv2d, m: int) -> nn.Conv2d:
     return out
 
 
-def _heads(*layers: nn.Conv2d | nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """One weight matrix and bias for the output layers side by side, the face/not-face pair
+def _head(*layers: nn.Conv2d | nn.Linear) -> nn.Module:
+    """The output layers side by side as one layer of the same kind, the face/not-face pair
     reduced to one logit ``z1 - z0`` (``softmax([z0, z1])[1] == sigmoid(z1 - z0)``)."""
     ws = [m.weight.detach() for m in layers]
     bs = [m.bias.detach() for m in layers if m.bias is not None]
     assert len(bs) == len(ws)
     ws[0] = (ws[0][1] - ws[0][0]).unsqueeze(0)
     bs[0] = (bs[0][1] - bs[0][0]).unsqueeze(0)
-    return torch.cat(ws), torch.cat(bs)
+    w, b = torch.cat(ws), torch.cat(bs)
+    head: nn.Conv2d | nn.Linear = (nn.Conv2d(w.shape[1], w.shape[0], kernel_size=1)
+                                   if isinstance(layers[0], nn.Conv2d) else nn.Linear(w.shape[1], w.shape[0]))
+    with torch.no_grad():
+        head.weight.copy_(w)
+        head.bias.copy_(b)  # type: ignore[union-attr]
+    return head
 
 
 def _dense_nchw(dense: nn.Linear, channels: int, size: int) -> nn.Linear:
@@ -237,11 +243,7 @@ class PNetExport(_Cascade):
         super().__init__()
         self._start(net)
         self.conv3, self.prelu3 = net.conv3, AddReluPReLU(net.prelu3)
-        w, b = _heads(net.conv4_1, net.conv4_2)
-        self.head = nn.Conv2d(32, 5, kernel_size=1)
-        with torch.no_grad():
-            self.head.weight.copy_(w)
-            self.head.bias.copy_(b)  # type: ignore[union-attr]
+        self.head = _head(net.conv4_1, net.conv4_2)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu3(self.conv3(self._block1(image)))
@@ -257,11 +259,7 @@ class RNetExport(_Cascade):
         self._start(net)
         self.pool2, self.conv3, self.prelu3 = net.pool2, net.conv3, AddReluPReLU(net.prelu3)
         self.dense4, self.prelu4 = _dense_nchw(net.dense4, 64, 3), AddReluPReLU(net.prelu4)
-        w, b = _heads(net.dense5_1, net.dense5_2)
-        self.head = nn.Linear(128, 5)
-        with torch.no_grad():
-            self.head.weight.copy_(w)
-            self.head.bias.copy_(b)
+        self.head = _head(net.dense5_1, net.dense5_2)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu3(self.conv3(self.pool2(self._block1(image))))
@@ -279,11 +277,7 @@ class ONetExport(_Cascade):
         self.pool2, self.conv3, self.prelu3 = net.pool2, net.conv3, AddReluPReLU(net.prelu3)
         self.pool3, self.conv4, self.prelu4 = net.pool3, net.conv4, AddReluPReLU(net.prelu4)
         self.dense5, self.prelu5 = _dense_nchw(net.dense5, 128, 3), AddReluPReLU(net.prelu5)
-        w, b = _heads(net.dense6_1, net.dense6_2, net.dense6_3)
-        self.head = nn.Linear(256, 15)
-        with torch.no_grad():
-            self.head.weight.copy_(w)
-            self.head.bias.copy_(b)
+        self.head = _head(net.dense6_1, net.dense6_2, net.dense6_3)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.prelu3(self.conv3(self.pool2(self._block1(image))))

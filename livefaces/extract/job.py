@@ -592,9 +592,10 @@ def extract(
     if cluster is not None:
         # Missing files fail here, as the workers would say, before Ray is imported and
         # started for nothing (~9 s when every input was missing).
-        missing = [inp for inp in todo if not inp.path.exists()]
-        report.failed += [(inp.source, f"{inp.source}: no such file; check the path") for inp in missing]
-        todo = [inp for inp in todo if inp.path.exists()]
+        present = [inp.path.exists() for inp in todo]
+        report.failed += [(inp.source, f"{inp.source}: no such file; check the path")
+                          for inp, ok in zip(todo, present) if not ok]
+        todo = [inp for inp, ok in zip(todo, present) if ok]
         if not todo:
             return report
         try:
