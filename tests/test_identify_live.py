@@ -21,6 +21,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,24 @@ def _clip(tmp_path: Path, shared: Path, photo: str, n: int = 50) -> Path:
     return write_face_frames(tmp_path / photo.split(".")[0], [np.ascontiguousarray(crop)], n=n)
 
 
+def _watch_until(tmp_path: Path, shared: Path, photo: str, events: Path,
+                 pred: Callable[[dict], bool], what: str, *args: str) -> tuple[tuple, int, str]:
+    """``livefaces watch`` an RTSP stream of ``photo``'s face (``args`` added) until an event of
+    ``events`` satisfies ``pred``, then Ctrl-C it: ``(wait_event's result, exit code, stderr)``.
+    The server and the process are gone when this returns."""
+    server = RtspServer(_clip(tmp_path, shared, photo)).start()
+    proc = popen_cli("watch", server.url, "--events", str(events), *args)
+    try:
+        got = wait_event(events, pred, timeout=45)
+        assert got is not None, proc.stderr.read() if proc.poll() is not None else what
+        rc, _out, err = interrupt(proc, timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.kill()
+    return got, rc, err
+
+
 def _no_embedding(events: list[dict]) -> None:
     """Identity fields are a name, a distance and a vote count: never a vector."""
     for e in events:
@@ -140,22 +159,13 @@ def _no_embedding(events: list[dict]) -> None:
 
 
 def test_an_enrolled_person_on_a_stream_is_identified_by_name(tmp_path, shared, people):
-    server = RtspServer(_clip(tmp_path, shared, "obama1.jpg")).start()
     events = tmp_path / "events.jsonl"
-    proc = popen_cli("watch", server.url, "--people", str(people), "--events", str(events),
-                     "--duration", "40", "-q")
-    try:
-        got = wait_event(events, lambda e: e["type"] == "face.identified", timeout=45)
-        assert got is not None, proc.stderr.read() if proc.poll() is not None else "no event"
-        _, ident = got
-        assert ident["identity"]["name"] == "obama" and ident["previous"] is None
-        assert ident["identity"]["votes"] >= 2 and ident["identity"]["distance"] <= DEFAULT_THRESHOLD
-        assert isinstance(ident["track_id"], int) and len(ident["box"]) == 4
-        rc, _out, err = interrupt(proc, timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        server.kill()
+    (_, ident), rc, err = _watch_until(tmp_path, shared, "obama1.jpg", events,
+                                       lambda e: e["type"] == "face.identified", "no event",
+                                       "--people", str(people), "--duration", "40", "-q")
+    assert ident["identity"]["name"] == "obama" and ident["previous"] is None
+    assert ident["identity"]["votes"] >= 2 and ident["identity"]["distance"] <= DEFAULT_THRESHOLD
+    assert isinstance(ident["track_id"], int) and len(ident["box"]) == 4
     assert rc == 130 and "Traceback" not in err, err
     evs = read_events(events)
     _no_embedding(evs)
@@ -167,23 +177,15 @@ def test_an_enrolled_person_on_a_stream_is_identified_by_name(tmp_path, shared, 
 
 
 def test_a_stranger_stays_unknown_and_is_blurred(tmp_path, shared, people, detector):
-    server = RtspServer(_clip(tmp_path, shared, "alex_lacamoire1.jpg")).start()
     events = tmp_path / "events.jsonl"
     video = tmp_path / "out.mp4"
     stats = tmp_path / "stats.json"
-    proc = popen_cli("watch", server.url, "--people", str(people), "--events", str(events),
-                     "--duration", "40", "--record", str(video), "--blur-unknown", "-q",
-                     "--stats", str(stats))
-    try:
-        # several embeddings of the stranger's track, each matching nobody
-        got = wait_event(events, lambda e: e["type"] == "face.updated"
-                         and e.get("identity", {}).get("votes", 0) >= 3, timeout=45)
-        assert got is not None, proc.stderr.read() if proc.poll() is not None else "no votes"
-        rc, _out, err = interrupt(proc, timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        server.kill()
+    # several embeddings of the stranger's track, each matching nobody
+    _, rc, err = _watch_until(tmp_path, shared, "alex_lacamoire1.jpg", events,
+                              lambda e: e["type"] == "face.updated"
+                              and e.get("identity", {}).get("votes", 0) >= 3, "no votes",
+                              "--people", str(people), "--duration", "40", "--record", str(video),
+                              "--blur-unknown", "-q", "--stats", str(stats))
     assert rc == 130 and "Traceback" not in err, err
     evs = read_events(events)
     _no_embedding(evs)
