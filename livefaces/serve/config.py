@@ -553,22 +553,23 @@ def parse_config(text: str, *, filename: str = "<config>", env: dict[str, str] |
         if cameras and not any(c.enabled for c in cameras):
             v.problem(cnode, "cameras", "every camera is disabled (enabled: false); enable one")
     web = WebConfig(**v.fields(top["web"][1], "web", WEB_FIELDS)) if "web" in top else WebConfig()
-    mqtt = None
-    if "mqtt" in top:
-        mnode = top["mqtt"][1]
-        mvals = v.fields(mnode, "mqtt", MQTT_FIELDS, required=("host",), at=top["mqtt"][0])
-        if "host" in mvals:
-            mqtt = MqttConfig(**mvals)
-    people = None
-    if "people" in top:
-        pnode = top["people"][1]
-        pvals = v.fields(pnode, "people", PEOPLE_FIELDS, required=("folder",), at=top["people"][0])
-        if "folder" in pvals:
-            people = PeopleConfig(**pvals)
-            if check_machine and not Path(people.folder).is_dir():
-                v.problem(v.nodes.get("people.folder"), "people.folder",
-                          f"no such folder (got {people.folder!r}); make it with 'livefaces "
-                          "people add NAME PHOTO... --people DIR'")
+
+    def section(key: str, fields: dict[str, _Check], required: str) -> dict[str, Any] | None:
+        """An optional top-level section's checked values; None when absent or its required
+        field is missing (reported)."""
+        if key not in top:
+            return None
+        vals = v.fields(top[key][1], key, fields, required=(required,), at=top[key][0])
+        return vals if required in vals else None
+
+    mvals = section("mqtt", MQTT_FIELDS, "host")
+    mqtt = MqttConfig(**mvals) if mvals is not None else None
+    pvals = section("people", PEOPLE_FIELDS, "folder")
+    people = PeopleConfig(**pvals) if pvals is not None else None
+    if people is not None and check_machine and not Path(people.folder).is_dir():
+        v.problem(v.nodes.get("people.folder"), "people.folder",
+                  f"no such folder (got {people.folder!r}); make it with 'livefaces "
+                  "people add NAME PHOTO... --people DIR'")
     det = _detector_options(v, dvals, [c for c in cameras if c.enabled],
                             engine_check if check_machine else None)
     if ("web" in top and web.enabled and not is_loopback(web.host) and not web.token
