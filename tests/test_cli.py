@@ -124,3 +124,27 @@ def test_detect_progress_line_on_a_terminal_only(tmp_path, grace_hopper):
     assert "img/s" not in r.stdout
     r = run_cli("detect", str(tmp_path))
     assert "img/s" not in r.stderr  # not a terminal: no progress
+
+
+def test_stderr_lines_are_written_in_one_piece(monkeypatch):
+    """A line and its newline in one write, so another thread's log record cannot land in
+    between (serve's "serving ... on URL" once ran into the next log line). Every stderr line
+    of the CLI goes through say()/error()."""
+    from livefaces.cli import _common
+
+    writes: list[str] = []
+
+    class Err:
+        def write(self, s: str) -> None:
+            writes.append(s)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(_common.sys, "stderr", Err())
+    _common.say("livefaces: serving 1 camera(s) on http://127.0.0.1:8080/")
+    _common.error("bad")
+    assert writes == ["livefaces: serving 1 camera(s) on http://127.0.0.1:8080/\n",
+                      "livefaces: error: bad\n"]
+    cli = Path(_common.__file__).parent
+    assert not [p.name for p in cli.glob("*.py") if "file=sys.stderr" in p.read_text()]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LiveFacesError
-from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_SETUP, silence_stdout
+from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_SETUP, error, say, silence_stdout
 
 #: sub-command modules, in the order ``--help`` lists them
 COMMANDS = ["demo", "detect", "doctor", "extract", "people", "preview", "serve", "watch"]
@@ -61,13 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
-        print("livefaces: interrupted", file=sys.stderr)
+        say("livefaces: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # 'livefaces detect ... | head': the reader has what it wanted
         silence_stdout()
         return EXIT_PIPE
     except LiveFacesError as e:
-        print(f"livefaces: error: {e}", file=sys.stderr)
+        error(str(e))
         return EXIT_SETUP
 
 

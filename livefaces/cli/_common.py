@@ -143,8 +143,17 @@ def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:
                     yield m, None, Path(m)
 
 
+def say(line: str) -> None:
+    """One line on stderr, in a single write. ``print()`` to stderr writes the text and
+    its newline separately, so a log record from another thread could land between them
+    (serve's "serving ... on URL" line once ran into the next log line, and a reader took
+    ``URL/livefaces:`` for the address)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def error(msg: str) -> None:
-    print(f"livefaces: error: {msg}", file=sys.stderr)
+    say(f"livefaces: error: {msg}")
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -25,6 +24,7 @@ from ._common import (
     EXIT_SETUP,
     add_detector_arguments,
     error,
+    say,
     silence_stdout,
 )
 
@@ -242,10 +242,10 @@ class Signals:
         self.count += 1
         if self.count == 1:
             self.signum = signum
-            print("livefaces: stopping (press Ctrl-C again to quit at once)", file=sys.stderr)
+            say("livefaces: stopping (press Ctrl-C again to quit at once)")
             self.stop()
         else:
-            print("livefaces: forced exit", file=sys.stderr)
+            say("livefaces: forced exit")
             os._exit(EXIT_INTERRUPTED)
 
     def __exit__(self, *exc: object) -> None:
@@ -326,7 +326,7 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
             error(f"{sk.name}: {sk.error}")
     cannot_start = s.status == Status.FAILED and s.frames_captured == 0
     if not quiet and not cannot_start:  # a source that never started: its error line says all
-        print(summary(st), file=sys.stderr)
+        say(summary(st))
     if interrupted:
         return EXIT_INTERRUPTED
     if s.status == Status.FAILED:

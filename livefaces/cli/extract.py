@@ -17,6 +17,7 @@ from ._common import (
     detector_options,
     error,
     fmt_duration,
+    say,
 )
 
 NAME = "extract"
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         error(message if source in message else f"{source}: {message}")
     skipped = f", {report.skipped} already done (skipped)" if report.skipped else ""
     engine = f", {report.engine}" if report.engine else ""
-    print(f"{report.done} of {report.inputs} inputs extracted{skipped}: {report.frames} frames, "
-          f"{report.faces} faces in {report.seconds:.1f} s ({report.fps:.1f} frames/s{engine}) "
-          f"-> {args.out}", file=sys.stderr)
+    say(f"{report.done} of {report.inputs} inputs extracted{skipped}: {report.frames} frames, "
+        f"{report.faces} faces in {report.seconds:.1f} s ({report.fps:.1f} frames/s{engine}) "
+        f"-> {args.out}")
     return EXIT_PARTIAL if report.failed else EXIT_OK

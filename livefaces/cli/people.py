@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import read_image
 from ..types import Faces
-from ._common import EXIT_OK, add_detector_arguments, make_detector
+from ._common import EXIT_OK, add_detector_arguments, make_detector, say
 
 if TYPE_CHECKING:
     from ..identify import Gallery, Recognizer
@@ -238,8 +237,8 @@ def _unknown(args: argparse.Namespace) -> int:
             tmp.replace(target)  # whole files only
             line += f"  -> {target}"
         print(line)
-    print(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "
-          f"'livefaces people name ID NAME --server {args.server}'", file=sys.stderr)
+    say(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "
+        f"'livefaces people name ID NAME --server {args.server}'")
     return EXIT_OK
 
 

@@ -6,12 +6,11 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 
 from ..detect.options import ENGINES, MIN_FACE_SIZE
 from ..errors import LiveFacesError
-from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error
+from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error, say
 from ._live import Signals
 
 NAME = "serve"
@@ -158,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 server.stop()
                 return EXIT_SETUP
             if server.web is not None:
-                print(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.url}",
-                      file=sys.stderr, flush=True)
+                say(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.url}")
             log.info("detector shared by %s", ", ".join(c.name for c in cfg.enabled_cameras))
             if args.duration:
                 stop.wait(args.duration)
