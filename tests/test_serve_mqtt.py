@@ -59,6 +59,7 @@ def _event(cam: str, i: int, kind: str = "face.appeared") -> dict:
 
 def test_topics_qos1_and_availability(broker):
     sub = Subscriber(broker.port)
+    assert sub.subscribed.wait(10)  # events are not retained: published before this, they are gone
     pub = MqttPublisher("127.0.0.1", broker.port, client_id="lf-test").start()
     try:
         assert pub.wait_connected(10)
