@@ -19,6 +19,7 @@ from livefaces.detect.options import DetectorOptions
 from livefaces.extract import ExtractOptions, extract
 
 W, H = 480, 270
+GATED_CLI = Path(__file__).with_name("_gated_cli.py")
 
 
 def make_clip(path: Path, photos: list[np.ndarray], frames: int, fps: int = 12) -> None:
@@ -178,15 +179,16 @@ def test_cluster_job_of_missing_files_fails_before_ray_starts(tmp_path):
 def test_ctrl_c_leaves_complete_files_and_rerun_finishes(detector, media, tmp_path):
     reference = extract([media["long"]], tmp_path / "ref", ExtractOptions(batch_size=2), detector=detector)
     out = tmp_path / "faces"
-    args = [sys.executable, "-m", "livefaces", "extract", str(media["long"]), "--out", str(out),
-            "--batch-size", "2", "--progress", "off"]
+    args = ["extract", str(media["long"]), "--out", str(out), "--batch-size", "2", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    _, err = interrupt_extract(args, env, out)
+    # Ctrl-C once the index has a line; the gated CLI waits there for it (tests/_gated_cli.py)
+    _, err = interrupt_extract([sys.executable, str(GATED_CLI), *args], env, out)
     assert "interrupted" in err and "Traceback" not in err
     interrupted = assert_complete(out)
     assert not (out / "done.jsonl").read_text().strip()  # the video is not finished
     assert 0 < len(interrupted) < reference.faces
-    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "livefaces", *args], env=env, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     records = assert_complete(out)
     assert (r.returncode, len(records)) == (0, reference.faces)
