@@ -153,6 +153,18 @@ def test_other_settings_are_refused(media, tmp_path):
     assert "other settings" in r.stderr and "stride 1 -> 2" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_out_that_is_a_file_is_one_line(media, tmp_path):
+    photo = media["photos"] / "astronaut.jpg"
+    (tmp_path / "faces.jpg").write_bytes(b"a file the user meant to keep")
+    for out in (tmp_path / "faces.jpg", tmp_path / "faces.jpg" / "sub"):
+        r = run_cli("extract", str(photo), "--out", str(out))
+        assert r.returncode == 3, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"livefaces: error: {tmp_path / 'faces.jpg'} is a file, not a folder; name a folder "
+            "(new or from an earlier run) for the crops and index.jsonl"]
+    assert (tmp_path / "faces.jpg").read_bytes() == b"a file the user meant to keep"
+
+
 def test_missing_input_is_reported_and_others_done(media, tmp_path):
     r = run_cli("extract", str(tmp_path / "nope.mp4"), str(media["photos"] / "astronaut.jpg"),
                 "--out", str(tmp_path / "o"), "--align")

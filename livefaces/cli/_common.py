@@ -32,7 +32,7 @@ EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_PARTIAL: "some inputs failed (each is named on stderr); the others were processed",
     EXIT_USAGE: "bad command line",
-    EXIT_SETUP: "cannot start: bad model files, missing provider, unusable source or config",
+    EXIT_SETUP: "cannot start: bad model files, missing provider, unusable source, output or config",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); output written so far is complete and valid",
     EXIT_PIPE: "the reader of stdout went away (e.g. '| head'): stopped at once and quietly, "
                "like standard tools",

@@ -43,7 +43,7 @@ from ..align import align_face, crop_box
 from ..avio import count_frames
 from ..detect import rescale
 from ..detect.options import DetectorOptions
-from ..errors import ImageReadError, InputError, LiveFacesError, SourceError
+from ..errors import ImageReadError, InputError, OutputError, SourceError
 from ..imageio import read_image, write_image
 from ..ringbuffer import Closed, RingBuffer
 from ..types import Faces, face_json
@@ -567,7 +567,8 @@ def extract(
     each worker builds its engine from ``options.detector``, so ``detector`` cannot be given.
 
     Raises :class:`~livefaces.errors.InputError` for bad options or an ``out_dir`` made with
-    other settings; unreadable inputs are reported in :attr:`ExtractReport.failed`.
+    other settings, :class:`~livefaces.errors.OutputError` when ``out_dir`` is a file or cannot
+    be written; unreadable inputs are reported in :attr:`ExtractReport.failed`.
     """
     options = options or ExtractOptions()
     options.check()
@@ -584,7 +585,15 @@ def extract(
         if detector is not None:
             raise InputError("a detector object cannot be sent to a cluster: each worker builds "
                              "its engine from options.detector")
-    done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
+    try:
+        done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
+    except (FileExistsError, NotADirectoryError):
+        file = next((p for p in (out, *out.parents) if p.is_file()), out)
+        raise OutputError(f"{file} is a file, not a folder; name a folder (new or from an "
+                          "earlier run) for the crops and index.jsonl") from None
+    except OSError as e:
+        raise OutputError(f"cannot use {out} as the output folder: "
+                          f"{e.strerror or type(e).__name__}") from e
     todo = [inp for inp in plan if inp.key not in done_keys]
     report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
     if not todo:
@@ -613,6 +622,6 @@ def extract(
     job.run()
     if job.writer.error is not None:
         if isinstance(job.writer.error, OSError):
-            raise LiveFacesError(f"cannot write into {out}: {job.writer.error}") from job.writer.error
+            raise OutputError(f"cannot write into {out}: {job.writer.error}") from job.writer.error
         raise job.writer.error
     return report
