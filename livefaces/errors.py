@@ -13,7 +13,7 @@ builtin that fits, so ``except OSError`` keeps working for I/O problems::
     ├── SourceError(LiveFacesError, OSError)        a video source cannot be opened or read
     │   ├── StalledError(SourceError)               no frame within the watchdog timeout
     │   └── NotVideoError(SourceError)              it answers, but not with video (a web page)
-    ├── OutputError(LiveFacesError, OSError)        an output file (a recording) cannot be written
+    ├── OutputError(LiveFacesError, OSError)        an output file or folder cannot be written
     ├── PeopleError(LiveFacesError, OSError)        the known-people folder is missing, unsafe
     │                                               (readable by others) or damaged
     ├── MissingExtraError(LiveFacesError, ImportError)  an optional extra is not installed
@@ -74,8 +74,9 @@ class SourceError(LiveFacesError, OSError):
 
 
 class OutputError(LiveFacesError, OSError):
-    """An output (a recording, a file the results go to) cannot be written: a missing or
-    read-only folder, a full disk. The message is one line naming the file."""
+    """An output (a recording, an image, an output folder) cannot be written: a missing or
+    read-only folder, a file where a folder should be, a full disk. The message is one line
+    naming the path."""
 
 
 class PeopleError(LiveFacesError, OSError):

@@ -1,4 +1,5 @@
-"""Reading and writing still images (OpenCV's codecs behind one module)."""
+"""Reading and writing still images (OpenCV's codecs behind one module), and the output
+folders they go in."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ImageReadError
+from .errors import ImageReadError, OutputError
 
 #: File name endings treated as images when walking folders.
 IMAGE_SUFFIXES = frozenset(
@@ -32,7 +33,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to ``(H, W, 3)`` uint8 **RGB** (alpha dropped, gray expanded).
 
     Raises :class:`ImageReadError` (an ``OSError``) naming the file if it is missing,
-    unreadable or not an image.
+    unreadable, empty or not an image.
     """
     p = Path(path)
     try:
@@ -43,18 +44,55 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(f"{p}: is a directory") from e
     except OSError as e:
         raise ImageReadError(f"{p}: cannot read ({e.strerror or e})") from e
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:
+        raise ImageReadError(f"{p}: empty file (0 bytes)")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"{p}: not an image OpenCV can decode")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
-    """Encode ``rgb`` to ``path`` (format from the suffix), atomically (temp file + rename)."""
+    """Encode ``rgb`` to ``path`` (format from the suffix), atomically (temp file + rename).
+
+    Raises :class:`OutputError` (an ``OSError``), one line naming the file, when it cannot be
+    encoded or written."""
     p = Path(path)
-    ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    try:
+        ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:  # no encoder for the suffix
+        ok = False
     if not ok:
-        raise OSError(f"{p}: OpenCV cannot encode images of type {p.suffix!r}")
+        raise OutputError(f"{p}: OpenCV cannot encode images of type {p.suffix!r}; "
+                          "use .jpg, .png, .webp, .bmp or .tiff")
     tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, p)
+    try:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, p)
+    except OSError as e:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"{p}: cannot write ({_why(p.parent, e)})") from e
+
+
+def make_folder(path: str | os.PathLike[str], purpose: str) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed and return it.
+
+    Raises :class:`OutputError` (an ``OSError``), one line naming ``purpose`` (what the folder
+    is for, e.g. ``"the annotated copies"``), when it cannot be: a file is in the way, no
+    permission, a read-only file system.
+    """
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{p}: cannot be the folder for {purpose} ({_why(p, e)})") from None
+    return p
+
+
+def _why(folder: Path, e: OSError) -> str:
+    """Why ``folder`` could not be used: the file in its way, else the system's reason."""
+    file = next((q for q in (folder, *folder.parents) if q.is_file()), None)
+    if file is not None:
+        return f"{file} is a file, not a folder"
+    return e.strerror or type(e).__name__

@@ -57,6 +57,29 @@ def test_demo_writes_annotated_sample(tmp_path):
     assert read_image(tmp_path / "demo.jpg").shape == (600, 512, 3)
 
 
+def test_outputs_blocked_by_a_file_are_one_line_and_the_file_is_kept(tmp_path, astronaut):
+    write_image(tmp_path / "a.png", astronaut)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    keep = tmp_path / "keep.jpg"
+    keep.write_bytes(b"the user's file")
+    for annotate in (keep, keep / "sub"):  # checked before any work: exit 3
+        r = run_cli("detect", str(tmp_path / "a.png"), "--annotate", str(annotate))
+        assert (r.returncode, r.stdout) == (3, ""), r.stderr
+        assert r.stderr.splitlines() == [f"livefaces: error: {annotate}: cannot be the folder for "
+                                         f"the annotated copies ({keep} is a file, not a folder)"]
+    r = run_cli("demo", "--out", str(keep / "demo.jpg"))
+    assert r.returncode == 3
+    assert r.stderr.splitlines() == [f"livefaces: error: {keep / 'demo.jpg'}: cannot write "
+                                     f"({keep} is a file, not a folder)"]
+    r = run_cli("demo", "--out", str(tmp_path / "demo.txt"))
+    assert r.returncode == 3 and "cannot encode images of type '.txt'; use .jpg" in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and not (tmp_path / "demo.txt").exists()
+    assert keep.read_bytes() == b"the user's file"
+    r = run_cli("detect", str(tmp_path / "empty.jpg"), str(tmp_path / "a.png"))
+    assert r.returncode == 1 and "a.png: 1 face" in r.stdout
+    assert r.stderr.splitlines() == [f"livefaces: error: {tmp_path / 'empty.jpg'}: empty file (0 bytes)"]
+
+
 def test_doctor_reports_providers_and_models():
     r = run_cli("doctor")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -160,8 +160,8 @@ def test_out_that_is_a_file_is_one_line(media, tmp_path):
         r = run_cli("extract", str(photo), "--out", str(out))
         assert r.returncode == 3, r.stderr
         assert r.stderr.strip().splitlines() == [
-            f"livefaces: error: {tmp_path / 'faces.jpg'} is a file, not a folder; name a folder "
-            "(new or from an earlier run) for the crops and index.jsonl"]
+            f"livefaces: error: {out}: cannot be the folder for the crops and index.jsonl "
+            f"({tmp_path / 'faces.jpg'} is a file, not a folder)"]
     assert (tmp_path / "faces.jpg").read_bytes() == b"a file the user meant to keep"
 
 

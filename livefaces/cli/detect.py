@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ImageReadError
-from ..imageio import read_image, write_image
+from ..errors import ImageReadError, OutputError
+from ..imageio import make_folder, read_image, write_image
 from ..render import annotate
 from ._common import (
     EXIT_OK,
@@ -75,6 +75,8 @@ def _progress_text(done: int, total: int, start: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.annotate:  # a file in the way is found before any work (exit 3)
+        make_folder(args.annotate, "the annotated copies")
     people = open_people(args.people) if args.people is not None else None
     detector = make_detector(args)
     failed = 0
@@ -110,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}{who}")
         if args.annotate:
             target = _annotated_path(args.annotate, root, path, used)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                make_folder(target.parent, "the annotated copies")
                 write_image(target, annotate(image, faces, names=names))
-            except OSError as e:
-                error(f"{target}: cannot write annotated copy: {e}")
+            except OutputError as e:
+                error(f"annotated copy not written: {e}")
                 failed += 1
     progress.show(_progress_text(len(items), len(items), start), final=True)
     progress.close()

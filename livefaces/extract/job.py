@@ -44,7 +44,7 @@ from ..avio import count_frames
 from ..detect import rescale
 from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, OutputError, SourceError
-from ..imageio import read_image, write_image
+from ..imageio import make_folder, read_image, write_image
 from ..ringbuffer import Closed, RingBuffer
 from ..types import Faces, face_json
 from .decode import Input, iter_video, plan_inputs
@@ -245,12 +245,11 @@ def append_lines(f: TextIO, lines: Sequence[str]) -> None:
 # -- the output folder ----------------------------------------------------------------------
 def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
                      keep_segments: bool = False) -> tuple[set[str], dict[str, dict]]:
-    """Create/check ``out_dir`` and clean what an interrupted run left: index lines of inputs
+    """Check ``out_dir`` (an existing folder) and clean what an interrupted run left: index lines of inputs
     not done, torn lines, temp files. Return the keys of the inputs done, and (with
     ``keep_segments``, for a Ray run) the records of video segments done (``parts.jsonl``) whose
     index lines are all there, by part id; without it segment lines are dropped and
     ``parts.jsonl`` emptied, since the single-machine job redoes unfinished inputs whole."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     settings_path = out_dir / SETTINGS_FILE
     wanted = options.output_settings()
     if settings_path.exists():
@@ -585,15 +584,8 @@ def extract(
         if detector is not None:
             raise InputError("a detector object cannot be sent to a cluster: each worker builds "
                              "its engine from options.detector")
-    try:
-        done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
-    except (FileExistsError, NotADirectoryError):
-        file = next((p for p in (out, *out.parents) if p.is_file()), out)
-        raise OutputError(f"{file} is a file, not a folder; name a folder (new or from an "
-                          "earlier run) for the crops and index.jsonl") from None
-    except OSError as e:
-        raise OutputError(f"cannot use {out} as the output folder: "
-                          f"{e.strerror or type(e).__name__}") from e
+    make_folder(out, "the crops and index.jsonl")
+    done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
     todo = [inp for inp in plan if inp.key not in done_keys]
     report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
     if not todo:
