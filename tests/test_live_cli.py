@@ -83,6 +83,21 @@ def test_bad_inputs_one_line_and_exit_3(tmp_path, case, needle):
     assert needle in lines[0] and "secret" not in lines[0]
 
 
+@pytest.mark.parametrize("flag,target,needle", [
+    ("--record", "{f}/x.mp4", "{f}/x.mp4: {f} is a file, not a folder"),
+    ("--stats", "{f}/s.json", "{f}/s.json: {f} is a file, not a folder"),
+    ("--snapshots", "{f}", "{f}: cannot be the folder for the snapshots ({f} is a file, not a folder)"),
+    ("--record", "{t}/nodir/x.mp4", "{t}/nodir/x.mp4: folder {t}/nodir does not exist"),
+])
+def test_outputs_in_a_bad_place_one_line_and_exit_3(tmp_path, flag, target, needle):
+    f = tmp_path / "keep.jpg"
+    f.write_bytes(b"the user's file")
+    r = run_cli("watch", str(DEMO), "-q", flag, target.format(f=f, t=tmp_path), timeout=120)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert r.stderr.splitlines() == [f"livefaces: error: {needle.format(f=f, t=tmp_path)}"]
+    assert f.read_bytes() == b"the user's file" and sorted(tmp_path.iterdir()) == [f]
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])  # Ctrl-C; systemd/docker stop
 def test_stop_signal_finalises_the_recording(tmp_path, sig):
     import signal

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..capture import CaptureOptions
 from ..errors import LiveFacesError
+from ..imageio import make_folder
 from ..motion import MotionOptions
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
 from ..types import Status
@@ -165,8 +166,8 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
     except ValueError as e:
         raise LiveFacesError(str(e).replace("idle_interval", "--idle-interval")
                              .replace("full_interval", "--full-interval")) from None
-    if args.stats is not None and not args.stats.parent.is_dir():
-        raise LiveFacesError(f"{args.stats}: folder {args.stats.parent} does not exist")
+    if args.stats is not None:
+        _check_parent(args.stats)
     capture = CaptureOptions(stall_timeout=args.stall_timeout, open_timeout=args.open_timeout,
                              retry_at_start=args.retry)
     identifier = make_identifier(args)  # before any output file is made: it may fail
@@ -178,6 +179,14 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
         raise
 
 
+def _check_parent(path: Path) -> None:
+    """An output file's folder must already exist; one line (exit 3) when it does not."""
+    if not path.parent.is_dir():
+        if path.parent.exists():
+            raise LiveFacesError(f"{path}: {path.parent} is a file, not a folder")
+        raise LiveFacesError(f"{path}: folder {path.parent} does not exist")
+
+
 def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: DetectPolicy,
               gate: GateOptions, motion: MotionOptions, capture: CaptureOptions,
               identifier: Any) -> Any:
@@ -187,13 +196,10 @@ def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: D
     from ._common import make_detector
 
     if args.snapshots:
-        try:
-            sinks.append(SnapshotSink(args.snapshots))
-        except OSError as e:
-            raise LiveFacesError(f"{args.snapshots}: cannot create folder ({e.strerror})") from None
+        make_folder(args.snapshots, "the snapshots")  # OutputError: one line, exit 3
+        sinks.append(SnapshotSink(args.snapshots))
     if args.record:
-        if not args.record.parent.is_dir():
-            raise LiveFacesError(f"{args.record}: folder {args.record.parent} does not exist")
+        _check_parent(args.record)
         sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=True,
                                 live=source.live, blur_unknown=args.blur_unknown))
     detector = make_detector(args)
