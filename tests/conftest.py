@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LIVEFACES_SHARED", ROOT.parent / "shared"))
+#: ``python -m livefaces`` that waits for the Ctrl-C of interrupt_extract (see the file)
+GATED_CLI = ROOT / "tests" / "_gated_cli.py"
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +60,19 @@ def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
 
 
 
-def interrupt_extract(args: list[str], env: dict, out: Path) -> tuple[int, str]:
+def interrupt_extract(args: list[str], env: dict, out: Path,
+                      ready: Callable[[Path], bool] | None = None) -> tuple[int, str]:
     """Run ``livefaces extract`` (``args``) as a terminal would (SIGINT at its default: a
-    shell's background job passes it ignored, and Python keeps it so), press Ctrl-C once its
-    index has a line, and return its exit code and stderr."""
+    shell's background job passes it ignored, and Python keeps it so), press Ctrl-C once
+    ``ready(out)`` (default: its index has a line), and return its exit code and stderr.
+    Run it through :data:`GATED_CLI` so that the run waits for the Ctrl-C."""
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     index = out / "index.jsonl"
+    ready = ready or (lambda _: index.exists() and index.stat().st_size > 0)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if index.exists() and index.stat().st_size > 0:
+        if ready(out):
             break
         time.sleep(0.01)
     assert proc.poll() is None, "finished before it could be interrupted"
@@ -77,6 +83,7 @@ def interrupt_extract(args: list[str], env: dict, out: Path) -> tuple[int, str]:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (err, masks)
     return proc.returncode, err
+
 
 @pytest.fixture
 def broker(tmp_path):

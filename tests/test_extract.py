@@ -12,14 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, interrupt_extract, run_cli
+from conftest import GATED_CLI, ROOT, interrupt_extract, run_cli
 
 from livefaces.align import ARCFACE_TEMPLATE, align_face, alignment_matrix, crop_box
 from livefaces.detect.options import DetectorOptions
 from livefaces.extract import ExtractOptions, extract
 
 W, H = 480, 270
-GATED_CLI = Path(__file__).with_name("_gated_cli.py")
 
 
 def make_clip(path: Path, photos: list[np.ndarray], frames: int, fps: int = 12) -> None:

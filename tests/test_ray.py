@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED, interrupt_extract, run_cli
+from conftest import GATED_CLI, ROOT, SHARED, interrupt_extract, run_cli
 from test_extract import assert_complete, make_clip, read_index
 
 from livefaces.extract import ClusterOptions, ExtractOptions, extract
@@ -270,16 +270,25 @@ def test_stopped_run_resumes_by_segment(cluster, clips, reference, tmp_path):
     assert_same_faces(assert_complete(out), reference)
 
 
-def test_ctrl_c_leaves_complete_files_and_rerun_finishes(cluster, clips, reference, tmp_path):
+@pytest.mark.parametrize("when", ["running", "workers done"])
+def test_ctrl_c_leaves_complete_files_and_rerun_finishes(cluster, clips, reference, tmp_path, when):
+    """Ctrl-C while the workers run, or once they have written every crop and the driver has
+    not read all their rows yet (Ray's core worker used to end the process then: exit 1)."""
     out = tmp_path / "faces"
-    args = [sys.executable, "-m", "livefaces", "extract", *map(str, clips), "--out", str(out),
-            "--stride", "2", "--batch-size", "8", "--ray", cluster.address,
-            "--segment-seconds", "1", "--progress", "off"]
+
+    def workers_done(out: Path) -> bool:
+        return sum(1 for p in out.rglob("*.jpg") if not p.name.startswith(".")) >= len(reference)
+
+    args = ["extract", *map(str, clips), "--out", str(out), "--stride", "2", "--batch-size", "8",
+            "--ray", cluster.address, "--segment-seconds", "1", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="token")
-    _, err = interrupt_extract(args, env, out)
+    # Ctrl-C once the index has a line; the gated CLI waits there for it (tests/_gated_cli.py)
+    _, err = interrupt_extract([sys.executable, str(GATED_CLI), *args], env, out,
+                               ready=workers_done if when == "workers done" else None)
     assert "interrupted" in err and "Traceback" not in err
     assert_complete(out)
-    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "livefaces", *args], env=env, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert_same_faces(assert_complete(out), reference)

@@ -18,6 +18,7 @@ run here (no GPU on the development machines).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -155,6 +156,24 @@ def _placement(options: ExtractOptions, cluster: ClusterOptions) -> tuple[int, d
     return workers, {"num_cpus": cluster.cpus_per_worker}, replace(options, detector=detector)
 
 
+def _let_iterator_threads_end(before: set[threading.Thread], timeout: float = 5.0) -> None:
+    """Wait (at most ``timeout`` s) for the threads Ray Data's row iterator started (not in
+    ``before``) to end, so none is fetching a block when ``ray.shutdown()`` runs: Ray's core
+    worker then ends the whole process, with exit code 1 and no message (seen with Ctrl-C
+    once the dataset had finished but the driver had not read every row). An iterator left
+    early is in a reference cycle, and its threads are told to stop only when that is
+    collected, hence the ``gc.collect()``. Ray's block prefetcher thread only waits for work
+    and never ends by itself; it is not waited for."""
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    for t in set(threading.enumerate()) - before:
+        if t.name != "Prefetcher":
+            t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and t.name != "Prefetcher"]
+    if left:
+        log.warning("Ray Data threads still running at shutdown: %s", ", ".join(left))
+
+
 def run_on_cluster(out: Path, todo: list[Input], done_segments: dict[str, dict],
                    options: ExtractOptions, cluster: ClusterOptions, report: ExtractReport,
                    progress: Callable[[Progress], None] | None,
@@ -187,6 +206,7 @@ def run_on_cluster(out: Path, todo: list[Input], done_segments: dict[str, dict],
         ds = ds.map_batches(_write, fn_kwargs={"out_dir": str(out.resolve()), "options": options},
                             batch_format="numpy", batch_size=None, num_cpus=0.25)
         shown = 0.0
+        before = set(threading.enumerate())
         rows = iter(ds.iter_rows())
         for row in rows:
             ledger.add(row)
@@ -204,6 +224,8 @@ def run_on_cluster(out: Path, todo: list[Input], done_segments: dict[str, dict],
         close = getattr(rows, "close", None)
         if close is not None:
             close()  # ends the streaming executor
+            rows = None
+            _let_iterator_threads_end(before)
         if connected:
             ray.shutdown()
             remove_temp_files(out)  # crops a killed write task had not renamed yet
