@@ -3,11 +3,11 @@ output's ``index.jsonl`` has a line, the run waits there (at most 60 s), on its 
 before its next step: the next detect batch (single machine) or the next result it commits
 (``--ray``: the driver's ledger; the workers are other processes and run on).
 
-The tests press Ctrl-C when they see that line. Without the gate the run could end before the
-signal arrives when the test process is scheduled late (a 240-frame clip takes ~2 s on a fast
-CPU): a race in the test, not in livefaces. The signal interrupts the gate's sleep on the main
-thread just as it interrupts a detect call or the driver's wait for results, so the interrupted
-run is otherwise a real one.
+The tests (conftest.interrupt_extract) press Ctrl-C when they see that line, or later.
+Without the gate the run could end before the signal arrives when the test process is
+scheduled late (a 240-frame clip takes ~2 s on a fast CPU): a race in the test, not in
+livefaces. The signal interrupts the gate's sleep on the main thread just as it interrupts a
+detect call or the driver's wait for results, so the interrupted run is otherwise a real one.
 """
 
 import functools

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LIVEFACES_SHARED", ROOT.parent / "shared"))
 #: ``python -m livefaces`` that waits for the Ctrl-C of interrupt_extract (see the file)
-GATED_CLI = ROOT / "tests" / "_gated_cli.py"
+GATED_CLI = Path(__file__).with_name("_gated_cli.py")
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +62,13 @@ def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
 
 def interrupt_extract(args: list[str], env: dict, out: Path,
                       ready: Callable[[Path], bool] | None = None) -> tuple[int, str]:
-    """Run ``livefaces extract`` (``args``) as a terminal would (SIGINT at its default: a
-    shell's background job passes it ignored, and Python keeps it so), press Ctrl-C once
-    ``ready(out)`` (default: its index has a line), and return its exit code and stderr.
-    Run it through :data:`GATED_CLI` so that the run waits for the Ctrl-C."""
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    """Run ``livefaces ARGS`` (an ``extract`` writing into ``out``) as a terminal would (SIGINT
+    at its default: a shell's background job passes it ignored, and Python keeps it so), press
+    Ctrl-C once ``ready(out)`` (default: its index has a line), and return its exit code and
+    stderr. It runs through :data:`GATED_CLI`, which waits for that Ctrl-C: the run cannot end
+    first however late this process is scheduled."""
+    proc = subprocess.Popen([sys.executable, str(GATED_CLI), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     index = out / "index.jsonl"
     ready = ready or (lambda _: index.exists() and index.stat().st_size > 0)

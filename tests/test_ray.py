@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GATED_CLI, ROOT, SHARED, interrupt_extract, run_cli
+from conftest import ROOT, SHARED, interrupt_extract, run_cli
 from test_extract import assert_complete, make_clip, read_index
 
 from livefaces.extract import ClusterOptions, ExtractOptions, extract
@@ -282,9 +282,7 @@ def test_ctrl_c_leaves_complete_files_and_rerun_finishes(cluster, clips, referen
     args = ["extract", *map(str, clips), "--out", str(out), "--stride", "2", "--batch-size", "8",
             "--ray", cluster.address, "--segment-seconds", "1", "--progress", "off"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="token")
-    # Ctrl-C once the index has a line; the gated CLI waits there for it (tests/_gated_cli.py)
-    _, err = interrupt_extract([sys.executable, str(GATED_CLI), *args], env, out,
-                               ready=workers_done if when == "workers done" else None)
+    _, err = interrupt_extract(args, env, out, ready=workers_done if when == "workers done" else None)
     assert "interrupted" in err and "Traceback" not in err
     assert_complete(out)
     r = subprocess.run([sys.executable, "-m", "livefaces", *args], env=env, capture_output=True,
