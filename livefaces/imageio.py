@@ -3,6 +3,7 @@ folders they go in."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,8 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
         os.replace(tmp, p)
     except OSError as e:
-        if tmp.parent.is_dir():
-            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # no temp file, or no folder to hold one
+            tmp.unlink()
         raise OutputError(f"{p}: cannot write ({_why(p.parent, e)})") from e
 
 

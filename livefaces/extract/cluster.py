@@ -166,10 +166,10 @@ def _let_iterator_threads_end(before: set[threading.Thread], timeout: float = 5.
     and never ends by itself; it is not waited for."""
     gc.collect()
     deadline = time.monotonic() + timeout
-    for t in set(threading.enumerate()) - before:
-        if t.name != "Prefetcher":
-            t.join(max(0.0, deadline - time.monotonic()))
-    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and t.name != "Prefetcher"]
+    started = [t for t in set(threading.enumerate()) - before if t.name != "Prefetcher"]
+    for t in started:
+        t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in started if t.is_alive()]
     if left:
         log.warning("Ray Data threads still running at shutdown: %s", ", ".join(left))
 

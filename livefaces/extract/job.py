@@ -245,8 +245,8 @@ def append_lines(f: TextIO, lines: Sequence[str]) -> None:
 # -- the output folder ----------------------------------------------------------------------
 def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
                      keep_segments: bool = False) -> tuple[set[str], dict[str, dict]]:
-    """Check ``out_dir`` (an existing folder) and clean what an interrupted run left: index lines of inputs
-    not done, torn lines, temp files. Return the keys of the inputs done, and (with
+    """Check ``out_dir`` (an existing folder) and clean what an interrupted run left: index
+    lines of inputs not done, torn lines, temp files. Return the keys of the inputs done, and (with
     ``keep_segments``, for a Ray run) the records of video segments done (``parts.jsonl``) whose
     index lines are all there, by part id; without it segment lines are dropped and
     ``parts.jsonl`` emptied, since the single-machine job redoes unfinished inputs whole."""
