@@ -1,10 +1,21 @@
 """Motion: a cheap per-frame measure of change, and where it is (camera monitors' classic).
 
 Each frame is reduced to a small blurred gray image (green channel, every 4th pixel, area
-averaged to about 160 px wide, Gaussian blur); it is compared with the previous frame's.
-Cells whose difference exceeds ``pixel_threshold`` (0-255) are "moving"; the frame has
-motion when more than ``min_area`` of the cells move. The moving cells' bounding boxes, in
-pixels of the frame, say where new faces can appear.
+averaged to about 160 px wide, Gaussian blur); it is compared with the previous frame's AND
+with a background model, a running average of the reduced frames (``background_alpha`` per
+frame, as Frigate's ``frame_alpha``): a seated person or a slow pan changes too little
+between two frames at 25 fps, but drifts away from the background within a few frames.
+Cells whose difference exceeds ``pixel_threshold`` (0-255) in either comparison are
+"moving"; the frame has motion when more than ``min_area`` of the cells move. The moving
+cells' bounding boxes, in pixels of the frame, say where new faces can appear.
+
+A **scene cut** (an edit in a film or a broadcast, a camera switched) is a frame that
+differs from the previous one almost everywhere (more than ``cut_area`` of the cells) AND
+whose brightness histogram changed (total variation distance over 32 bins above
+``cut_histogram``): a pan or a crowd moving changes many cells but hardly the histogram.
+Measured on the real clips of ../shared/media (short_hamilton_clip, Face_Mask_Video,
+Norton_A): cuts 0.48-0.95 of the cells and 0.14-0.82 histogram distance; the busiest frames
+that are not cuts 0.44 and 0.06. After a cut the background starts again from that frame.
 
 Cost, measured on a 1280×720 frame (Intel Xeon, 2 cores): 0.26 ms, against 3.4 ms for the
 full-resolution gray conversion + resize. Compression noise of a still H.264 scene stays
@@ -29,6 +40,12 @@ class MotionOptions:
     """a cell moves when its blurred gray value changes by more than this (0-255)"""
     min_area: float = 0.002
     """the frame has motion when more than this fraction of the cells move"""
+    background_alpha: float = 0.1
+    """weight of each new frame in the background model (running average)"""
+    cut_area: float = 0.35
+    """a scene cut changes more than this fraction of the cells from one frame to the next ..."""
+    cut_histogram: float = 0.1
+    """... and its brightness histogram by more than this (total variation distance, 0-1)"""
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,7 @@ class Motion:
         mask: the reduced boolean map of moving cells (``cell_size`` frame pixels per cell).
         cell: ``(sx, sy)`` frame pixels per cell.
         min_area: the threshold ``moving`` was judged by (for :meth:`outside`).
+        cut: the frame is a scene cut (it shows another scene than the previous frame).
     """
 
     fraction: float
@@ -50,6 +68,7 @@ class Motion:
     mask: np.ndarray
     cell: tuple[float, float]
     min_area: float = 0.0
+    cut: bool = False
 
     def outside(self, boxes: np.ndarray, margin: float = 0.5) -> bool:
         """Is there motion outside ``boxes`` (xyxy, frame pixels), each widened by ``margin``
@@ -72,15 +91,14 @@ class Motion:
 
 
 class MotionDetector:
-    """Frame-to-frame motion of ONE source (not thread-safe; the detect loop owns it)."""
+    """Motion of ONE source against its previous frame and its background (not thread-safe;
+    the detect loop owns it)."""
 
     def __init__(self, options: MotionOptions = MotionOptions()) -> None:
         self.options = options
         self._prev: np.ndarray | None = None
-        self._shape: tuple[int, int] | None = None
-
-    def reset(self) -> None:
-        self._prev = None
+        self._hist: np.ndarray | None = None
+        self._background: np.ndarray | None = None
 
     def _reduce(self, image: np.ndarray) -> np.ndarray:
         small = np.ascontiguousarray(image[::STRIDE, ::STRIDE, 1] if image.ndim == 3
@@ -92,21 +110,35 @@ class MotionDetector:
         return cv2.GaussianBlur(small, (5, 5), 0)
 
     def measure(self, image: np.ndarray) -> Motion:
-        """The motion between ``image`` (H, W, 3) and the previous image given; the first
-        image (and one of a new size) counts as all motion."""
+        """The motion of ``image`` (H, W, 3) against the previous image given and the
+        background; the first image (and one of a new size) counts as all motion and a cut."""
+        o = self.options
         small = self._reduce(image)
         h, w = image.shape[:2]
         cell = (w / small.shape[1], h / small.shape[0])
+        hist = np.bincount((small >> 3).ravel(), minlength=32).astype(np.float32) / small.size
         prev, self._prev = self._prev, small
+        prev_hist, self._hist = self._hist, hist
         if prev is None or prev.shape != small.shape:
+            self._background = small.astype(np.float32)
             mask = np.ones(small.shape, bool)
             return Motion(1.0, True, np.array([[0, 0, w, h]], np.float32), mask, cell,
-                          self.options.min_area)
-        mask = cv2.absdiff(small, prev) > self.options.pixel_threshold
+                          o.min_area, cut=True)
+        step = cv2.absdiff(small, prev) > o.pixel_threshold
+        assert self._background is not None and prev_hist is not None
+        cut = (float(step.mean()) > o.cut_area
+               and 0.5 * float(np.abs(hist - prev_hist).sum()) > o.cut_histogram)
+        if cut:  # another scene: the background starts again from it
+            self._background = small.astype(np.float32)
+            mask = np.ones(small.shape, bool)
+        else:
+            bg = self._background
+            mask = step | (np.abs(small - bg) > o.pixel_threshold)
+            cv2.accumulateWeighted(small, bg, o.background_alpha)
         fraction = float(mask.mean())
-        moving = fraction > self.options.min_area
+        moving = fraction > o.min_area
         boxes = _regions(mask, cell) if moving else np.zeros((0, 4), np.float32)
-        return Motion(fraction, moving, boxes, mask, cell, self.options.min_area)
+        return Motion(fraction, moving, boxes, mask, cell, o.min_area, cut=cut)
 
 
 def _regions(mask: np.ndarray, cell: tuple[float, float]) -> np.ndarray:

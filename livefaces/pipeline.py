@@ -50,7 +50,16 @@ from .motion import MotionDetector, MotionOptions
 from .publish import Sink, SinkRunner
 from .publish.memory import QueueSink
 from .ringbuffer import Closed, RingBuffer
-from .schedule import Adaptive, DetectPolicy, GateOptions, SourceState, gate_action
+from .schedule import (
+    REFINE_BACKLOG,
+    Action,
+    Adaptive,
+    DetectPolicy,
+    FrameState,
+    GateOptions,
+    SourceState,
+    plan,
+)
 from .sources import FrameSource, open_source
 from .track import Track, Tracker, TrackerOptions
 from .types import Faces, Frame, FrameResult, PipelineStats, SinkStats, SourceStats, Status
@@ -88,14 +97,10 @@ class CameraOptions:
     gate: GateOptions | None = None
 
 
-#: What one frame of a camera goes through in the detect loop (:attr:`FrameResult.mode`).
-DETECT, REFINE, TRACK, SKIP = "detect", "refine", "track", "skip"
-_MODE = {DETECT: "detected", REFINE: "refined", TRACK: "tracked", SKIP: "skipped"}
 Refinements = list[tuple[Track, Faces]]
-#: Of the frames a live source has waiting, the newest this many get network work (a full
-#: detection for the newest, refinement for the others); older ones are carried by the tracker,
-#: so a loop that fell behind catches up at once instead of refining a backlog.
-REFINE_BACKLOG = 3
+#: With refinement on, a tracked face the networks have not seen for this many seconds is not
+#: shown (results, events, drawings); its track waits for it (a few frames) or ends.
+MAX_CARRIED = 0.25
 
 
 class Camera:
@@ -124,15 +129,23 @@ class Camera:
         self.worker = CaptureWorker(source, self.ring, stop, capture,
                                     lambda _name, before, after, detail:
                                     on_status(self, before, after, detail))
+        self.gate = options.gate or gate or GateOptions()
         topts = options.tracker or tracker
-        self.tracker = Tracker(replace(topts, min_hits=1) if self.stills else topts)
+        if self.stills:
+            topts = replace(topts, min_hits=1)
+        if self.gate.refine and topts.max_carried is None:
+            # refined faces are verified on (nearly) every frame: a box the networks have not
+            # seen for a few frames is not shown (its track lives on until it is found again)
+            topts = replace(topts, max_carried=MAX_CARRIED)
+        self.tracker = Tracker(topts)
         self.events = FaceEvents(self.name, update_interval if options.update_interval is None
                                  else options.update_interval, clock=clock)
-        self.gate = options.gate or gate or GateOptions()
         self.motion = (MotionDetector(motion or MotionOptions()) if self.live and self.gate.motion
                        else None)
         self.last_full: float | None = None  # capture time of the last full detection
         self.last_refine: float | None = None
+        self.searching = False  # a tracked face was not found where expected: detect again
+        self.cuts = 0  # scene cuts seen
         self.carried_share = 0.0  # of frames with tracked faces, the share merely carried (EMA)
         self.finished = False
         self.expected_interval: float | None = None
@@ -173,64 +186,64 @@ class Camera:
         """The tracker's clock for ``frame``: stream time for files, capture time if live."""
         return frame.pts if (not self.live and frame.pts is not None) else frame.captured
 
-    def plan(self, frame: Frame, now: float, tracks: bool, newest: bool,
-             policy: DetectPolicy) -> str:
-        """What ``frame`` goes through (:data:`DETECT`, :data:`REFINE`, :data:`TRACK` or
-        :data:`SKIP`); ``tracks``: faces were tracked before this batch; ``newest``: the
-        newest frame waiting (only it may get a full detection on a live source)."""
-        if self.stills:
-            act = DETECT
-        elif not self.live:  # files: the policy decides (Adaptive: every frame)
-            act = DETECT if policy.due(frame, False, now, self.schedule) else REFINE
-        else:
-            m = self.motion.measure(frame.image) if self.motion is not None else None
-            since = None if self.last_full is None else frame.captured - self.last_full
-            outside = None
-            if m is not None and tracks:
-                outside = m.outside(np.array([tr.box for tr in self.tracker.tracks],
-                                             np.float32).reshape(-1, 4))
-            act = gate_action(self.gate, since_full=since, tracks=tracks,
-                       motion=None if m is None else m.moving, motion_outside=outside)
-            if act == DETECT and not (newest and policy.due(frame, True, now, self.schedule)):
-                act = REFINE
-        if act == DETECT:
+    def plan(self, frame: Frame, now: float, tracks: bool, newest: bool, backlog: bool,
+             policy: DetectPolicy) -> tuple[Action, bool]:
+        """What ``frame`` goes through (:func:`livefaces.schedule.plan` on this camera's
+        state) and whether it is a scene cut. ``tracks``: faces were tracked before this
+        batch; ``newest``: the newest frame waiting; ``backlog``: an older one, only carried."""
+        m = self.motion.measure(frame.image) if self.motion is not None else None
+        cut = bool(m is not None and m.cut and frame.index > 0 and self.processed > 0)
+        outside = None
+        if m is not None and tracks and not cut:
+            outside = m.outside(np.array([tr.box for tr in self.tracker.tracks],
+                                         np.float32).reshape(-1, 4))
+        state = FrameState(
+            live=self.live, stills=self.stills, tracks=tracks and not cut,
+            since_full=None if self.last_full is None else frame.captured - self.last_full,
+            motion=None if m is None else m.moving, motion_outside=outside, cut=cut,
+            searching=self.searching, newest=newest or cut, backlog=backlog and not cut,
+            since_refine=None if self.last_refine is None else now - self.last_refine)
+        # a scene cut is answered with a full detection, whatever the policy's rate
+        act = plan(self.gate, state, lambda: cut or policy.due(frame, self.live, now, self.schedule))
+        if act is Action.DETECT:
             policy.detected(frame, now, self.schedule)
             self.last_full = frame.captured
-            return DETECT
-        if act == REFINE:
-            fps = self.gate.refine_fps
-            if not (tracks and self.gate.refine):
-                return TRACK
-            if fps is not None and self.last_refine is not None \
-                    and now - self.last_refine < 1.0 / fps - 1e-3:
-                return TRACK
+            self.searching = False
+        elif act is Action.REFINE:
             self.last_refine = now
-        return act
+        return act, cut
 
     def predictions(self, frame: Frame) -> list[tuple[Track, np.ndarray]]:
         """Where each tracked face is expected on ``frame``."""
         return self.tracker.predictions(self.time_of(frame))
 
-    def step(self, frame: Frame, action: str, found: Faces | Refinements | None
-             ) -> tuple[list[dict[str, Any]], FrameResult]:
-        """One frame through the tracker: ``found`` is the detector's faces (:data:`DETECT`)
-        or the faces found in each track's region (:data:`REFINE`). Returns the face events
-        (a new photo of a folder first ends the previous photo's faces) and the result."""
+    def step(self, frame: Frame, action: Action, found: Faces | Refinements | None,
+             cut: bool = False) -> tuple[list[dict[str, Any]], FrameResult]:
+        """One frame through the tracker: ``found`` is the detector's faces (``DETECT``)
+        or the faces found in each track's region (``REFINE``). Returns the face events
+        (a new photo of a folder, or a scene cut, first ends the faces before it) and the
+        result."""
         t = self.time_of(frame)
         events = []
-        if action == DETECT:
+        if cut:
+            self.cuts += 1
+            if self.tracker.tracks:
+                events = self.clear("scene_cut")  # another scene: nobody carries over
+        if action is Action.DETECT:
             assert isinstance(found, Faces)
             if self.stills and self.tracker.tracks:
                 events = self.clear("next_image")  # the previous photo's faces end with it
             upd = self.tracker.update(found, t)
-        elif action == REFINE:
+        elif action is Action.REFINE:
             assert isinstance(found, list)
             upd = self.tracker.refine(found, t)
+            if upd.missed:
+                self.searching = True
         else:
             upd = self.tracker.predict(t)
         self.faces = len(upd.faces)
-        result = FrameResult(frame, upd.faces, action == DETECT, upd.ids, upd.detected, upd.how,
-                             _MODE[action])
+        result = FrameResult(frame, upd.faces, action is Action.DETECT, upd.ids, upd.detected,
+                             upd.how, action.mode, cut=cut)
         events = events + self.events.update(frame, upd)
         if self.votes is not None:
             self.votes.observe(result, t)
@@ -545,9 +558,9 @@ class Pipeline:
             self._publish(e)
 
     # -- the detect loop -----------------------------------------------------------------------
-    def _emit(self, s: Camera, frame: Frame, action: str,
-              found: Faces | Refinements | None = None) -> None:
-        events, result = s.step(frame, action, found)
+    def _emit(self, s: Camera, frame: Frame, action: Action,
+              found: Faces | Refinements | None = None, cut: bool = False) -> None:
+        events, result = s.step(frame, action, found, cut)
         for r in self._runners:
             for e in events:
                 r.put_event(e)
@@ -563,11 +576,14 @@ class Pipeline:
 
     def _detect(self, due: list[tuple[Camera, Frame]]) -> list[Faces]:
         frames = [f for _, f in due]
-        scales = [min(1.0, self.policy.scale * s.scale) for s, f in due]
+        # the policy's scale is for live sources (a latency to keep); files are detected at
+        # their own scale, full resolution unless the camera asks for less
+        scales = [min(1.0, (self.policy.scale if s.live else 1.0) * s.scale) for s, f in due]
         assert self.detector is not None, "start() makes the detector"
         t0 = self._clock()
         found = detect_scaled(self.detector, [f.image for f in frames], scales)
-        self.policy.observe(self._clock() - t0)
+        if any(s.live for s, _ in due):
+            self.policy.observe(self._clock() - t0)
         return found
 
     def _refine(self, jobs: list[tuple[Frame, list[tuple[Track, np.ndarray]]]]
@@ -596,7 +612,7 @@ class Pipeline:
                 if self._limits_hit():
                     self.limit_reached = True
                     break
-                plan: list[tuple[Camera, list[tuple[Frame, str]]]] = []
+                plan: list[tuple[Camera, list[tuple[Frame, Action, bool]]]] = []
                 due: list[tuple[Camera, Frame]] = []
                 refine: list[tuple[Frame, list[tuple[Track, np.ndarray]]]] = []
                 budget = None if self.max_frames is None else self.max_frames - self._processed
@@ -618,28 +634,31 @@ class Pipeline:
                     if not frames:
                         continue
                     tracks = bool(s.tracker.tracks)
-                    items = []
+                    items: list[tuple[Frame, Action, bool]] = []
                     # a live source that got ahead of the loop: only the newest few frames
                     # get network work; older ones are carried (latency stays bounded)
                     first = len(frames) - REFINE_BACKLOG if s.live else 0
+                    after_cut = False
                     for i, f in enumerate(frames):
                         now = s.time_of(f) if not s.live else self._clock()
-                        if i < first:
+                        if after_cut:  # the cut's detection comes first: carry its faces
                             if s.motion is not None:
                                 s.motion.measure(f.image)
-                            items.append((f, TRACK))
+                            items.append((f, Action.TRACK, False))
                             continue
-                        act = s.plan(f, now, tracks, i == len(frames) - 1, self.policy)
-                        items.append((f, act))
-                        if act == DETECT:
+                        act, cut = s.plan(f, now, tracks, i == len(frames) - 1, i < first,
+                                          self.policy)
+                        items.append((f, act, cut))
+                        after_cut = cut
+                        if act is Action.DETECT:
                             due.append((s, f))
                             tracks = True  # a detection may start tracks for the frames after it
-                        elif act == REFINE:
+                        elif act is Action.REFINE:
                             refine.append((f, s.predictions(f)))
-                    k = next((i for i, (_, a) in enumerate(items) if a in (DETECT, REFINE)),
-                             len(items))
-                    for f, a in items[:k]:  # before the first network call: out at once
-                        self._emit(s, f, a)
+                    k = next((i for i, (_, a, _c) in enumerate(items)
+                              if a in (Action.DETECT, Action.REFINE)), len(items))
+                    for f, a, c in items[:k]:  # before the first network call: out at once
+                        self._emit(s, f, a, None, c)
                     if k < len(items):
                         plan.append((s, items[k:]))
                 found = (dict(zip((id(f) for _, f in due), self._detect(due), strict=False))
@@ -647,9 +666,9 @@ class Pipeline:
                 refined = (dict(zip((id(f) for f, _ in refine), self._refine(refine), strict=True))
                            if refine else {})
                 for s, todo in plan:
-                    for f, a in todo:
-                        self._emit(s, f, a, found.get(id(f)) if a == DETECT
-                                   else refined.get(id(f)) if a == REFINE else None)
+                    for f, a, c in todo:
+                        self._emit(s, f, a, found.get(id(f)) if a is Action.DETECT
+                                   else refined.get(id(f)) if a is Action.REFINE else None, c)
                 if all(s.finished for s in self.cameras):
                     break
         except Exception as e:  # noqa: BLE001 - report, and let stop() close everything

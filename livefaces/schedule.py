@@ -22,7 +22,9 @@ slow detector never delays the frames behind it by more than one detection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from .types import Frame
 
@@ -194,17 +196,40 @@ class Adaptive(DetectPolicy):
         return self.budget / self.max_duty + (frame_interval or 0.0)
 
 
-# --------------------------------------------------------------------------- gating
-# On live sources, what each frame goes through: the full cascade, refinement of the tracked
-# faces (the cascade in each face's region), the tracker alone, or nothing (a still scene with
-# no face). The detection policy above still decides how often the FULL cascade may run; the
-# gate decides whether it needs to.
+# --------------------------------------------------------------------------- the plan
+# What each frame goes through: the full cascade, refinement of the tracked faces (the cascade
+# in each face's region), the tracker alone, or nothing (a still scene with no face). The
+# detection policy above says how often the FULL cascade may run; the plan decides whether it
+# needs to, from the camera's state (:class:`FrameState`) and the gate's options.
+
+
+class Action(str, Enum):
+    """What one frame of a camera goes through in the detect loop."""
+
+    DETECT = "detect"
+    REFINE = "refine"
+    TRACK = "track"
+    SKIP = "skip"
+
+    @property
+    def mode(self) -> str:
+        """The word results and statistics use (:attr:`FrameResult.mode`)."""
+        return _MODES[self]
+
+
+_MODES = {Action.DETECT: "detected", Action.REFINE: "refined", Action.TRACK: "tracked",
+          Action.SKIP: "skipped"}
+
+#: Of the frames a live source has waiting, the newest this many get network work (a full
+#: detection for the newest, refinement for the others); older ones are carried by the tracker,
+#: so a loop that fell behind catches up at once instead of refining a backlog.
+REFINE_BACKLOG = 3
 
 
 @dataclass(frozen=True)
 class GateOptions:
     """Motion gating and refinement of tracked faces (live sources; files and folders are
-    detected on every frame as before).
+    detected on every frame unless the policy thins them out).
 
     Attributes:
         motion: gate the full detector by motion: with no motion and no tracked face, it runs
@@ -215,9 +240,9 @@ class GateOptions:
             a face that is gone ends its track after a few failed refinements).
         idle_interval: seconds between full detections of a still scene (no motion outside
             tracked faces); also the longest gap between full detections ever.
-        full_interval: seconds between full detections while faces are tracked and motion
-            appears outside them (new faces may be coming); without ``motion`` gating, while
-            faces are tracked.
+        full_interval: seconds between full detections while something moves outside the
+            tracked faces (new faces may be coming), or anywhere when no face is tracked;
+            without ``motion`` gating, while faces are tracked.
         refine_fps: at most this many refinements per second per camera (None: every frame;
             ``serve`` uses each camera's ``detect_fps``).
     """
@@ -225,7 +250,7 @@ class GateOptions:
     motion: bool = True
     refine: bool = True
     idle_interval: float = 5.0
-    full_interval: float = 1.0
+    full_interval: float = 0.3
     refine_fps: float | None = None
 
     def __post_init__(self) -> None:
@@ -237,28 +262,80 @@ class GateOptions:
             raise ValueError(f"refine_fps must be > 0, got {self.refine_fps}")
 
 
-def gate_action(options: GateOptions, *, since_full: float | None, tracks: bool,
-         motion: bool | None, motion_outside: bool | None) -> str:
-    """What a live frame needs: ``detect`` (the full cascade, if the policy allows it now),
-    ``refine`` (its tracked faces), ``track`` (carry them) or ``skip`` (a still scene with no
-    face: nothing to do).
+@dataclass(frozen=True)
+class FrameState:
+    """What the plan knows of a camera when one of its frames comes up.
 
-    Args:
+    Attributes:
+        live: a camera or stream (or a file paced in real time); files and folders that are
+            not paced are detected as the policy says, with no gate.
+        stills: a folder of photos: every image is detected.
+        tracks: faces are tracked (before this frame).
         since_full: seconds since this camera's last full detection (None: never).
-        tracks: faces are being tracked.
-        motion: the frame moved (None: no motion measure).
-        motion_outside: it moved outside the tracked faces' regions (None: no measure).
+        motion: the frame moved against the previous frame or the background (None: no
+            measure).
+        motion_outside: it moved outside the tracked faces (None: no measure).
+        cut: the frame is a scene cut (:attr:`livefaces.motion.Motion.cut`).
+        searching: a tracked face was not found where it was expected (its refinement
+            failed): look for it with a full detection now.
+        newest: the newest frame waiting (only it may get a full detection on a live source).
+        backlog: older than the newest :data:`REFINE_BACKLOG` frames waiting (carried only).
+        since_refine: seconds since this camera's last refinement (None: never).
     """
-    since = float("inf") if since_full is None else since_full
-    if since >= options.idle_interval:
-        return "detect"
-    if not tracks:
-        if options.motion and motion is False:
-            return "skip"
-        return "detect"
-    if not options.refine:
-        return "detect"
-    outside = motion_outside if options.motion and motion_outside is not None else True
-    if outside and since >= options.full_interval:
-        return "detect"
-    return "refine"
+
+    live: bool
+    stills: bool = False
+    tracks: bool = False
+    since_full: float | None = None
+    motion: bool | None = None
+    motion_outside: bool | None = None
+    cut: bool = False
+    searching: bool = False
+    newest: bool = True
+    backlog: bool = False
+    since_refine: float | None = None
+
+
+def plan(options: GateOptions, state: FrameState, due: Callable[[], bool]) -> Action:
+    """What a frame goes through. ``due()`` asks the detection policy whether a full
+    detection may run now (it is asked at most once, and only when one is wanted; a yes is
+    counted by the policy's schedule).
+
+    Live frames, in order: a backlog frame is carried; a scene cut, a face that was not found
+    where it was expected, or ``idle_interval`` without a full detection want one; with no
+    face tracked, a still scene is skipped and a moving one detected every ``full_interval``;
+    with faces tracked, motion outside them wants a full detection every ``full_interval``,
+    and otherwise the faces are refined. A full detection the policy does not allow now
+    becomes a refinement (or carrying, with nothing to refine)."""
+    o, st = options, state
+    if st.stills:
+        return Action.DETECT
+    if st.backlog:
+        return Action.TRACK
+    if not st.live:  # files: the policy decides (Adaptive: every frame)
+        return Action.DETECT if due() else _refine_or_track(o, st)
+    since = float("inf") if st.since_full is None else st.since_full
+    gated = o.motion and st.motion is not None
+    if st.cut or st.searching or since >= o.idle_interval:
+        want = True
+    elif not st.tracks:
+        if gated and st.motion is False:
+            return Action.SKIP
+        want = since >= o.full_interval or not gated
+    elif not o.refine:
+        want = True
+    else:
+        outside = st.motion_outside if gated and st.motion_outside is not None else True
+        want = outside and since >= o.full_interval
+    if want and st.newest and due():
+        return Action.DETECT
+    return _refine_or_track(o, st)
+
+
+def _refine_or_track(o: GateOptions, st: FrameState) -> Action:
+    if not (st.tracks and o.refine):
+        return Action.TRACK
+    if o.refine_fps is not None and st.since_refine is not None \
+            and st.since_refine < 1.0 / o.refine_fps - 1e-3:
+        return Action.TRACK
+    return Action.REFINE

@@ -44,7 +44,7 @@ class TrackerOptions:
     0.5 Hz does not lose a seated face between two detections"""
     max_age_limit: float = 10.0
     """cap, seconds, on the patience scaled by the detection interval"""
-    smoothing: float = 0.6
+    smoothing: float = 1.0
     """weight of the new detection in the blended box (1.0: raw detections)"""
     velocity_smoothing: float = 0.5
     max_extrapolation: float = 0.5
@@ -55,6 +55,18 @@ class TrackerOptions:
     refine_misses: int = 3
     """a track whose refinement (:meth:`Tracker.refine`) fails this many times in a row ends
     at once: the face left or turned away, so no box is carried where no face is"""
+    max_carried: float | None = None
+    """show a track's box at most this many seconds after the networks last saw it, and not
+    at all once they looked for it and did not find it (None: as long as the track lives).
+    The track itself lives on (its id is kept if the face is found again); only what is
+    reported is what was verified, give or take a few unchecked frames. The live pipeline
+    sets it when refinement is on"""
+    detect_misses: int = 2
+    """with refinement on (``max_carried`` set), a track that this many full detections in a
+    row did not find ends (reason ``not_found``)"""
+    max_size_change: float = 2.0
+    """a face matched to a track may be at most this many times larger or smaller than the
+    track's box: anything else is another face (after a cut, say), not this one"""
 
 
 @dataclass
@@ -76,6 +88,13 @@ class Track:
     cascade in the track's region) or ``tracked`` (carried by the motion model)"""
     misses: int = 0
     """refinements failed in a row"""
+    unseen: bool = False
+    """the networks looked for this face on the last frame they checked (refinement or full
+    detection) and did not find it"""
+    doubted: int = 0
+    """full detections in a row that did not find this face (refinement alone may keep a
+    face the full detector does not report: it is not shown until a full detection finds it
+    again, and ends after ``detect_misses``)"""
     end_reason: str | None = None
     """why a lost track ended: ``not_found`` (its refinements failed), else a timeout"""
     anchor: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
@@ -98,6 +117,8 @@ class TrackUpdate:
         how: ``(N,)`` str: ``detected``, ``refined`` or ``tracked`` per face.
         appeared: ids of tracks created on this frame.
         lost: tracks dropped on this frame (their last state).
+        missed: ids of tracks whose refinement failed on this frame (the face was not found
+            where it was expected: the pipeline looks for it with a full detection).
     """
 
     faces: Faces
@@ -106,7 +127,7 @@ class TrackUpdate:
     appeared: list[int] = field(default_factory=list)
     lost: list[Track] = field(default_factory=list)
     how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
-
+    missed: list[int] = field(default_factory=list)
 
 
 class Tracker:
@@ -149,13 +170,8 @@ class Tracker:
         """Carry every track to time ``t`` without a detection."""
         lost = self._expire(t)
         for tr in self.tracks:
-            new_box = self._predicted(tr, t)
-            shift = ((new_box[:2] + new_box[2:]) - (tr.box[:2] + tr.box[2:])) / 2
-            tr.landmarks = (tr.landmarks + shift).astype(np.float32)
-            tr.box = new_box
-            tr.detected = False
-            tr.how = "tracked"
-        return self._result([], lost)
+            self._carry(tr, t)
+        return self._result([], lost, t)
 
     def predictions(self, t: float) -> list[tuple[Track, np.ndarray]]:
         """Where each track's face is expected at time ``t``: ``(track, box xyxy)``, for a
@@ -175,16 +191,15 @@ class Tracker:
         alive = {tr.id for tr in self.tracks}
         found = [(tr, faces) for tr, faces in found if tr.id in alive]  # ended meanwhile
         listed = {tr.id for tr, _ in found}
+        claimed: list[np.ndarray] = []  # boxes already verifying a track on this frame
+        missed: list[int] = []
         for tr, faces in found:
             pred = self._predicted(tr, t)
-            best = -1
-            if len(faces):
-                iou = iou_matrix(pred[None], faces.boxes)[0]
-                best = int(np.argmax(iou))
-                if iou[best] < o.iou_threshold:
-                    best = -1
+            best = self._pick(pred, faces, claimed)
             if best < 0:
+                missed.append(tr.id)
                 tr.misses += 1
+                tr.unseen = True
                 if tr.misses >= o.refine_misses:
                     ended.add(tr.id)
                     tr.end_reason = "not_found"
@@ -193,6 +208,7 @@ class Tracker:
                     continue
                 self._carry(tr, t)
                 continue
+            claimed.append(faces.boxes[best])
             self._match(tr, faces, best, pred, t)
             tr.how = "refined"
             if not tr.confirmed and tr.hits >= o.min_hits:
@@ -203,7 +219,33 @@ class Tracker:
             if tr.id not in listed:
                 self._carry(tr, t)
         lost += self._expire(t)
-        return self._result(appeared, lost)
+        upd = self._result(appeared, lost, t)
+        upd.missed = missed
+        return upd
+
+    def _pick(self, pred: np.ndarray, faces: Faces, claimed: list[np.ndarray]) -> int:
+        """Which of ``faces`` (found around a track predicted at ``pred``) is the track's face:
+        the one overlapping the prediction most, else the nearest centre within half the
+        face's size; never one whose size differs by more than ``max_size_change`` or that
+        another track took already on this frame; -1 for none."""
+        if not len(faces):
+            return -1
+        o = self.options
+        size = float(max(pred[2] - pred[0], pred[3] - pred[1], 1.0))
+        sizes = np.maximum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+        ok = (sizes <= o.max_size_change * size) & (sizes * o.max_size_change >= size)
+        if claimed:
+            ok &= iou_matrix(faces.boxes, np.array(claimed, np.float32)).max(axis=1) < 0.5
+        if not ok.any():
+            return -1
+        iou = np.where(ok, iou_matrix(pred[None], faces.boxes)[0], -1.0)
+        best = int(np.argmax(iou))
+        if iou[best] >= o.iou_threshold:
+            return best
+        centres = (faces.boxes[:, :2] + faces.boxes[:, 2:]) / 2
+        dist = np.where(ok, np.hypot(*(centres - (pred[:2] + pred[2:]) / 2).T), np.inf)
+        best = int(np.argmin(dist))
+        return best if dist[best] <= 0.5 * size else -1
 
     def _carry(self, tr: Track, t: float) -> None:
         new_box = self._predicted(tr, t)
@@ -231,6 +273,7 @@ class Tracker:
         tr.t = t
         tr.hits += 1
         tr.misses = 0
+        tr.unseen = False
         tr.detected = True
 
     def update(self, faces: Faces, t: float) -> TrackUpdate:
@@ -261,6 +304,10 @@ class Tracker:
                 for di in range(len(faces)):
                     if di in used_d:
                         continue
+                    b = faces.boxes[di]
+                    other = max(b[2] - b[0], b[3] - b[1])
+                    if not size / o.max_size_change <= other <= size * o.max_size_change:
+                        continue
                     dc = (faces.boxes[di, :2] + faces.boxes[di, 2:]) / 2
                     d = float(np.hypot(*(dc - c)))
                     if d < best_d:
@@ -275,6 +322,21 @@ class Tracker:
             tr = self.tracks[ti]
             self._match(tr, faces, di, preds[ti], t)
             tr.how = "detected"
+            tr.doubted = 0
+        lost: list[Track] = []
+        if o.max_carried is not None:  # refinement on: the full detector has the last word
+            matched = {ti for ti, _ in pairs}
+            keep = []
+            for ti, tr in enumerate(self.tracks):
+                if ti not in matched:
+                    tr.doubted += 1
+                    if tr.doubted >= o.detect_misses:
+                        tr.end_reason = "not_found"
+                        if tr.confirmed:
+                            lost.append(tr)
+                        continue
+                keep.append(tr)
+            self.tracks = keep
         appeared = []
         for tr in self.tracks:
             if not tr.confirmed and tr.hits >= o.min_hits:
@@ -291,7 +353,7 @@ class Tracker:
             if tr.score >= o.confirm_score or o.min_hits <= 1:
                 tr.confirmed = True
                 appeared.append(tr.id)
-        lost = self._expire(t)
+        lost += self._expire(t)
         if self._last_update is not None and 0 < t - self._last_update <= o.max_age_limit:
             gap = t - self._last_update
             self.detect_interval = gap if self.detect_interval is None else \
@@ -299,8 +361,9 @@ class Tracker:
         self._last_update = t
         for tr in self.tracks:
             if not tr.detected:  # coasting through a missed detection
+                tr.unseen = True
                 self._carry(tr, t)
-        return self._result(appeared, lost)
+        return self._result(appeared, lost, t)
 
     def clear(self) -> list[Track]:
         """Drop every track (the source went away); returns the confirmed ones as lost."""
@@ -308,8 +371,11 @@ class Tracker:
         self._last_update = None  # the next detection starts a new spacing
         return lost
 
-    def _result(self, appeared: list[int], lost: list[Track]) -> TrackUpdate:
-        shown = [tr for tr in self.tracks if tr.confirmed]
+    def _result(self, appeared: list[int], lost: list[Track], t: float) -> TrackUpdate:
+        carried = self.options.max_carried
+        shown = [tr for tr in self.tracks if tr.confirmed
+                 and (carried is None or (not tr.doubted and (
+                     tr.detected or (not tr.unseen and t - tr.t <= carried))))]
         if not shown:
             faces = Faces.empty()
         else:

@@ -222,6 +222,8 @@ class FrameResult:
             Left out, it follows ``detected``.
         identities: per face, its track's :class:`Identity` (live identification); empty
             when no identifier runs.
+        cut: the frame is a scene cut: the tracks before it ended with it (``face.lost``,
+            reason ``scene_cut``), and every face on it is new.
     """
 
     frame: Frame
@@ -232,6 +234,7 @@ class FrameResult:
     how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
     mode: str = ""
     identities: tuple[Identity, ...] = ()
+    cut: bool = False
 
     def __post_init__(self) -> None:
         if len(self.face_detected) != len(self.faces):

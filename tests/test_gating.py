@@ -18,7 +18,8 @@ from live_helpers import RtspServer, popen_cli, read_events, write_face_frames
 from test_live_rtsp import _has_gst_rtsp
 
 from livefaces.motion import MotionDetector
-from livefaces.schedule import GateOptions, gate_action
+from livefaces.motion import MotionOptions
+from livefaces.schedule import Action, FrameState, GateOptions, plan
 
 STATS_KEYS = {"frames", "captured", "dropped", "detected", "refined", "tracked",
               "skipped_no_motion", "latency_ms", "cpu_seconds"}
@@ -26,25 +27,67 @@ STATS_KEYS = {"frames", "captured", "dropped", "detected", "refined", "tracked",
 
 # ----------------------------------------------------------------------------- units
 
-def test_gate_runs_the_cascade_only_when_it_is_needed():
-    o = GateOptions(idle_interval=5.0, full_interval=1.0)
+def _plan(o, due=True, **state):
+    asked = []
+
+    def ask():
+        asked.append(1)
+        return due
+
+    return plan(o, FrameState(live=True, **state), ask).value, bool(asked)
+
+
+def test_plan_runs_the_cascade_only_when_it_is_needed():
+    o = GateOptions(idle_interval=5.0, full_interval=0.3)
     # no face, no motion: nothing to do until the idle interval is up
-    assert gate_action(o, since_full=0.5, tracks=False, motion=False, motion_outside=None) == "skip"
-    assert gate_action(o, since_full=5.0, tracks=False, motion=False, motion_outside=None) == "detect"
-    assert gate_action(o, since_full=None, tracks=False, motion=False, motion_outside=None) == "detect"
-    # no face, motion: look for faces
-    assert gate_action(o, since_full=0.1, tracks=False, motion=True, motion_outside=None) == "detect"
+    assert _plan(o, since_full=0.5, motion=False) == ("skip", False)
+    assert _plan(o, since_full=5.0, motion=False)[0] == "detect"
+    assert _plan(o, since_full=None, motion=False)[0] == "detect"
+    # no face, motion: look for faces every full_interval
+    assert _plan(o, since_full=0.1, motion=True) == ("track", False)
+    assert _plan(o, since_full=0.3, motion=True)[0] == "detect"
     # faces, motion only where they are: refine them
-    assert gate_action(o, since_full=2.0, tracks=True, motion=True, motion_outside=False) == "refine"
+    assert _plan(o, since_full=2.0, tracks=True, motion=True, motion_outside=False) == ("refine", False)
     # faces and motion elsewhere: a full detection once per full_interval
-    assert gate_action(o, since_full=0.5, tracks=True, motion=True, motion_outside=True) == "refine"
-    assert gate_action(o, since_full=1.0, tracks=True, motion=True, motion_outside=True) == "detect"
+    assert _plan(o, since_full=0.1, tracks=True, motion=True, motion_outside=True)[0] == "refine"
+    assert _plan(o, since_full=0.3, tracks=True, motion=True, motion_outside=True)[0] == "detect"
+    # a face not found where expected, or a scene cut: a full detection at once
+    assert _plan(o, since_full=0.05, tracks=True, motion=False, motion_outside=False,
+                 searching=True)[0] == "detect"
+    assert _plan(o, since_full=0.05, motion=False, cut=True)[0] == "detect"
+    # ... if the policy allows it now; else the faces are refined
+    assert _plan(o, due=False, since_full=0.05, tracks=True, searching=True) == ("refine", True)
+    # only the newest waiting frame may get a full detection; a backlog frame is carried
+    assert _plan(o, since_full=9.0, tracks=True, newest=False) == ("refine", False)
+    assert _plan(o, since_full=9.0, tracks=True, backlog=True) == ("track", False)
     # switched off: no skipping, no refinement
     off = GateOptions(motion=False, refine=False)
-    assert gate_action(off, since_full=0.1, tracks=False, motion=False, motion_outside=None) == "detect"
-    assert gate_action(off, since_full=0.1, tracks=True, motion=False, motion_outside=False) == "detect"
+    assert _plan(off, since_full=0.1, motion=False)[0] == "detect"
+    assert _plan(off, since_full=0.1, tracks=True, motion=False, motion_outside=False)[0] == "detect"
+    assert _plan(off, due=False, since_full=0.1, tracks=True)[0] == "track"
+    # files and folders: the policy alone (no gate)
+    assert plan(o, FrameState(live=False, tracks=True), lambda: False) is Action.REFINE
+    assert plan(o, FrameState(live=False, stills=True), lambda: False) is Action.DETECT
     with pytest.raises(ValueError, match="idle_interval"):
         GateOptions(idle_interval=float("nan"))
+
+
+def test_motion_sees_slow_drift_against_the_background_and_scene_cuts(astronaut, grace_hopper):
+    """A face drifting 1 px a frame changes too little between two frames to count, but
+    drifts away from the background model within a few frames; a cut to another picture
+    is a cut, a pan of the same picture is not."""
+    img = cv2.resize(astronaut, (640, 360))
+    m = MotionDetector()
+    prev = MotionDetector(MotionOptions(background_alpha=1.0))  # background = the previous frame
+    assert m.measure(img).cut and prev.measure(img).cut  # the first frame: everything is new
+    for k in range(1, 16):
+        shifted = np.roll(img, k, axis=1)
+        r, p = m.measure(shifted), prev.measure(shifted)
+        assert not r.cut and not p.cut
+    # frame to frame, the drift moves a few cells (edges); against the background, a lot
+    assert r.fraction > 0.3 and r.fraction > 5 * p.fraction, (r.fraction, p.fraction)
+    assert not m.measure(np.roll(img, 60, axis=1)).cut  # a pan: many cells, same histogram
+    assert m.measure(cv2.resize(grace_hopper, (640, 360))).cut
 
 
 def test_motion_sees_a_moving_face_and_ignores_compression_noise(astronaut):

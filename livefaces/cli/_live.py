@@ -85,12 +85,13 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the full detector as the schedule says even on a still scene")
     g.add_argument("--no-refine", dest="refine", action="store_false",
                    help="carry faces between full detections with the tracker alone")
-    g.add_argument("--idle-interval", type=float, default=5.0, metavar="S",
+    g.add_argument("--idle-interval", type=float, default=GateOptions().idle_interval, metavar="S",
                    help="full detection of a still scene (no motion outside tracked faces) "
-                        "every S seconds (default: 5)")
-    g.add_argument("--full-interval", type=float, default=1.0, metavar="S",
-                   help="full detection every S seconds while faces are tracked and something "
-                        "moves outside them (default: 1)")
+                        "every S seconds (default: %(default)g)")
+    g.add_argument("--full-interval", type=float, default=GateOptions().full_interval, metavar="S",
+                   help="full detection every S seconds while something moves outside the "
+                        "tracked faces, or anywhere with no face tracked (default: %(default)g); "
+                        "a scene cut or a tracked face not found where expected gets one at once")
     g.add_argument("--motion-threshold", type=float, default=0.2, metavar="PCT",
                    help="a frame moves when more than PCT %% of it changes (default: 0.2)")
     g = p.add_argument_group(

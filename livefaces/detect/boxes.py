@@ -53,8 +53,9 @@ def pnet_band_rows(out_row0: int, out_row1: int, height: int) -> tuple[int, int]
 
 
 def generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float,
-                   row_offset: int = 0) -> np.ndarray:
-    """Candidate windows from one P-Net map (or a band of it starting at ``row_offset``).
+                   row_offset: int = 0, col_offset: int = 0) -> np.ndarray:
+    """Candidate windows from one P-Net map (or a part of it starting at output row
+    ``row_offset`` and column ``col_offset``).
 
     Args:
         prob: ``(H', W')`` face probability.
@@ -69,7 +70,7 @@ def generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: f
     # float32 division on purpose: torch divides float32 tensors by float32(scale), and
     # e.g. 3 / 0.6 floors to 5 in float64 but to 4 in float32.
     s = np.float32(scale)
-    xf, yf = xs.astype(np.float32), (ys + row_offset).astype(np.float32)
+    xf, yf = (xs + col_offset).astype(np.float32), (ys + row_offset).astype(np.float32)
     out[:, 0] = np.floor((PNET_STRIDE * xf + 1) / s)
     out[:, 1] = np.floor((PNET_STRIDE * yf + 1) / s)
     out[:, 2] = np.floor((PNET_STRIDE * xf + PNET_CELL) / s)
@@ -222,7 +223,8 @@ def _resize_plan(rows_in: int, cols_in: int, height: int, width: int
     return ys, ye, xs, xe, area
 
 
-def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int, int] | None = None) -> None:
+def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int, int] | None = None,
+                cols: tuple[int, int, int] | None = None) -> None:
     """Rows of the whole image resized to ``height × width`` by exact area averaging.
 
     Args:
@@ -232,11 +234,16 @@ def area_resize(table: np.ndarray, height: int, out: np.ndarray, rows: tuple[int
             equal to torch's ``interpolate(mode="area")`` (the sums are exact integers; one
             division per pixel, as torch does).
         rows: ``(a, b)``; default all rows.
+        cols: ``(c, d, width)``: only columns ``[c, d)`` of a resized image ``width`` wide
+            (``out`` is then ``(b - a, d - c, 3)``); default all ``out.shape[1]`` columns.
     """
-    width = out.shape[1]
+    c, d, width = cols if cols is not None else (0, out.shape[1], out.shape[1])
     a, b = rows or (0, height)
     rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
     ys, ye, xs, xe, area = _resize_plan(rows_in, cols_in, height, width)
+    if cols is not None:
+        xs, xe, area = xs[c:d], xe[c:d], area[:, c:d]
+        width = d - c
     flat = table.reshape(rows_in + 1, -1)
     band = np.take(flat, ye[a:b], axis=0)  # sums over each output row's input rows
     band -= np.take(flat, ys[a:b], axis=0)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import iou_matrix
 from ..types import Faces
 from . import boxes as bx
 from .options import FACTOR, MIN_FACE_SIZE, THRESHOLDS, check_settings
@@ -42,12 +43,20 @@ CROPS_PER_CALL = {"rnet": 32, "onet": 8}
 PNET_BAND_CELLS = 16384
 #: Fewest output rows in a band (a band's input overlaps its neighbour's by 10 rows).
 PNET_MIN_BAND_ROWS = 16
-#: Candidate squares a refinement (:meth:`Detector.refine`) gives R-Net around a predicted
-#: face, as (dx, dy) shifts in face sizes: the prediction and four neighbours, so a face that
-#: moved off the motion model's prediction is still caught.
+#: A refinement (:meth:`Detector.refine`) first gives R-Net squares of the predicted face's size
+#: at these (dx, dy) shifts in face sizes: the prediction and four neighbours; the best goes
+#: through O-Net (cheap: most tracked faces are found so) ...
 REFINE_SHIFTS = ((0.0, 0.0), (0.15, 0.0), (-0.15, 0.0), (0.0, 0.15), (0.0, -0.15))
-#: ...and of R-Net's survivors, how many O-Net sees (the best by R-Net's score).
-REFINE_KEEP = 1
+#: ... and where O-Net rejects that, it runs the frame's own cascade on a square of this many
+#: face sizes around the prediction (a face that moved off the motion model's prediction is
+#: still caught) ...
+REFINE_REGION = 2.6
+#: ... over the pyramid levels of faces from REFINE_SIZES[0] to REFINE_SIZES[1] times the
+#: predicted size (a face that approaches, recedes or turns is still caught).
+REFINE_SIZES = (0.5, 2.0)
+#: ... and O-Net sees only R-Net's candidates that overlap the predicted box by at least this
+#: IoU (O-Net is the costly net; the others are neighbours, which other tracks look after).
+REFINE_OVERLAP = 0.2
 #: Below twice this many crops, one lane does them all (splitting costs more than it saves).
 MIN_CROPS_PER_LANE = 8
 
@@ -148,7 +157,28 @@ class _Image:
     boxes: np.ndarray  # (K, 5+) candidates, x1 y1 x2 y2 score ...
     table: np.ndarray  # summed-area table: the pyramid and the crops are cut from it
     min_face: float  # smallest face looked for (the pyramid's first level)
-    keep: dict[str, int] | None = None  # refine: at most this many best candidates per net
+    scales: list[float] | None = None  # P-Net's pyramid (None: from min_face down to 12 px)
+    keep: int | None = None  # O-Net sees at most this many of R-Net's best candidates
+    window: tuple[float, float, float, float] | None = None  # P-Net only here (x0 y0 x1 y1)
+    target: np.ndarray | None = None  # refine: O-Net only for candidates overlapping this box
+
+
+def _faces(st: _Image, points: np.ndarray) -> Faces:
+    """The faces an image's state holds after O-Net, highest score first."""
+    if len(st.boxes) == 0:
+        return Faces.empty()
+    order = np.argsort(-st.boxes[:, 4], kind="stable")
+    return Faces(np.ascontiguousarray(st.boxes[order, :4], np.float32),
+                 np.ascontiguousarray(st.boxes[order, 4], np.float32),
+                 np.ascontiguousarray(points[order], np.float32))
+
+
+def _shifted(faces: Faces, offset: np.ndarray) -> Faces:
+    """``faces`` found in a region whose top-left corner is at ``offset`` of the frame."""
+    if len(faces) == 0:
+        return faces
+    return Faces((faces.boxes + np.tile(offset, 2)).astype(np.float32), faces.scores,
+                 (faces.landmarks + offset).astype(np.float32))
 
 
 def _run_all(tasks: list[Callable[[], None]]) -> None:
@@ -235,17 +265,33 @@ class Detector:
         return self._cascade(states)
 
     def refine(self, items: Sequence[tuple[np.ndarray, Any]]) -> list[Faces]:
-        """Check predicted face boxes with R-Net and O-Net: the live pipeline's refinement of
+        """Look for tracked faces where they are expected: the live pipeline's refinement of
         tracked faces between full detections.
 
         ``items``: ``(rgb, (x1, y1, x2, y2))`` each, an ``(H, W, 3)`` uint8 RGB frame (not
         checked: the pipeline's own frames) and where a tracked face is expected on it.
-        Around each box, :data:`REFINE_SHIFTS` squares of the face's size go through R-Net
-        (as P-Net's proposals would), the best :data:`REFINE_KEEP` of those through O-Net, and
-        the result is what :meth:`detect` would make of those candidates: one face (box,
-        score, 5 landmarks in pixels of the frame), or none when the networks reject it (the
-        face left, turned away or is hidden). All items share one R-Net and one O-Net call.
+        Two tiers, each batched over all items:
+
+        1. :data:`REFINE_SHIFTS` squares of the box's size through R-Net, the best through
+           O-Net (as P-Net's proposals would go): most tracked faces are found so.
+        2. Where O-Net rejects that, the whole cascade on a square of :data:`REFINE_REGION`
+           face sizes around the box, its P-Net pyramid limited to faces of
+           :data:`REFINE_SIZES` times the box's size: a face that moved further, approaches,
+           recedes or turns is still found (a few small P-Net maps, not a frame's pyramid).
+
+        Returns per item the faces found there (box, score, 5 landmarks in pixels of the
+        frame; best first), empty when the networks find none (the face left, turned away or
+        is hidden).
         """
+        out = self._refine_at(items)
+        again = [i for i, f in enumerate(out) if len(f) == 0]
+        if again:
+            for i, f in zip(again, self._refine_search([items[i] for i in again])):
+                out[i] = f
+        return out
+
+    def _refine_at(self, items: Sequence[tuple[np.ndarray, Any]]) -> list[Faces]:
+        """Tier 1 of :meth:`refine`: shifted squares of the predicted size."""
         states, offsets = [], []
         for rgb, box in items:
             h, w = rgb.shape[:2]
@@ -262,23 +308,39 @@ class Detector:
             cand = np.array([[cx + dx * size - size / 2 - a, cy + dy * size - size / 2 - b,
                               cx + dx * size + size / 2 - a, cy + dy * size + size / 2 - b, 1.0]
                              for dx, dy in REFINE_SHIFTS], np.float32)
-            states.append(_Image(d - b, c - a, cand, bx.integral(rgb[b:d, a:c]), size,
-                                 {"rnet": len(REFINE_SHIFTS), "onet": REFINE_KEEP}))
+            states.append(_Image(d - b, c - a, cand, bx.integral(rgb[b:d, a:c]), size, keep=1))
             offsets.append(np.array([a, b], np.float32))
         if not states:
             return []
         self._refine(states, "rnet", 24, self.thresholds[1])
         points = self._refine(states, "onet", 48, self.thresholds[2])
-        out = []
-        for st, pts, off in zip(states, points, offsets):
-            if len(st.boxes) == 0:
-                out.append(Faces.empty())
-                continue
-            i = int(np.argmax(st.boxes[:, 4]))
-            out.append(Faces((st.boxes[i:i + 1, :4] + np.tile(off, 2)).astype(np.float32),
-                             st.boxes[i:i + 1, 4].astype(np.float32),
-                             (pts[i:i + 1] + off).astype(np.float32)))
-        return out
+        return [_shifted(_faces(st, pts), off) for st, pts, off in zip(states, points, offsets)]
+
+    def _refine_search(self, items: Sequence[tuple[np.ndarray, Any]]) -> list[Faces]:
+        """Tier 2 of :meth:`refine`: the frame's own cascade, P-Net restricted to a window
+        around each box and to the pyramid levels of faces of :data:`REFINE_SIZES` times its
+        size. The window's P-Net cells are exactly those of a full detection (P-Net is
+        convolutional and the window's edges fall on its stride), and R-Net and O-Net crop the
+        frame itself, so a face found here is, to the candidates outside the window, the face
+        a full detection finds."""
+        states = []
+        tables: dict[int, np.ndarray] = {}  # one summed-area table per frame
+        lo, hi = REFINE_SIZES
+        for rgb, box in items:
+            h, w = rgb.shape[:2]
+            x1, y1, x2, y2 = (float(v) for v in box[:4])
+            size = max(x2 - x1, y2 - y1, 12.0)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            half = REFINE_REGION * size / 2
+            levels = [s for s in bx.pyramid_scales(h, w, self.min_face_size, self.factor)
+                      if lo * size <= 12.0 / s <= hi * size]
+            table = tables.get(id(rgb))
+            if table is None:
+                table = tables[id(rgb)] = bx.integral(rgb)
+            states.append(_Image(h, w, np.zeros((0, 9), np.float32), table, size, levels,
+                                 window=(cx - half, cy - half, cx + half, cy + half),
+                                 target=np.array([x1, y1, x2, y2], np.float32)))
+        return self._cascade(states)
 
     def _cascade(self, states: list[_Image]) -> list[Faces]:
         if not states:
@@ -286,16 +348,7 @@ class Detector:
         self._stage1(states)
         self._refine(states, "rnet", 24, self.thresholds[1])
         points = self._refine(states, "onet", 48, self.thresholds[2])
-        out = []
-        for st, pts in zip(states, points):
-            if len(st.boxes) == 0:
-                out.append(Faces.empty())
-                continue
-            order = np.argsort(-st.boxes[:, 4], kind="stable")
-            out.append(Faces(np.ascontiguousarray(st.boxes[order, :4], np.float32),
-                             np.ascontiguousarray(st.boxes[order, 4], np.float32),
-                             np.ascontiguousarray(pts[order], np.float32)))
-        return out
+        return [_faces(st, pts) for st, pts in zip(states, points)]
 
     def _run_lanes(self, lanes: list[list[Callable[[], None]]]) -> None:
         """Run each lane's tasks in order; lane 0 on this thread, the others on the pool."""
@@ -310,12 +363,13 @@ class Detector:
 
         Same-size images of a batch share P-Net calls.
         """
-        pyramids = [bx.pyramid_scales(s.height, s.width, s.min_face, self.factor) for s in states]
+        pyramids = [s.scales if s.scales is not None
+                    else bx.pyramid_scales(s.height, s.width, s.min_face, self.factor) for s in states]
         jobs: list[tuple[int, int, int, list[int]]] = []  # level, h, w, members
         for level in range(max((len(p) for p in pyramids), default=0)):
             groups: dict[tuple[int, int], list[int]] = {}
             for i, (st, scales) in enumerate(zip(states, pyramids)):
-                if level < len(scales):
+                if level < len(scales) and st.window is None:
                     groups.setdefault(bx.scaled_size(st.height, st.width, scales[level]), []).append(i)
             jobs += [(level, h, w, members) for (h, w), members in groups.items()]
         # Each level runs in bands of output rows: P-Net's intermediate maps of a band stay in
@@ -333,6 +387,16 @@ class Detector:
                 bands[i, level, r0] = bx.generate_boxes(prob[j, : r1 - r0], reg[j, :, : r1 - r0],
                                                         pyramids[i][level], self.thresholds[0], r0)
 
+        def window_job(i: int, level: int, h: int, w: int, r0: int, r1: int, c0: int, c1: int
+                       ) -> None:
+            a, b = bx.pnet_band_rows(r0, r1, h)
+            c, d = bx.pnet_band_rows(c0, c1, w)
+            patch = np.empty((1, b - a, d - c, 3), np.float32)
+            bx.area_resize(states[i].table, h, patch[0], (a, b), (c, d, w))
+            prob, reg = self._nets["pnet"].run(patch)
+            bands[i, level, r0] = bx.generate_boxes(prob[0], reg[0], pyramids[i][level],
+                                                    self.thresholds[0], r0, c0)
+
         tasks: list[tuple[int, Callable[[], None]]] = []  # (cost, task)
         for level, h, w, members in jobs:
             out_h, out_w = bx.pnet_out_size(h, w)
@@ -346,6 +410,20 @@ class Detector:
                     r1 = min(out_h, r0 + rows)
                     tasks.append(((r1 - r0) * out_w * len(some),
                                   functools.partial(band_job, level, h, w, some, r0, r1)))
+        for i, st in enumerate(states):  # refinement: P-Net's cells in a window of each level
+            if st.window is None:
+                continue
+            x0, y0, x1, y1 = st.window
+            for level, scale in enumerate(pyramids[i]):
+                h, w = bx.scaled_size(st.height, st.width, scale)
+                out_h, out_w = bx.pnet_out_size(h, w)
+                # cells whose 12 px window overlaps the window
+                r0, c0 = max(0, int(y0 * scale - 12) // 2), max(0, int(x0 * scale - 12) // 2)
+                r1 = min(out_h, int(np.ceil(y1 * scale / 2)) + 1)
+                c1 = min(out_w, int(np.ceil(x1 * scale / 2)) + 1)
+                if r1 > r0 and c1 > c0:
+                    tasks.append(((r1 - r0) * (c1 - c0), functools.partial(
+                        window_job, i, level, h, w, r0, r1, c0, c1)))
         # Largest first, each to the least loaded lane.
         lanes: list[list[Callable[[], None]]] = [[] for _ in range(self._lanes)]
         load = [0] * self._lanes
@@ -380,8 +458,10 @@ class Detector:
         """
         windows = []
         for st in states:
-            if st.keep is not None and len(st.boxes) > st.keep[net]:
-                st.boxes = st.boxes[np.argsort(-st.boxes[:, 4], kind="stable")[:st.keep[net]]]
+            if net == "onet" and st.keep is not None and len(st.boxes) > st.keep:
+                st.boxes = st.boxes[np.argsort(-st.boxes[:, 4], kind="stable")[:st.keep]]
+            if net == "onet" and st.target is not None and len(st.boxes):
+                st.boxes = st.boxes[iou_matrix(st.target[None], st.boxes[:, :4])[0] >= REFINE_OVERLAP]
             if len(st.boxes):
                 win = bx.crop_windows(st.boxes, st.width, st.height)
                 valid = (win[:, 2] > win[:, 0]) & (win[:, 3] > win[:, 1])
