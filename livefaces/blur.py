@@ -54,13 +54,16 @@ def unknown(result: FrameResult) -> np.ndarray:
 
 def blur_unknown(result: FrameResult) -> FrameResult:
     """``result`` with a new frame image in which the unknown faces are blurred (the same
-    ``result`` when there is none)."""
+    ``result`` when there is none), and so are the places of tracked faces that are not shown
+    on this frame (:attr:`FrameResult.unshown`: the networks did not confirm them here, but a
+    face may well be there: privacy must not depend on what is drawn)."""
     from dataclasses import replace
 
     mask = unknown(result)
-    if not mask.any():
+    boxes = np.concatenate([result.faces.boxes[mask], result.unshown.reshape(-1, 4)])
+    if not len(boxes):
         return result
-    img = blur_boxes(result.frame.image, result.faces.boxes[mask])
+    img = blur_boxes(result.frame.image, boxes)
     return replace(result, frame=replace(result.frame, image=img))
 
 

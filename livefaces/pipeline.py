@@ -243,7 +243,7 @@ class Camera:
             upd = self.tracker.predict(t)
         self.faces = len(upd.faces)
         result = FrameResult(frame, upd.faces, action is Action.DETECT, upd.ids, upd.detected,
-                             upd.how, action.mode, cut=cut)
+                             upd.how, action.mode, cut=cut, unshown=upd.unshown)
         events = events + self.events.update(frame, upd)
         if self.votes is not None:
             self.votes.observe(result, t)

@@ -128,6 +128,8 @@ class TrackUpdate:
     lost: list[Track] = field(default_factory=list)
     how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
     missed: list[int] = field(default_factory=list)
+    unshown: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    """(K, 4) boxes of live tracks left out of ``faces`` (not verified here; see ``max_carried``)"""
 
 
 class Tracker:
@@ -382,6 +384,9 @@ class Tracker:
             faces = Faces(np.stack([tr.box for tr in shown]).astype(np.float32),
                           np.array([tr.score for tr in shown], np.float32),
                           np.stack([tr.landmarks for tr in shown]).astype(np.float32))
+        ids = {tr.id for tr in shown}
+        unshown = np.array([tr.box for tr in self.tracks if tr.id not in ids], np.float32)
         return TrackUpdate(faces, np.array([tr.id for tr in shown], np.int64),
                            np.array([tr.detected for tr in shown], bool), appeared, lost,
-                           np.array([tr.how for tr in shown], "<U8"))
+                           np.array([tr.how for tr in shown], "<U8"),
+                           unshown=unshown.reshape(-1, 4))

@@ -224,6 +224,8 @@ class FrameResult:
             when no identifier runs.
         cut: the frame is a scene cut: the tracks before it ended with it (``face.lost``,
             reason ``scene_cut``), and every face on it is new.
+        unshown: ``(K, 4)`` float32 boxes of tracks that live on but are not among ``faces``
+            (the networks did not confirm them on this frame); ``--blur-unknown`` blurs them.
     """
 
     frame: Frame
@@ -235,6 +237,7 @@ class FrameResult:
     mode: str = ""
     identities: tuple[Identity, ...] = ()
     cut: bool = False
+    unshown: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     def __post_init__(self) -> None:
         if len(self.face_detected) != len(self.faces):

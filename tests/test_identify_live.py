@@ -38,7 +38,7 @@ from live_helpers import (
 from test_live_rtsp import _has_gst_rtsp
 
 from livefaces.identify import DEFAULT_THRESHOLD
-from livefaces.identify.live import IdentifyOptions, decide
+from livefaces.identify.live import IdentifyOptions, TrackVotes, _Track, decide
 from livefaces.imageio import read_image
 from livefaces.types import Identity
 
@@ -47,6 +47,24 @@ ENROLLED = ("obama", "biden", "kit_harington", "rose_leslie")
 
 
 # ----------------------------------------------------------------------------- units
+
+def test_a_vote_that_disagrees_revokes_a_settled_name_at_once():
+    """A track that landed on someone else (or whose face no longer matches) loses its name
+    on the first disagreeing vote, and gets one again only from votes on the face as it is."""
+    class Owner:
+        options = IdentifyOptions(min_votes=2, settle_share=0.6, keep_share=0.5)
+
+    votes = TrackVotes("cam", Owner())  # type: ignore[arg-type]
+    votes._tracks[7] = _Track()
+    for _ in range(5):
+        votes.vote(7, "ann", 0.4, 1.0)
+    assert votes.identity(7).name == "ann"
+    changed = votes.vote(7, None, 0.8, 0.5)  # one small unknown vote against five for ann
+    assert changed is not None and changed.identity.name is None and changed.previous == "ann"
+    assert votes.vote(7, "bob", 0.4, 1.0) is None  # one vote for bob: not settled yet
+    assert votes.identity(7).name is None
+    assert votes.vote(7, "bob", 0.45, 1.0).identity.name == "bob"
+
 
 def test_votes_settle_a_name_only_with_a_clear_majority():
     o = IdentifyOptions(min_votes=2, settle_share=0.6, keep_share=0.5)

@@ -23,9 +23,12 @@
   distance)``. Its weight grows with the face's size (up to ``full_weight_px``) and the
   detector's confidence, as Frigate's running score weighs face area. A name is *settled* once
   it has ``min_votes`` votes and at least ``settle_share`` of the track's total weight
-  (unknown votes count against it); it is kept while it holds ``keep_share`` and revised
-  otherwise. The recogniser's own threshold decides each match: no looser threshold guesses
-  a name, so a stranger stays unknown.
+  (unknown votes count against it); it is kept while it holds ``keep_share``. A vote that
+  disagrees with the settled name (another name, or unknown) revokes it at once: the name is
+  confirmed on the current face, and must be settled again from votes on the face as it is
+  now (a track that landed on someone else never keeps the first person's name). Tracks end
+  at scene cuts, so no name crosses a cut. The recogniser's own threshold decides each
+  match: no looser threshold guesses a name, so a stranger stays unknown.
 """
 
 from __future__ import annotations
@@ -178,6 +181,11 @@ class TrackVotes:
         if tr is None:  # the track ended meanwhile
             return None
         tr.pending = max(0, tr.pending - 1)
+        if tr.identity.name is not None and name != tr.identity.name:
+            # the current face disagrees with the settled name (another person under the
+            # track, or no longer recognisable): the name is revoked at once and must be
+            # settled again from votes on the face as it is now
+            tr.weights, tr.counts, tr.dist = {}, {}, {}
         tr.votes += 1
         tr.weights[name] = tr.weights.get(name, 0.0) + weight
         tr.counts[name] = tr.counts.get(name, 0) + 1
