@@ -45,6 +45,7 @@ from .detect.engine import Engine
 from .detect.rescale import detect_scaled, refine
 from .errors import SourceError
 from .events import FACE_EVENTS, FACE_LOST, FaceEvents, status_event
+from .health import Watch
 from .meter import Latency, RateMeter
 from .motion import MotionDetector, MotionOptions
 from .publish import Sink, SinkRunner
@@ -146,10 +147,21 @@ class Camera:
         self.last_refine: float | None = None
         self.searching = False  # a tracked face was not found where expected: detect again
         self.cuts = 0  # scene cuts seen
-        self.carried_share = 0.0  # of frames with tracked faces, the share merely carried (EMA)
         self.finished = False
         self.expected_interval: float | None = None
-        self.behind = False
+        # is this camera keeping up? (livefaces.health: one WARNING per episode, INFO at its end)
+        self._checked = Watch(
+            lambda n, m, _t: f"{n}: only {100 * m:.0f} % of the frames with faces are checked by "
+                             "the networks, the others carried by the tracker: the CPU cannot keep "
+                             "up (many faces, sources or large frames)",
+            lambda n, m, _t: f"{n}: the networks check the faces on {100 * m:.0f} % of the frames "
+                             "again", window=2.0, low=0.5, high=0.8, clock=clock)
+        self._rate = Watch(
+            lambda n, m, t: f"{n}: the detector runs every {1 / m:.2f} s, the schedule asks for "
+                            f"every {1 / t - 0.05:.2f} s; it cannot keep up (busy CPU, many sources "
+                            "or large frames): faces are carried by the tracker meanwhile",
+            lambda n, m, _t: f"{n}: detection keeps up again (every {1 / m:.2f} s)",
+            window=3.0, low=0.5, high=0.67, clock=clock)
         self.last_output: float | None = None
         self.flush_reason: str | None = None
         self.processed = 0
@@ -279,37 +291,24 @@ class Camera:
             self._check_rate(policy, now)
 
     def _check_carried(self, carried: bool) -> None:
-        """With refinement on every frame: one WARNING per episode in which most frames with
-        faces are merely carried (the loop cannot keep up), an INFO when it catches up."""
-        self.carried_share = 0.95 * self.carried_share + 0.05 * float(carried)
-        if not self.live or self.processed < 50:
-            return
-        if not self.behind and self.carried_share > 0.5:
-            self.behind = True
-            log.warning("%s: more than half of the frames with faces are carried by the tracker "
-                        "without being checked by the networks: the CPU cannot keep up (many "
-                        "faces, sources or large frames)", self.name)
-        elif self.behind and self.carried_share < 0.2:
-            self.behind = False
-            log.info("%s: the networks check the faces on most frames again", self.name)
+        """With refinement on every frame: is the share of frames with faces that the
+        networks checked more than half (:mod:`livefaces.health`)?"""
+        if self.live:
+            self._checked.update(self.name, 1.0, 0.0 if carried else 1.0)
 
     def _check_rate(self, policy: DetectPolicy, now: float) -> None:
-        """One WARNING per episode in which a live source's detections fall well behind what
-        the policy asks for (and an INFO when they catch up)."""
+        """Do a live source's full detections keep up with what the policy asks for?"""
         interval = self.tracker.detect_interval
         rate = self.worker.rate.rate(now)
         self.expected_interval = expected = policy.expected_interval(1.0 / rate if rate else None)
         if not self.live or interval is None or expected is None or self.detected < 5:
             return
-        if not self.behind and interval > 2.0 * expected + 0.1:
-            self.behind = True
-            log.warning("%s: the detector runs every %.2f s, the schedule (%s) asks for every "
-                        "%.2f s; it cannot keep up (busy CPU, many sources or large frames): "
-                        "faces are carried by the tracker meanwhile", self.name, interval,
-                        policy.describe(), expected)
-        elif self.behind and interval < 1.5 * expected + 0.05:
-            self.behind = False
-            log.info("%s: detection keeps up again (every %.2f s)", self.name, interval)
+        self._rate.update(self.name, 1.0 / (expected + 0.05), 1.0 / interval)
+
+    @property
+    def behind(self) -> bool:
+        """Detection does not keep up (:mod:`livefaces.health`'s judgement)."""
+        return self.name in self._checked.behind or self.name in self._rate.behind
 
     def stats(self, now: float, started_at: float | None, crash: str | None) -> SourceStats:
         """This camera's snapshot (``crash``: the detect loop's error, if it died)."""

@@ -73,14 +73,18 @@ def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.nda
                 names: Sequence[str | None] | None = None) -> None:
     """Draw in place; per-face colour by how it was obtained (:data:`HOW_COLOURS`): detected
     (green), refined (light blue) or carried by the tracker (amber); with ``marks``, the
-    letter D/R/T follows the track id (colour alone says little to colour-blind eyes)."""
+    letter D/R/T follows the track id (colour alone says little to colour-blind eyes). A
+    carried face is drawn faded: a thin box and no landmarks (the networks did not see it on
+    this frame; the pipeline shows such boxes for a few frames at most)."""
     s = _scale(out)
-    thick = max(1, int(round(2 * s)))
+    full = max(1, int(round(2 * s)))
     for i in range(len(faces)):
         colour = HOW_COLOURS.get(str(how[i]), TRACKED_COLOUR)
+        carried = str(how[i]) not in ("detected", "refined")
+        thick = 1 if carried else full
         x1, y1, x2, y2 = (int(round(float(v))) for v in faces.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
-        for (px, py), c in zip(faces.landmarks[i], LANDMARK_COLOURS):
+        for (px, py), c in zip([] if carried else faces.landmarks[i], LANDMARK_COLOURS):
             cv2.circle(out, (int(round(float(px))), int(round(float(py)))), max(2, thick + 1), c, -1,
                        cv2.LINE_AA)
         parts = []

@@ -163,7 +163,7 @@ class PerCameraRate(DetectPolicy):
         return "per camera: " + ", ".join(f"{k} {v:g}/s" for k, v in rates.items())
 
     def expected_interval(self, frame_interval: float | None) -> float | None:
-        return None  # per camera; the server's RateWatch judges each camera's rate
+        return None  # per camera; serve judges each camera's rate (livefaces.health)
 
 
 @dataclass

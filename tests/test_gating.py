@@ -17,8 +17,7 @@ import pytest
 from live_helpers import RtspServer, popen_cli, read_events, write_face_frames
 from test_live_rtsp import _has_gst_rtsp
 
-from livefaces.motion import MotionDetector
-from livefaces.motion import MotionOptions
+from livefaces.motion import MotionDetector, MotionOptions
 from livefaces.schedule import Action, FrameState, GateOptions, plan
 
 STATS_KEYS = {"frames", "captured", "dropped", "detected", "refined", "tracked",

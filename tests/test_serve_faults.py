@@ -30,7 +30,7 @@ from live_helpers import start_serve_cli
 from test_serve_web import _face_result, _get
 
 from livefaces.pipeline import SourceStats
-from livefaces.serve.app import NO_FRAME_GRACE_S, CameraServer, RateWatch, camera_health
+from livefaces.serve.app import NO_FRAME_GRACE_S, CameraServer, camera_health, rate_watch
 from livefaces.serve.config import CameraConfig, MqttConfig, WebConfig, config_from_sources
 from livefaces.serve.hub import Hub
 from livefaces.serve.web import WebServer
@@ -413,7 +413,7 @@ def test_api_json_is_rounded_and_never_nan(hub):
 def test_rate_watch_hysteresis_one_warning_per_episode(caplog):
     caplog.set_level(logging.INFO)
     now = [0.0]
-    w = RateWatch(window=5.0, clock=lambda: now[0])
+    w = rate_watch(window=5.0, clock=lambda: now[0])
 
     def feed(rate: float, seconds: int) -> None:
         for _ in range(seconds):

@@ -18,7 +18,6 @@ Each camera becomes one :class:`~livefaces.pipeline.CameraOptions` (name, rate, 
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..capture import CaptureOptions
 from ..detect.engine import Engine
+from ..health import Watch
 from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink, Sink
 from ..schedule import GateOptions, PerCameraRate
@@ -182,51 +182,26 @@ def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, flo
     return "error", s.error or f"camera is {s.status}"
 
 
-class RateWatch:
-    """Warns when a camera's detection rate falls behind its configured ``detect_fps``.
+def rate_watch(window: float = 5.0, low: float = 0.7, high: float = 0.85,
+               clock: Callable[[], float] = time.monotonic) -> Watch:
+    """Warns when a camera's verified frames per second fall behind its ``detect_fps``.
 
     Fed once a second with the measured rate (the pipeline's per-camera ``checked_fps``: frames
     whose faces the networks checked, by a full detection or a refinement, plus frames of a
-    still, empty scene that the motion gate let pass on purpose) and
-    the target (``min(configured, capture fps)``: a 3 fps camera cannot be detected 5 times a
-    second, that is not the detector's fault). Judged on the mean over ``window`` seconds with
-    hysteresis: behind below ``low`` x target, caught up again at ``high`` x target. One
-    WARNING per episode; the end of an episode is logged too.
+    still, empty scene that the motion gate let pass on purpose) and the target
+    (``min(configured, capture fps)``: a 3 fps camera cannot be checked 5 times a second, that
+    is not the detector's fault). A :class:`livefaces.health.Watch`: the mean over ``window``
+    seconds, behind below ``low`` x target, caught up again at ``high`` x target; one WARNING
+    per episode, an INFO at its end.
     """
-
-    def __init__(self, window: float = 5.0, low: float = 0.7, high: float = 0.85,
-                 clock: Callable[[], float] = time.monotonic):
-        self.window, self.low, self.high, self.clock = window, low, high, clock
-        self._samples: dict[str, collections.deque[tuple[float, float, float]]] = {}
-        self.behind: dict[str, tuple[float, float]] = {}  # camera -> (mean rate, target)
-
-    def update(self, camera: str, target: float, actual: float, active: bool = True) -> None:
-        now = self.clock()
-        q = self._samples.setdefault(camera, collections.deque(maxlen=600))
-        if not active or target <= 0:
-            q.clear()
-            if self.behind.pop(camera, None) is not None:
-                log.info("camera %s: no longer judged for detection rate (not streaming)", camera)
-            return
-        q.append((now, actual, target))
-        while q and q[0][0] < now - self.window:
-            q.popleft()
-        if now - q[0][0] < self.window * 0.8:
-            return  # not enough history yet
-        rate = sum(a for _, a, _ in q) / len(q)
-        goal = sum(t for _, _, t in q) / len(q)
-        if camera not in self.behind:
-            if rate < self.low * goal:
-                self.behind[camera] = (rate, goal)
-                log.warning("camera %s: detector falling behind: %.1f detections/s of %g configured "
-                            "(last %g s); the shared detector is overloaded: lower detect_fps, raise "
-                            "min_face_size, or give it more threads", camera, rate, goal, self.window)
-        elif rate >= self.high * goal:
-            del self.behind[camera]
-            log.warning("camera %s: detector caught up: %.1f detections/s of %g configured",
-                        camera, rate, goal)
-        else:
-            self.behind[camera] = (rate, goal)
+    return Watch(
+        lambda cam, rate, goal: (f"camera {cam}: detector falling behind: {rate:.1f} verified "
+                                 f"frames/s of detect_fps {goal:g} (last {window:g} s); the shared "
+                                 "detector is overloaded: lower detect_fps, raise min_face_size, "
+                                 "or give it more threads"),
+        lambda cam, rate, goal: (f"camera {cam}: detector caught up: {rate:.1f} verified frames/s "
+                                 f"of detect_fps {goal:g}"),
+        window=window, low=low, high=high, clock=clock)
 
 
 class CameraServer:
@@ -295,7 +270,7 @@ class CameraServer:
 
             self.web = WebServer(self.hub, config.web,
                                  name_face=self.name_face if people is not None else None)
-        self.rate_watch = RateWatch()
+        self.rate_watch = rate_watch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
         self._pipeline_started = False
@@ -318,7 +293,7 @@ class CameraServer:
 
     def _on_stats(self, st: PipelineStats) -> None:
         """Each statistics snapshot (about once a second, on the hub sink's thread): judge
-        the detection rates (:class:`RateWatch`), then hand the hub what the API, the page,
+        the detection rates (:func:`rate_watch`), then hand the hub what the API, the page,
         ``/health`` and ``/metrics`` show."""
         try:
             now = self.hub.clock()
