@@ -230,11 +230,12 @@ class Camera:
         return self.tracker.predictions(self.time_of(frame))
 
     def step(self, frame: Frame, action: Action, found: Faces | Refinements | None,
-             cut: bool = False) -> tuple[list[dict[str, Any]], FrameResult]:
+             cut: bool = False, blind_below: float = 0.0) -> tuple[list[dict[str, Any]], FrameResult]:
         """One frame through the tracker: ``found`` is the detector's faces (``DETECT``)
-        or the faces found in each track's region (``REFINE``). Returns the face events
-        (a new photo of a folder, or a scene cut, first ends the faces before it) and the
-        result."""
+        or the faces found in each track's region (``REFINE``); ``blind_below``: the smallest
+        face size the full detection reliably sees (it ran on a shrunk image). Returns the face
+        events (a new photo of a folder, or a scene cut, first ends the faces before it) and
+        the result."""
         t = self.time_of(frame)
         events = []
         if cut:
@@ -245,7 +246,7 @@ class Camera:
             assert isinstance(found, Faces)
             if self.stills and self.tracker.tracks:
                 events = self.clear("next_image")  # the previous photo's faces end with it
-            upd = self.tracker.update(found, t)
+            upd = self.tracker.update(found, t, blind_below)
         elif action is Action.REFINE:
             assert isinstance(found, list)
             upd = self.tracker.refine(found, t)
@@ -559,7 +560,12 @@ class Pipeline:
     # -- the detect loop -----------------------------------------------------------------------
     def _emit(self, s: Camera, frame: Frame, action: Action,
               found: Faces | Refinements | None = None, cut: bool = False) -> None:
-        events, result = s.step(frame, action, found, cut)
+        blind = 0.0
+        if action is Action.DETECT and s.live and self.detector is not None:
+            scale = min(1.0, self.policy.scale * s.scale)
+            if scale < 1.0:  # faces up to twice the smallest one it looks for are found unreliably
+                blind = 2.0 * float(getattr(self.detector, "min_face_size", 20.0)) / scale
+        events, result = s.step(frame, action, found, cut, blind)
         for r in self._runners:
             for e in events:
                 r.put_event(e)

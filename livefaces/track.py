@@ -280,8 +280,12 @@ class Tracker:
         tr.unseen = False
         tr.detected = True
 
-    def update(self, faces: Faces, t: float) -> TrackUpdate:
-        """Match ``faces`` (detected on the frame at time ``t``) to the tracks."""
+    def update(self, faces: Faces, t: float, blind_below: float = 0.0) -> TrackUpdate:
+        """Match ``faces`` (detected on the frame at time ``t``) to the tracks.
+
+        ``blind_below``: faces smaller than this (box side, px) are beyond what this
+        detection could see reliably (it ran on a shrunk image): a track of such a face that
+        it did not find is not doubted for it."""
         o = self.options
         preds = np.array([self._predicted(tr, t) for tr in self.tracks], np.float32).reshape(-1, 4)
         iou = iou_matrix(preds, faces.boxes)
@@ -332,7 +336,7 @@ class Tracker:
             matched = {ti for ti, _ in pairs}
             keep = []
             for ti, tr in enumerate(self.tracks):
-                if ti not in matched:
+                if ti not in matched and max(tr.box[2] - tr.box[0], tr.box[3] - tr.box[1]) >= blind_below:
                     tr.doubted += 1
                     if tr.doubted >= o.detect_misses:
                         tr.end_reason = "not_found"

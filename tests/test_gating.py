@@ -138,6 +138,33 @@ def test_refine_finds_a_moved_face_and_rejects_an_empty_box(detector, astronaut,
     assert [len(f) for f in nothing] == [0, 0]
 
 
+def test_the_refinement_search_finds_the_face_a_full_detection_finds(detector, astronaut):
+    """Tier 2 of refinement runs the frame's own cascade in a window: its P-Net cells are the
+    full detection's (a resized window equals the same columns of the resized frame), so the
+    face it finds is the full detection's, even from a prediction that is off in place and
+    size (where tier 1's fixed squares give up)."""
+    from livefaces.detect import boxes as bx
+    from livefaces.geometry import iou_matrix
+
+    table = bx.integral(astronaut)
+    whole = np.empty((256, 256, 3), np.float32)
+    bx.area_resize(table, 256, whole)
+    part = np.empty((40, 70, 3), np.float32)
+    bx.area_resize(table, 256, part, (100, 140), (90, 160, 256))
+    assert np.array_equal(part, whole[100:140, 90:160])
+    full = detector.detect(astronaut)
+    box = full.boxes[0]
+    w = float(box[2] - box[0])
+    for dx, grow in ((0.0, 1.0), (0.35, 1.0), (0.0, 1.3), (-0.3, 0.75)):
+        c = (box[:2] + box[2:]) / 2 + np.array([dx * w, 0.0], np.float32)
+        half = (box[2:] - box[:2]) / 2 * grow
+        pred = np.concatenate([c - half, c + half]).astype(np.float32)
+        found = detector._refine_search([(astronaut, pred)])[0]
+        assert len(found) >= 1, (dx, grow)
+        assert iou_matrix(found.boxes[:1], full.boxes[:1])[0, 0] > 0.99, (dx, grow, found.boxes)
+        assert np.allclose(found.landmarks[0], full.landmarks[0], atol=0.5)
+
+
 # ----------------------------------------------------------------------------- real streams
 
 rtsp = pytest.mark.skipif(not _has_gst_rtsp(), reason=(

@@ -53,7 +53,7 @@ REFINE_SHIFTS = ((0.0, 0.0), (0.15, 0.0), (-0.15, 0.0), (0.0, 0.15), (0.0, -0.15
 REFINE_REGION = 2.6
 #: ... over the pyramid levels of faces from REFINE_SIZES[0] to REFINE_SIZES[1] times the
 #: predicted size (a face that approaches, recedes or turns is still caught).
-REFINE_SIZES = (0.5, 2.0)
+REFINE_SIZES = (0.35, 2.0)
 #: ... and O-Net sees only R-Net's candidates that overlap the predicted box by at least this
 #: IoU (O-Net is the costly net; the others are neighbours, which other tracks look after).
 REFINE_OVERLAP = 0.2
