@@ -70,10 +70,12 @@ class Motion:
     min_area: float = 0.0
     cut: bool = False
 
-    def outside(self, boxes: np.ndarray, margin: float = 0.5) -> bool:
+    def outside(self, boxes: np.ndarray, margin: float = 0.5, below: float = 3.0) -> bool:
         """Is there motion outside ``boxes`` (xyxy, frame pixels), each widened by ``margin``
-        of its size on every side? (Faces that move inside their own tracked region do not
-        count: the tracker follows them.)"""
+        of its size on every side, and outside the body under each (a face width either side,
+        ``below`` face heights down)? Faces that move inside their own tracked region do not
+        count (the tracker follows them), nor does the person under a tracked face, whose
+        shoulders and hands move as they talk: new faces appear elsewhere."""
         if not self.moving:
             return False
         if len(boxes) == 0:
@@ -87,6 +89,10 @@ class Motion:
             c = int(np.ceil((x2 + margin * w) / sx))
             d = int(np.ceil((y2 + margin * h) / sy))
             mask[b:d, a:c] = False
+            # the body: shoulders a face width either side, ``below`` face heights down
+            a = int(max(0, (x1 - w) // sx))
+            c = int(np.ceil((x2 + w) / sx))
+            mask[int(max(0, y2 // sy)):int(np.ceil((y2 + below * h) / sy)), a:c] = False
         return bool(mask.mean() > self.min_area)
 
 

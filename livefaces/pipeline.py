@@ -141,8 +141,9 @@ class Camera:
         self.tracker = Tracker(topts)
         self.events = FaceEvents(self.name, update_interval if options.update_interval is None
                                  else options.update_interval, clock=clock)
-        self.motion = (MotionDetector(motion or MotionOptions()) if self.live and self.gate.motion
-                       else None)
+        # live sources: motion (for the gate) and scene cuts (always: no track, name or
+        # unblurred face may cross a cut, gated or not)
+        self.motion = MotionDetector(motion or MotionOptions()) if self.live else None
         self.last_full: float | None = None  # capture time of the last full detection
         self.last_refine: float | None = None
         self.searching = False  # a tracked face was not found where expected: detect again

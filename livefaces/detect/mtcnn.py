@@ -47,9 +47,11 @@ PNET_MIN_BAND_ROWS = 16
 #: at these (dx, dy) shifts in face sizes: the prediction and four neighbours; the best goes
 #: through O-Net (cheap: most tracked faces are found so) ...
 REFINE_SHIFTS = ((0.0, 0.0), (0.15, 0.0), (-0.15, 0.0), (0.0, 0.15), (0.0, -0.15))
-#: ... and where O-Net rejects that, it runs the frame's own cascade on a square of this many
-#: face sizes around the prediction (a face that moved off the motion model's prediction is
-#: still caught) ...
+#: ... and where O-Net rejects that, or the face it gives overlaps the prediction by less than
+#: REFINE_AGREE (tier 1's squares then fit the face badly: its box is not the detector's), it
+#: runs the frame's own cascade on a square of REFINE_REGION face sizes around the prediction
+#: (a face that moved off the motion model's prediction is still caught) ...
+REFINE_AGREE = 0.5
 REFINE_REGION = 2.6
 #: ... over the pyramid levels of faces from REFINE_SIZES[0] to REFINE_SIZES[1] times the
 #: predicted size (a face that approaches, recedes or turns is still caught).
@@ -284,7 +286,8 @@ class Detector:
         is hidden).
         """
         out = self._refine_at(items)
-        again = [i for i, f in enumerate(out) if len(f) == 0]
+        again = [i for i, (f, (_, box)) in enumerate(zip(out, items)) if len(f) == 0 or
+                 iou_matrix(np.asarray(box[:4], np.float32)[None], f.boxes[:1])[0, 0] < REFINE_AGREE]
         if again:
             for i, f in zip(again, self._refine_search([items[i] for i in again])):
                 out[i] = f

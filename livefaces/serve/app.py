@@ -323,7 +323,7 @@ class CameraServer:
                 behind = self.rate_watch.behind.get(s.name)
                 if behind is not None:
                     problems.append(f"camera {s.name}: detector behind: {behind[0]:.1f} "
-                                    f"detections/s of {behind[1]:g} configured")
+                                    f"verified frames/s of {behind[1]:g} configured")
             body: dict[str, Any] = {"running": st.running, "cameras_streaming": streaming}
             pub = None
             if self.publisher is not None:
