@@ -241,8 +241,8 @@ class GateOptions:
         idle_interval: seconds between full detections of a still scene (no motion outside
             tracked faces); also the longest gap between full detections ever.
         full_interval: seconds between full detections while something moves outside the
-            tracked faces (new faces may be coming), or anywhere when no face is tracked;
-            without ``motion`` gating, while faces are tracked.
+            tracked faces (new faces may be coming); with no face tracked and motion, the
+            policy alone says how often.
         refine_fps: at most this many refinements per second per camera (None: every frame;
             ``serve`` uses each camera's ``detect_fps``).
     """
@@ -303,7 +303,8 @@ def plan(options: GateOptions, state: FrameState, due: Callable[[], bool]) -> Ac
 
     Live frames, in order: a backlog frame is carried; a scene cut, a face that was not found
     where it was expected, or ``idle_interval`` without a full detection want one; with no
-    face tracked, a still scene is skipped and a moving one detected every ``full_interval``;
+    face tracked, a still scene is skipped and a moving one detected as often as the policy
+    allows;
     with faces tracked, motion outside them wants a full detection every ``full_interval``,
     and otherwise the faces are refined. A full detection the policy does not allow now
     becomes a refinement (or carrying, with nothing to refine)."""
@@ -318,10 +319,10 @@ def plan(options: GateOptions, state: FrameState, due: Callable[[], bool]) -> Ac
     gated = o.motion and st.motion is not None
     if st.cut or st.searching or since >= o.idle_interval:
         want = True
-    elif not st.tracks:
+    elif not st.tracks:  # nothing to follow: look for faces as often as the policy allows
         if gated and st.motion is False:
             return Action.SKIP
-        want = since >= o.full_interval or not gated
+        want = True
     elif not o.refine:
         want = True
     else:

@@ -42,9 +42,9 @@ def test_plan_runs_the_cascade_only_when_it_is_needed():
     assert _plan(o, since_full=0.5, motion=False) == ("skip", False)
     assert _plan(o, since_full=5.0, motion=False)[0] == "detect"
     assert _plan(o, since_full=None, motion=False)[0] == "detect"
-    # no face, motion: look for faces every full_interval
-    assert _plan(o, since_full=0.1, motion=True) == ("track", False)
-    assert _plan(o, since_full=0.3, motion=True)[0] == "detect"
+    # no face, motion: look for faces as often as the policy allows
+    assert _plan(o, since_full=0.05, motion=True) == ("detect", True)
+    assert _plan(o, due=False, since_full=0.05, motion=True) == ("track", True)
     # faces, motion only where they are: refine them
     assert _plan(o, since_full=2.0, tracks=True, motion=True, motion_outside=False) == ("refine", False)
     # faces and motion elsewhere: a full detection once per full_interval

@@ -90,8 +90,9 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "every S seconds (default: %(default)g)")
     g.add_argument("--full-interval", type=float, default=GateOptions().full_interval, metavar="S",
                    help="full detection every S seconds while something moves outside the "
-                        "tracked faces, or anywhere with no face tracked (default: %(default)g); "
-                        "a scene cut or a tracked face not found where expected gets one at once")
+                        "tracked faces (default: %(default)g); with no face tracked, motion gets "
+                        "one as often as the schedule allows, and a scene cut or a tracked face "
+                        "not found where expected gets one at once")
     g.add_argument("--motion-threshold", type=float, default=0.2, metavar="PCT",
                    help="a frame moves when more than PCT %% of it changes (default: 0.2)")
     g = p.add_argument_group(
