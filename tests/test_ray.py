@@ -84,6 +84,11 @@ class Cluster:
         self.logs: list = []
 
     def start(self, workers: int = 2) -> None:
+        # the token first: on a machine that never ran Ray the head writes ~/.ray/auth_token
+        # while it starts, and a node or driver that looked for it a moment earlier failed with
+        # "no authentication token was found" (a clean clone's first run, 5 errors)
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+                       env=self.env, capture_output=True, timeout=60, check=True)
         self.head = self._start(["--head", f"--port={self.port}", "--num-cpus=0",
                                  "--include-dashboard=false", f"--temp-dir={self.temp}"])
         self._wait_for(0)
