@@ -147,7 +147,6 @@ class Camera:
         self.last_full: float | None = None  # capture time of the last full detection
         self.last_refine: float | None = None
         self.searching = False  # a tracked face was not found where expected: detect again
-        self.cuts = 0  # scene cuts seen
         self.finished = False
         self.expected_interval: float | None = None
         # is this camera keeping up? (livefaces.health: one WARNING per episode, INFO at its end)
@@ -239,10 +238,8 @@ class Camera:
         the result."""
         t = self.time_of(frame)
         events = []
-        if cut:
-            self.cuts += 1
-            if self.tracker.tracks:
-                events = self.clear("scene_cut")  # another scene: nobody carries over
+        if cut and self.tracker.tracks:
+            events = self.clear("scene_cut")  # another scene: nobody carries over
         if action is Action.DETECT:
             assert isinstance(found, Faces)
             if self.stills and self.tracker.tracks:
@@ -560,13 +557,9 @@ class Pipeline:
 
     # -- the detect loop -----------------------------------------------------------------------
     def _emit(self, s: Camera, frame: Frame, action: Action,
-              found: Faces | Refinements | None = None, cut: bool = False) -> None:
-        blind = 0.0
-        if action is Action.DETECT and s.live and self.detector is not None:
-            scale = min(1.0, self.policy.scale * s.scale)
-            if scale < 1.0:  # faces up to twice the smallest one it looks for are found unreliably
-                blind = 2.0 * float(getattr(self.detector, "min_face_size", 20.0)) / scale
-        events, result = s.step(frame, action, found, cut, blind)
+              found: Faces | Refinements | None = None, cut: bool = False,
+              blind_below: float = 0.0) -> None:
+        events, result = s.step(frame, action, found, cut, blind_below)
         for r in self._runners:
             for e in events:
                 r.put_event(e)
@@ -580,7 +573,10 @@ class Pipeline:
         return (self.duration is not None and self._started_at is not None
                 and self._clock() - self._started_at >= self.duration)
 
-    def _detect(self, due: list[tuple[Camera, Frame]]) -> list[Faces]:
+    def _detect(self, due: list[tuple[Camera, Frame]]) -> list[tuple[Faces, float]]:
+        """The faces on each due frame, and the smallest face size its detection saw reliably
+        (0: all; on a shrunk live frame, faces up to twice the smallest one looked for are
+        found unreliably, so a miss of one says nothing)."""
         frames = [f for _, f in due]
         # the policy's scale is for live sources (a latency to keep); files are detected at
         # their own scale, full resolution unless the camera asks for less
@@ -590,7 +586,9 @@ class Pipeline:
         found = detect_scaled(self.detector, [f.image for f in frames], scales)
         if any(s.live for s, _ in due):
             self.policy.observe(self._clock() - t0)
-        return found
+        smallest = 2.0 * float(getattr(self.detector, "min_face_size", 20.0))
+        return [(f, smallest / sc if s.live and sc < 1.0 else 0.0)
+                for f, sc, (s, _) in zip(found, scales, due, strict=True)]
 
     def _refine(self, jobs: list[tuple[Frame, list[tuple[Track, np.ndarray]]]]
                 ) -> list[Refinements]:
@@ -673,8 +671,11 @@ class Pipeline:
                            if refine else {})
                 for s, todo in plan:
                     for f, a, c in todo:
-                        self._emit(s, f, a, found.get(id(f)) if a is Action.DETECT
-                                   else refined.get(id(f)) if a is Action.REFINE else None, c)
+                        if a is Action.DETECT:
+                            faces, blind = found[id(f)]
+                            self._emit(s, f, a, faces, c, blind)
+                        else:
+                            self._emit(s, f, a, refined.get(id(f)) if a is Action.REFINE else None, c)
                 if all(s.finished for s in self.cameras):
                     break
         except Exception as e:  # noqa: BLE001 - report, and let stop() close everything

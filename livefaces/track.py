@@ -117,7 +117,7 @@ class TrackUpdate:
         detected: ``(N,)`` bool, True where the face was verified by the networks this frame
             (detected or refined).
         how: ``(N,)`` str: ``detected``, ``refined`` or ``tracked`` per face.
-        appeared: ids of tracks created on this frame.
+        appeared: ids of tracks shown for the first time on this frame.
         lost: tracks dropped on this frame (their last state).
         missed: ids of tracks whose refinement failed on this frame (the face was not found
             where it was expected: the pipeline looks for it with a full detection).
@@ -165,8 +165,8 @@ class Tracker:
         for tr in self.tracks:
             if t - tr.t <= patience:
                 keep.append(tr)
-            elif tr.confirmed:
-                lost.append(tr)
+            else:
+                lost.append(tr)  # reported only if it appeared (_result)
         self.tracks = keep
         return lost
 
@@ -175,7 +175,7 @@ class Tracker:
         lost = self._expire(t)
         for tr in self.tracks:
             self._carry(tr, t)
-        return self._result([], lost, t)
+        return self._result(lost, t)
 
     def predictions(self, t: float) -> list[tuple[Track, np.ndarray]]:
         """Where each track's face is expected at time ``t``: ``(track, box xyxy)``, for a
@@ -190,7 +190,6 @@ class Tracker:
         carried."""
         o = self.options
         lost: list[Track] = []
-        appeared: list[int] = []
         ended: set[int] = set()
         alive = {tr.id for tr in self.tracks}
         found = [(tr, faces) for tr, faces in found if tr.id in alive]  # ended meanwhile
@@ -207,23 +206,21 @@ class Tracker:
                 if tr.misses >= o.refine_misses:
                     ended.add(tr.id)
                     tr.end_reason = "not_found"
-                    if tr.confirmed:
-                        lost.append(tr)
+                    lost.append(tr)  # reported only if it appeared (_result)
                     continue
                 self._carry(tr, t)
                 continue
             claimed.append(faces.boxes[best])
             self._match(tr, faces, best, pred, t)
             tr.how = "refined"
-            if not tr.confirmed and tr.hits >= o.min_hits:
+            if tr.hits >= o.min_hits:
                 tr.confirmed = True
-                appeared.append(tr.id)
         self.tracks = [tr for tr in self.tracks if tr.id not in ended]
         for tr in self.tracks:
             if tr.id not in listed:
                 self._carry(tr, t)
         lost += self._expire(t)
-        upd = self._result(appeared, lost, t)
+        upd = self._result(lost, t)
         upd.missed = missed
         return upd
 
@@ -340,16 +337,13 @@ class Tracker:
                     tr.doubted += 1
                     if tr.doubted >= o.detect_misses:
                         tr.end_reason = "not_found"
-                        if tr.confirmed:
-                            lost.append(tr)
+                        lost.append(tr)  # reported only if it appeared (_result)
                         continue
                 keep.append(tr)
             self.tracks = keep
-        appeared = []
         for tr in self.tracks:
-            if not tr.confirmed and tr.hits >= o.min_hits:
+            if tr.hits >= o.min_hits:
                 tr.confirmed = True
-                appeared.append(tr.id)
         for di in range(len(faces)):
             if di in used_d:
                 continue
@@ -360,7 +354,6 @@ class Tracker:
             self.tracks.append(tr)
             if tr.score >= o.confirm_score or o.min_hits <= 1:
                 tr.confirmed = True
-                appeared.append(tr.id)
         lost += self._expire(t)
         if self._last_update is not None and 0 < t - self._last_update <= o.max_age_limit:
             gap = t - self._last_update
@@ -371,7 +364,7 @@ class Tracker:
             if not tr.detected:  # coasting through a missed detection
                 tr.unseen = True
                 self._carry(tr, t)
-        return self._result(appeared, lost, t)
+        return self._result(lost, t)
 
     def clear(self) -> list[Track]:
         """Drop every track (the source went away); returns the announced ones as lost."""
@@ -379,12 +372,10 @@ class Tracker:
         self._last_update = None  # the next detection starts a new spacing
         return lost
 
-    def _result(self, confirmed: list[int], lost: list[Track], t: float) -> TrackUpdate:
-        """The update of this step. ``confirmed``: tracks confirmed on it (informative: a
-        track *appears* when it is first shown, which may be later when it is hidden now);
-        ``lost``: tracks ended on it (those never shown are left out: no event ever named
-        them)."""
-        del confirmed
+    def _result(self, lost: list[Track], t: float) -> TrackUpdate:
+        """The update of this step. A track *appears* when it is first shown (which may be
+        after it was confirmed, if it was hidden then); of ``lost``, the tracks ended on this
+        step, those never shown are left out: no event ever named them."""
         carried = self.options.max_carried
         shown = [tr for tr in self.tracks if tr.confirmed
                  and (carried is None or (not tr.doubted and (

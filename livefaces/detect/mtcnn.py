@@ -276,10 +276,12 @@ class Detector:
 
         1. :data:`REFINE_SHIFTS` squares of the box's size through R-Net, the best through
            O-Net (as P-Net's proposals would go): most tracked faces are found so.
-        2. Where O-Net rejects that, the whole cascade on a square of :data:`REFINE_REGION`
-           face sizes around the box, its P-Net pyramid limited to faces of
-           :data:`REFINE_SIZES` times the box's size: a face that moved further, approaches,
-           recedes or turns is still found (a few small P-Net maps, not a frame's pyramid).
+        2. Where O-Net rejects that, or its face overlaps the box by less than
+           :data:`REFINE_AGREE`, the frame's own cascade: P-Net's cells in a square of
+           :data:`REFINE_REGION` face sizes around the box, on the pyramid levels of faces of
+           :data:`REFINE_SIZES` times its size, R-Net and O-Net on the frame's crops
+           (:meth:`_refine_search`): a face that moved further, approaches, recedes or turns
+           is found as a full detection finds it.
 
         Returns per item the faces found there (box, score, 5 landmarks in pixels of the
         frame; best first), empty when the networks find none (the face left, turned away or
@@ -380,25 +382,20 @@ class Detector:
         # evenly over the lanes. Bands are exact (see bx.pnet_band_rows).
         bands: dict[tuple[int, int, int], np.ndarray] = {}  # (image, level, band row) -> boxes
 
-        def band_job(level: int, h: int, w: int, members: list[int], r0: int, r1: int) -> None:
+        def band_job(level: int, h: int, w: int, members: list[int], r0: int, r1: int,
+                     c0: int = 0, c1: int | None = None) -> None:
+            """Output rows [r0, r1) of the level (and only columns [c0, c1): a refinement's
+            window) for every member image."""
             a, b = bx.pnet_band_rows(r0, r1, h)
-            batch = np.empty((len(members), b - a, w, 3), np.float32)
+            cols = None if c1 is None else (*bx.pnet_band_rows(c0, c1, w), w)
+            width = w if cols is None else cols[1] - cols[0]
+            batch = np.empty((len(members), b - a, width, 3), np.float32)
             for j, i in enumerate(members):
-                bx.area_resize(states[i].table, h, batch[j], (a, b))
+                bx.area_resize(states[i].table, h, batch[j], (a, b), cols)
             prob, reg = self._nets["pnet"].run(batch)
             for j, i in enumerate(members):
                 bands[i, level, r0] = bx.generate_boxes(prob[j, : r1 - r0], reg[j, :, : r1 - r0],
-                                                        pyramids[i][level], self.thresholds[0], r0)
-
-        def window_job(i: int, level: int, h: int, w: int, r0: int, r1: int, c0: int, c1: int
-                       ) -> None:
-            a, b = bx.pnet_band_rows(r0, r1, h)
-            c, d = bx.pnet_band_rows(c0, c1, w)
-            patch = np.empty((1, b - a, d - c, 3), np.float32)
-            bx.area_resize(states[i].table, h, patch[0], (a, b), (c, d, w))
-            prob, reg = self._nets["pnet"].run(patch)
-            bands[i, level, r0] = bx.generate_boxes(prob[0], reg[0], pyramids[i][level],
-                                                    self.thresholds[0], r0, c0)
+                                                        pyramids[i][level], self.thresholds[0], r0, c0)
 
         tasks: list[tuple[int, Callable[[], None]]] = []  # (cost, task)
         for level, h, w, members in jobs:
@@ -426,7 +423,7 @@ class Detector:
                 c1 = min(out_w, int(np.ceil(x1 * scale / 2)) + 1)
                 if r1 > r0 and c1 > c0:
                     tasks.append(((r1 - r0) * (c1 - c0), functools.partial(
-                        window_job, i, level, h, w, r0, r1, c0, c1)))
+                        band_job, level, h, w, [i], r0, r1, c0, c1)))
         # Largest first, each to the least loaded lane.
         lanes: list[list[Callable[[], None]]] = [[] for _ in range(self._lanes)]
         load = [0] * self._lanes
