@@ -3,7 +3,8 @@ RTSP in real time (tests/rtsp_server.py), the default pipeline in this process, 
 compared with the full detector on the same frames.
 
 * faces that turn away and back keep being found (a talk show: heads turning, cuts);
-* a face that jumps, then sits still, is found again at once (no waiting for motion);
+* a face that moves too slowly for frame differences, then sits still, is found again at
+  once (no waiting for the idle interval);
 * a scene cut ends the tracks, and no id, name or unblurred face crosses it (the hamilton
   clip's cuts).
 """
@@ -118,33 +119,51 @@ def test_faces_that_turn_away_and_back_keep_being_found(shared, tmp_path, detect
     assert recall >= 0.95, (recall, total)
 
 
-def test_a_face_that_jumps_and_sits_still_is_found_again_at_once(tmp_path, grace_hopper, detector):
-    """A face still for 2 s, then at once 1.5 face widths further (a camera bumped), then still
-    again: its track cannot follow such a jump, and the still scene has no motion; it must be
-    reported again within 0.5 s (it waited for the idle interval, 5 s, before)."""
+def test_a_face_that_moves_too_slowly_for_frame_differences_is_found_again_at_once(
+        tmp_path, grace_hopper, detector):
+    """A face still for 2 s, then cross-faded over 1.6 s to a place 1.5 face widths away (a
+    seated person who leans over, a slow pan: no two frames differ by more than a few grey
+    levels), then still there: its track cannot follow, and no frame differs enough from the
+    one before to count as motion. It must be reported at its new place within 0.5 s of being
+    fully there. Before issue 19 nothing looked for it until the idle interval (5 s): it was
+    gone for the 2.8 s it stayed, every time."""
     w, h = 960, 540
-    face = cv2.resize(grace_hopper, (200, 234), interpolation=cv2.INTER_AREA)
-    folder = tmp_path / "jump"
+    face = cv2.resize(grace_hopper, (200, 234), interpolation=cv2.INTER_AREA).astype(np.float32)
+    folder = tmp_path / "lean"
     folder.mkdir()
-    for i in range(100):
-        img = np.full((h, w, 3), 70, np.uint8)
-        x = 150 if i < 50 else 150 + 330
-        img[150:150 + 234, x:x + 200] = face
-        cv2.imwrite(str(folder / f"frame{i:05d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+    left, right = 150, 150 + 330
+    for i in range(200):
+        # 0-49 left; 50-89 left -> right; 90-159 right; 160-199 right -> left; then it loops
+        k = 0.0 if i < 50 else (i - 50) / 40 if i < 90 else 1.0 if i < 160 else 1 - (i - 160) / 40
+        img = np.full((h, w, 3), 70, np.float32)
+        for x, a in ((left, 1 - k), (right, k)):
+            img[150:150 + 234, x:x + 200] = a * face + (1 - a) * img[150:150 + 234, x:x + 200]
+        cv2.imwrite(str(folder / f"frame{i:05d}.jpg"),
+                    cv2.cvtColor(img.round().astype(np.uint8), cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
-    keep = play(folder, 25, 8.0, truth=lambda img: bool(abs(int(img[267, 580, 1]) - 70) > 20))
-    # the stream loops: the face jumps right at frame 50 and back left at frame 100; from the
-    # first frame showing it at its new place, how long until a face is reported there
-    waits, since, side = [], None, None
-    for t, _, boxes, _, _, _, right in keep.results:
-        if side is not None and right != side:
-            since = t
-        side = right
-        there = any((((b[0] + b[2]) / 2) > 450) == right for b in boxes)
+
+    def side(img: np.ndarray) -> str | None:
+        """Where the face is fully shown (None while it fades): from its pixels."""
+        full = [x for x in (left, right)
+                if np.abs(img[150:384, x:x + 200].astype(np.float32) - face).mean() < 8]
+        return ("right" if full[0] == right else "left") if len(full) == 1 else None
+
+    keep = play(folder, 25, 17.0, truth=side)
+    # from the first frame showing the face fully at its new place, how long until a face is
+    # reported there (inf: not before it moved again)
+    waits, since, where = [], None, None
+    for t, _, boxes, _, _, _, now in keep.results:
+        if now is None:
+            continue
+        if now != where:
+            if since is not None:
+                waits.append(float("inf"))
+            since, where = (t if where is not None else None), now
+        there = any((((b[0] + b[2]) / 2) > 450) == (now == "right") for b in boxes)
         if since is not None and there:
             waits.append(round(t - since, 3))
             since = None
-    assert len(waits) >= 2, waits
+    assert len(waits) >= 3, waits
     assert max(waits) <= 0.5, waits
 
 
