@@ -17,7 +17,16 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LiveFacesError
-from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_SETUP, error, say, silence_stdout
+from ._common import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    EXIT_SETUP,
+    Number,
+    error,
+    say,
+    silence_stdout,
+)
 
 #: sub-command modules, in the order ``--help`` lists them
 COMMANDS = ["demo", "detect", "doctor", "extract", "people", "preview", "serve", "watch"]
@@ -46,8 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more log output on stderr (-v info, -vv debug)")
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p, _check=getattr(mod, "check_arguments", None))
+        _show_ranges(p)
     return parser
+
+
+def _show_ranges(parser: argparse.ArgumentParser) -> None:
+    """Append each numeric option's allowed range (its :class:`~._common.Number` type) to its
+    help text, in ``parser`` and its sub-parsers (``people add``...)."""
+    for action in parser._actions:
+        if isinstance(action.type, Number) and action.help not in (None, argparse.SUPPRESS):
+            action.help = f"{action.help} [{action.type.allowed}]"
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _show_ranges(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if args._check is not None:  # flags that are wrong together: a usage error too (exit 2)
+        try:
+            args._check(args)
+        except argparse.ArgumentTypeError as e:
+            args._parser.error(str(e))
     try:
         return int(args._run(args))
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import math
 import os
 import sys
 import time
@@ -31,7 +32,7 @@ EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for 'yes | head', so pipe
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_PARTIAL: "some inputs failed (each is named on stderr); the others were processed",
-    EXIT_USAGE: "bad command line",
+    EXIT_USAGE: "bad command line (an unknown option, a value outside the range --help shows)",
     EXIT_SETUP: "cannot start: bad model files, missing provider, unusable source, output or config",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); output written so far is complete and valid",
     EXIT_PIPE: "the reader of stdout went away (e.g. '| head'): stopped at once and quietly, "
@@ -50,11 +51,64 @@ def silence_stdout() -> None:
         pass
 
 
+class Number:
+    """The argparse ``type=`` of every numeric option: a finite ``int`` or ``float`` within
+    ``[lo, hi]`` (``lo_open`` / ``hi_open``: the bound itself is excluded; ``None``: no bound).
+
+    A bad value (``nan``, ``inf``, ``abc``, out of range) is argparse's usage error (exit 2,
+    one ``error:`` line naming the flag) before any work starts. :func:`livefaces.cli.build_parser`
+    appends :attr:`allowed` to each such option's ``--help`` text, so the range is shown."""
+
+    def __init__(self, kind: type = float, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False, unit: str = "") -> None:
+        self.kind, self.lo, self.hi, self.lo_open, self.hi_open = kind, lo, hi, lo_open, hi_open
+        self.unit = unit
+        self.__name__ = "integer" if kind is int else "number"  # argparse names the type so
+
+    @property
+    def allowed(self) -> str:
+        """The range in words, e.g. ``> 0``, ``0 to 1``, ``an integer >= 1``."""
+        g = "{:g}".format
+        lo = None if self.lo is None else ((">" if self.lo_open else ">=") + " " + g(self.lo))
+        hi = None if self.hi is None else (("<" if self.hi_open else "<=") + " " + g(self.hi))
+        if lo and hi and not self.lo_open and not self.hi_open:
+            rng = f"{g(self.lo)} to {g(self.hi)}"
+        else:
+            rng = ", ".join(x for x in (lo, hi) if x) or "any"
+        what = "an integer" if self.kind is int else "a number"
+        return f"{what} {rng}" + (f" {self.unit}" if self.unit else "")
+
+    def __call__(self, text: str) -> float:
+        try:
+            v = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be {self.allowed}") from None
+        bad = not math.isfinite(v)
+        if not bad and self.lo is not None:
+            bad = v <= self.lo if self.lo_open else v < self.lo
+        if not bad and self.hi is not None:
+            bad = v >= self.hi if self.hi_open else v > self.hi
+        if bad:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be {self.allowed}")
+        return v
+
+
+#: the shared kinds of numeric option
+SECONDS = Number(float, 0, lo_open=True, unit="(seconds)")
+POSITIVE = Number(float, 0, lo_open=True)
+COUNT = Number(int, 1)
+SCORE = Number(float, 0, 1)
+
+
 def _device(value: str) -> str:
     """argparse type of ``--device``: a bad value is a usage error (exit 2), like a bad choice."""
     if value.split(":")[0] not in DEVICES or (":" in value and not value.split(":", 1)[1].isdigit()):
         raise argparse.ArgumentTypeError(f"invalid device {value!r} (choose from auto, cpu, cuda, cuda:N)")
     return value
+
+
+#: ``--min-face``: what :func:`livefaces.detect.options.check_settings` accepts
+MIN_FACE = Number(float, 12, unit="(pixels)")
 
 
 def _fmt(v: float) -> str:
@@ -75,17 +129,18 @@ def add_detector_arguments(p: argparse.ArgumentParser, *, min_face_help: str | N
                         "reaches one is an error; see 'livefaces doctor'")
     g.add_argument("--providers", choices=["cpu", "cuda"], default=None,
                    help=argparse.SUPPRESS)  # deprecated alias of --device (before engines)
-    g.add_argument("--min-face", type=float, default=d.min_face_size, metavar="PX",
+    g.add_argument("--min-face", type=MIN_FACE, default=d.min_face_size, metavar="PX",
                    help=min_face_help or f"smallest face to find, in input pixels (default: "
                                          f"{_fmt(d.min_face_size)}; larger is faster)")
-    g.add_argument("--factor", type=float, default=d.factor, metavar="F",
-                   help=f"image pyramid step, 0<F<1 (default: {_fmt(d.factor)}; larger finds "
+    g.add_argument("--factor", type=Number(float, 0, 1, lo_open=True, hi_open=True),
+                   default=d.factor, metavar="F",
+                   help=f"image pyramid step (default: {_fmt(d.factor)}; larger finds "
                         f"more, slower)")
-    g.add_argument("--thresholds", type=float, nargs=3, default=d.thresholds,
+    g.add_argument("--thresholds", type=SCORE, nargs=3, default=d.thresholds,
                    metavar=("P", "R", "O"),
                    help="score thresholds of P-Net, R-Net, O-Net (default: "
                         f"{' '.join(_fmt(t) for t in d.thresholds)})")
-    g.add_argument("--threads", type=int, default=d.threads, metavar="N",
+    g.add_argument("--threads", type=COUNT, default=d.threads, metavar="N",
                    help="CPU threads of the detector (default: all cores)")
 
 

@@ -10,7 +10,19 @@ import threading
 
 from ..detect.options import ENGINES, MIN_FACE_SIZE
 from ..errors import LiveFacesError
-from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error, say
+from ._common import (
+    COUNT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_USAGE,
+    MIN_FACE,
+    POSITIVE,
+    SECONDS,
+    Number,
+    error,
+    say,
+)
 from ._live import Signals
 
 NAME = "serve"
@@ -46,14 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validate the configuration, print a summary, and exit (0 = valid, 3 = not)")
     g = p.add_argument_group("overrides (win over the file)")
     g.add_argument("--host", help="address to bind (default 127.0.0.1; others need a token)")
-    g.add_argument("--port", type=int, help="port (default 8780; 0 = any free port)")
+    g.add_argument("--port", type=Number(int, 0, 65535), help="port (default 8780; 0 = any free port)")
     g.add_argument("--token", help="access token (better: $LIVEFACES_TOKEN, not visible in ps)")
     g.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker for events")
     g.add_argument("--people", metavar="DIR",
                    help="recognise the people of this folder (people.folder; the identify extra)")
-    g.add_argument("--detect-fps", type=float, default=5.0, metavar="F",
+    g.add_argument("--detect-fps", type=POSITIVE, default=5.0, metavar="F",
                    help="detections per second per camera, for command-line sources (default 5)")
-    g.add_argument("--min-face", type=float, default=MIN_FACE_SIZE, metavar="PX",
+    g.add_argument("--min-face", type=MIN_FACE, default=MIN_FACE_SIZE, metavar="PX",
                    help=f"smallest face in pixels, for command-line sources (default {MIN_FACE_SIZE:g})")
     # the same names as the other commands' detector flags; unset = the file's 'detector:'
     # section (its defaults: livefaces.detect.options.DetectorOptions)
@@ -63,9 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, metavar="{auto,cpu,cuda[:N]}",
                    help="where the shared detector runs (default: detector.device, auto); asking "
                         "for cuda where no engine reaches one is an error")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
+    g.add_argument("--threads", type=COUNT, default=None, metavar="N",
                    help="CPU threads of the detector (default: detector.threads, all cores)")
-    p.add_argument("--duration", type=float, metavar="S",
+    p.add_argument("--duration", type=SECONDS, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
 
 

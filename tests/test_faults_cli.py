@@ -1,0 +1,109 @@
+"""Issue 20, the command line's faults: numeric flags, signals, standard streams, escaping,
+events and the HUD, each against the real CLI (subprocesses) or the real parser."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import pytest
+from conftest import run_cli
+
+from livefaces.cli import build_parser, main
+
+# --- 1. every numeric option is checked at parse time (exit 2, its range in --help) -------
+
+#: (command and the arguments it needs, {flag: bad values}); the other positional arguments
+#: name things that do not exist, so code that let a bad value through fails soon after
+LIVE = {"--stall-timeout": ["nan", "0", "-1", "inf"], "--open-timeout": ["-1", "nan", "0"],
+        "--detect-every": ["0", "1.5", "abc"], "--detect-fps": ["0", "nan", "-2"],
+        "--latency-budget": ["0", "inf"], "--idle-interval": ["0", "nan"],
+        "--full-interval": ["-1", "inf"], "--motion-threshold": ["-1", "100", "nan"],
+        "--update-interval": ["-1", "nan"], "--duration": ["-1", "0", "nan", "inf"],
+        "--max-frames": ["0", "-3", "abc"]}
+DETECTOR = {"--min-face": ["nan", "0", "11", "abc"], "--factor": ["0", "1", "nan"],
+            "--threads": ["0", "-1", "2.5"],
+            "--thresholds": [("0.6", "0.7", "nan"), ("2", "0.7", "0.7"), ("0.6", "-0.1", "0.7")]}
+COMMANDS: dict[tuple[str, ...], dict[str, list[str]]] = {
+    ("detect", "/nonexistent/x.jpg"): DETECTOR,
+    ("demo", "--out", "/nonexistent/demo.jpg"): DETECTOR,
+    ("people", "add", "ada", "/nonexistent/x.jpg", "--people", "/nonexistent/p"): DETECTOR,
+    ("watch", "/nonexistent/v.mp4"): {**LIVE, **DETECTOR},
+    ("preview", "/nonexistent/v.mp4"): {**LIVE, **DETECTOR},
+    ("extract", "/nonexistent/v.mp4", "--out", "/nonexistent/out"): {
+        **DETECTOR, "--stride": ["0", "nan"], "--resize": ["0", "5", "nan", "-1"],
+        "--batch-size": ["0", "abc"], "--crop-size": ["0", "7", "inf"],
+        "--margin": ["-1", "nan", "160"], "--workers": ["0", "-1"],
+        "--segment-seconds": ["0", "nan", "inf"]},
+    ("serve", "--check-config", "cam=/nonexistent/v.mp4"): {
+        "--port": ["-1", "65536", "abc"], "--detect-fps": ["0", "nan", "inf"],
+        "--min-face": ["nan", "5"], "--threads": ["0"], "--duration": ["-1", "0", "nan"]},
+}
+CASES = [(cmd, flag, bad) for cmd, flags in COMMANDS.items() for flag, bads in flags.items()
+         for bad in bads]
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by name ('people add' too)."""
+    out = {}
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    out[sub.prog.removeprefix("livefaces ")] = sub
+                    walk(sub)
+
+    walk(build_parser())
+    return out
+
+
+def test_every_numeric_option_is_validated_and_covered_here():
+    from livefaces.cli._common import Number
+
+    covered = {}
+    for cmd, flags in COMMANDS.items():
+        name = " ".join(cmd[:2]) if cmd[0] == "people" else cmd[0]
+        covered[name] = set(flags)
+    for name, p in _parsers().items():
+        for a in p._actions:
+            numeric = a.type in (int, float) or isinstance(a.type, Number)
+            if not numeric:
+                continue
+            assert isinstance(a.type, Number), (name, a.option_strings)  # not a bare int/float
+            assert a.type.allowed in a.help, (name, a.option_strings)  # the range in --help
+            flag = a.option_strings[0] if a.option_strings[0].startswith("--") else a.option_strings[-1]
+            assert flag in covered.get(name, ()), (name, flag)  # this test tries it
+
+
+@pytest.mark.parametrize(("cmd", "flag", "bad"), CASES, ids=[f"{c[0]}{f}={b}" for c, f, b in CASES])  # noqa: E501
+def test_bad_numeric_flag_is_a_usage_error(cmd, flag, bad, capsys):
+    with pytest.raises(SystemExit) as e, contextlib.suppress(KeyboardInterrupt):
+        rc = main([*cmd, *([flag, *bad] if isinstance(bad, tuple) else [f"{flag}={bad}"])])
+        raise SystemExit(rc)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert e.value.code == 2, err
+    if isinstance(bad, tuple):  # --thresholds P R O: the one out of range is named
+        bad = next(v for v in bad if not 0 <= float(v) <= 1)
+    shown = repr(bad)
+    assert len(errors) == 1 and flag in errors[0] and shown in errors[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("cmd", [c for c in COMMANDS], ids=[c[0] for c in COMMANDS])
+def test_bad_numeric_flag_in_the_real_cli(cmd):
+    """The command line as a user types it: ``--flag -1`` (a separate word), exit 2, one
+    error line naming the flag, nothing run."""
+    flag = next(iter(COMMANDS[cmd]))
+    r = run_cli(*cmd, flag, "-1", timeout=60)
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert r.returncode == 2, r.stderr
+    assert len(errors) == 1 and f"argument {flag}" in errors[0] and "'-1'" in errors[0], r.stderr
+
+
+def test_help_shows_the_allowed_range():
+    r = run_cli("watch", "--help")
+    flat = " ".join(r.stdout.split())
+    assert "reconnects (default: 10) [a number > 0 (seconds)]" in flat
+    assert "--max-frames N stop after N frames [an integer >= 1]" in flat
