@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import signal
 
 import pytest
 from conftest import run_cli
@@ -107,3 +109,56 @@ def test_help_shows_the_allowed_range():
     flat = " ".join(r.stdout.split())
     assert "reconnects (default: 10) [a number > 0 (seconds)]" in flat
     assert "--max-frames N stop after N frames [an integer >= 1]" in flat
+
+
+# --- 2. SIGHUP (the terminal closed) stops like SIGTERM: recording, stats, MQTT finished --
+
+
+def test_sighup_finishes_the_recording_and_the_stats(tmp_path):
+    from live_helpers import popen_cli, wait_event
+
+    from livefaces.avio import probe_frames
+
+    ev, rec, stats = tmp_path / "ev.jsonl", tmp_path / "rec.mp4", tmp_path / "stats.json"
+    p = popen_cli("watch", "synthetic:320x240@25", "--events", str(ev), "--record", str(rec),
+                  "--stats", str(stats))
+    try:
+        assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), "no face seen"
+        # a first fragment of the recording is out (a keyframe every second)
+        assert wait_event(ev, lambda e: e["type"] == "face.updated", 60), "no update"
+    finally:
+        p.send_signal(signal.SIGHUP)
+        _out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, (p.returncode, err)  # stopped as by SIGTERM (not killed: -1)
+    assert "Traceback" not in err
+    assert probe_frames(rec) >= 10, err  # a finished, readable MP4
+    assert not list(tmp_path.glob("*.part*"))
+    st = json.loads(stats.read_text())
+    assert st["frames"] >= 10 and st["source"].startswith("synthetic")
+
+
+def test_sighup_stops_serve_cleanly_with_mqtt_offline(broker, tmp_path):
+    from live_helpers import start_serve_cli
+    from test_serve_mqtt import Subscriber
+
+    sub = Subscriber(broker.port, "hup-sub")
+    assert sub.subscribed.wait(10)
+    proc, lines, ready, _url, reader = start_serve_cli(
+        "serve", "cam=synthetic:160x120@5", "--port", "0", "--mqtt", f"127.0.0.1:{broker.port}")
+    try:
+        assert ready.wait(60), "".join(lines)
+        sub.wait_for(lambda m: ("livefaces/available", b"online", True) in m
+                     or ("livefaces/available", b"online", False) in m, timeout=30)
+        n = len(sub.messages)
+    finally:
+        proc.send_signal(signal.SIGHUP)
+        rc = proc.wait(30)
+        reader.join(5)
+    msgs = sub.wait_for(lambda m: any(t == "livefaces/available" and p == b"offline"
+                                      for t, p, _ in m[n:]), timeout=20)
+    sub.close()
+    assert rc == 0, "".join(lines)
+    assert "Traceback" not in "".join(lines)
+    # a clean stop, not the broker's last will: the camera said it stopped before 'offline'
+    after = [(t, p) for t, p, _ in msgs[n:]]
+    assert any(t == "livefaces/cam/status" and b"stopped" in p for t, p in after), after

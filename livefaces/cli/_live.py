@@ -228,15 +228,21 @@ def make_identifier(args: argparse.Namespace) -> Any:
     return LiveIdentifier(args.people).start()
 
 
+#: the signals that stop a command cleanly: Ctrl-C, a service manager's stop, and a hang-up
+#: (the terminal or SSH session closed, 'kill -HUP'), which by default would kill the process
+#: with the recording unfinished, no statistics and no MQTT 'offline'
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class Signals:
-    """SIGINT/SIGTERM: the first asks ``stop`` politely, the second exits at once (130).
+    """SIGINT/SIGTERM/SIGHUP: the first asks ``stop`` politely, the second exits at once (130).
 
     The one signal handling of the CLI (``watch``, ``preview``, ``serve``...): explicit
-    handlers for both signals, as uvicorn has (a shell starts background jobs with SIGINT
-    ignored, and Python then never raises KeyboardInterrupt). :attr:`signum` remembers the
-    first signal, so a command can tell Ctrl-C (exit 130) from a service manager's SIGTERM
-    (a requested stop: exit 0). Handlers are only installed from the main thread and are
-    restored on exit.
+    handlers for each of :data:`STOP_SIGNALS`, as uvicorn has (a shell starts background jobs
+    with SIGINT ignored, and Python then never raises KeyboardInterrupt). :attr:`signum`
+    remembers the first signal, so a command can tell Ctrl-C (exit 130) from a service
+    manager's SIGTERM or a hang-up (a requested stop: exit 0). Handlers are only installed
+    from the main thread and are restored on exit.
     """
 
     def __init__(self, stop: Callable[[], None]) -> None:
@@ -248,7 +254,7 @@ class Signals:
 
     def __enter__(self) -> Signals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -256,10 +262,10 @@ class Signals:
         self.count += 1
         if self.count == 1:
             self.signum = signum
-            say("livefaces: stopping (press Ctrl-C again to quit at once)")
             self.stop()
+            _say_quietly("livefaces: stopping (press Ctrl-C again to quit at once)")
         else:
-            say("livefaces: forced exit")
+            _say_quietly("livefaces: forced exit")
             os._exit(EXIT_INTERRUPTED)
 
     def __exit__(self, *exc: object) -> None:
@@ -269,6 +275,15 @@ class Signals:
     @property
     def interrupted(self) -> bool:
         return self.count > 0
+
+
+def _say_quietly(line: str) -> None:
+    """:func:`say` from a signal handler: after a hang-up stderr may be a closed terminal
+    (EIO) or gone; the stop goes on without its note."""
+    try:
+        say(line)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def summary(st: Any) -> str:

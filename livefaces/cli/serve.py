@@ -151,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return EXIT_SETUP
     stop = threading.Event()
-    # explicit handlers for SIGINT and SIGTERM (as uvicorn does): a shell starts background
-    # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    # explicit handlers for SIGINT, SIGTERM and SIGHUP (as uvicorn does for the first two): a
+    # shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; a hang-up would otherwise kill it without MQTT's clean 'offline'
+
     signals = Signals(stop.set)  # the server owns its signals; a second one forces exit
     try:
         with signals:
