@@ -162,3 +162,72 @@ def test_sighup_stops_serve_cleanly_with_mqtt_offline(broker, tmp_path):
     # a clean stop, not the broker's last will: the camera said it stopped before 'offline'
     after = [(t, p) for t, p, _ in msgs[n:]]
     assert any(t == "livefaces/cam/status" and b"stopped" in p for t, p in after), after
+
+
+# --- 3. a closed or failing stdout/stderr: one line, exit 1, never a lost output with 0 ---
+
+
+def _cli(*args: str, stdout=None, stderr=None, close: tuple[int, ...] = (), timeout: float = 120):
+    """``python -m livefaces ARGS`` with stdout/stderr at ``stdout``/``stderr`` (paths or
+    PIPE) and the descriptors ``close`` closed, as a shell's ``>&-`` / ``2>&-`` leaves them."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def pre() -> None:
+        for fd in close:
+            os.close(fd)
+
+    with contextlib.ExitStack() as st:
+        out = st.enter_context(open(stdout, "w")) if isinstance(stdout, str) else stdout
+        err = st.enter_context(open(stderr, "w")) if isinstance(stderr, str) else stderr
+        return subprocess.run([sys.executable, "-m", "livefaces", *args], cwd=ROOT,
+                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE if out is None else out,
+                              stderr=subprocess.PIPE if err is None else err, text=True,
+                              timeout=timeout, preexec_fn=pre)
+
+
+def _one_error(err: str, needle: str) -> None:
+    assert "Traceback" not in err and "NoneType" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("livefaces: error: ") and needle in errors[0], err
+
+
+GRACE = "livefaces/data/grace_hopper.jpg"
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+@pytest.mark.parametrize("json_out", [False, True], ids=["summary", "json"])
+def test_detect_with_a_lost_stdout_is_an_error(how, json_out):
+    r = _cli("detect", GRACE, *(["--json"] if json_out else []),
+             stdout="/dev/full" if how == "full" else None, close=(1,) if how == "closed" else ())
+    assert r.returncode == 1, r.stderr
+    _one_error(r.stderr, "stdout: cannot write ("
+               + ("closed" if how == "closed" else "No space left on device") + ")")
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_watch_with_a_lost_stdout_stops_with_one_error(how, tmp_path):
+    from livefaces.cli._live import demo_clip
+
+    stats = tmp_path / "stats.json"
+    r = _cli("watch", demo_clip(), "--stats", str(stats),
+             stdout="/dev/full" if how == "full" else None, close=(1,) if how == "closed" else ())
+    assert r.returncode == 1, r.stderr
+    _one_error(r.stderr, "stdout: cannot write the events ("
+               + ("closed" if how == "closed" else "No space left on device") + ")")
+    # it stopped when its output failed, instead of processing the whole file for nothing
+    assert json.loads(stats.read_text())["frames"] < 250
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_extract_with_a_lost_stderr_is_not_a_success(how, tmp_path):
+    out = tmp_path / "faces"
+    r = _cli("extract", GRACE, "--out", str(out), stderr="/dev/full" if how == "full" else None,
+             close=(2,) if how == "closed" else ())
+    assert r.returncode == 1  # its summary line was lost
+    assert (out / "index.jsonl").read_text().count("\n") == 1  # the work itself is complete
+    assert not [p for p in out.iterdir() if p.name.startswith("grace") and p.stat().st_size == 0]

@@ -20,11 +20,15 @@ from ..errors import LiveFacesError
 from ._common import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
     EXIT_PIPE,
     EXIT_SETUP,
     Number,
-    error,
-    say,
+    StdStreamError,
+    error_if_possible,
+    guarded_std_streams,
+    say_if_possible,
+    silence,
     silence_stdout,
 )
 
@@ -72,6 +76,11 @@ def _show_ranges(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with guarded_std_streams():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
@@ -85,15 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         except argparse.ArgumentTypeError as e:
             args._parser.error(str(e))
     try:
-        return int(args._run(args))
+        rc = int(args._run(args))
+        sys.stdout.flush()  # what print() still holds: its failure is this command's too
+        return rc
     except KeyboardInterrupt:
-        say("livefaces: interrupted")
+        say_if_possible("livefaces: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # 'livefaces detect ... | head': the reader has what it wanted
         silence_stdout()
         return EXIT_PIPE
+    except StdStreamError as e:  # '>&-', '> /dev/full', a hung-up terminal: output was lost
+        silence(e.stream)
+        error_if_possible(str(e))
+        return EXIT_PARTIAL
     except LiveFacesError as e:
-        error(str(e))
+        error_if_possible(str(e))
         return EXIT_SETUP
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import glob
 import logging
 import math
@@ -31,13 +33,127 @@ EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for 'yes | head', so pipe
 
 EXIT_CODES = {
     EXIT_OK: "success",
-    EXIT_PARTIAL: "some inputs failed (each is named on stderr); the others were processed",
+    EXIT_PARTIAL: "some inputs failed (each is named on stderr); the others were processed; or an "
+                  "output could not be written (a closed or full stdout, a failed --record...)",
     EXIT_USAGE: "bad command line (an unknown option, a value outside the range --help shows)",
     EXIT_SETUP: "cannot start: bad model files, missing provider, unusable source, output or config",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); output written so far is complete and valid",
     EXIT_PIPE: "the reader of stdout went away (e.g. '| head'): stopped at once and quietly, "
                "like standard tools",
 }
+
+
+class StdStreamError(OSError):
+    """Writing stdout or stderr failed: the stream was closed at start (``>&-``), or a write
+    failed (``> /dev/full``, a hung-up terminal). ``stream``: ``"stdout"`` or ``"stderr"``;
+    ``errno``/``strerror`` as the failed write's (EBADF, "closed" for a closed stream)."""
+
+    def __init__(self, stream: str, cause: OSError | None) -> None:
+        if cause is None:
+            super().__init__(errno.EBADF, "closed")
+        else:
+            super().__init__(cause.errno, cause.strerror or str(cause))
+        self.stream = stream
+
+    def __str__(self) -> str:
+        return f"{self.stream}: cannot write ({self.strerror})"
+
+
+class GuardedStream:
+    """``sys.stdout`` / ``sys.stderr`` while a command runs: the real stream, but a write or
+    flush that fails raises :class:`StdStreamError` naming the stream, and a stream that was
+    closed when the process started (Python makes it ``None``, where ``print()`` quietly
+    writes nothing) raises it too, so a lost output is never a success. A broken pipe stays
+    :class:`BrokenPipeError` (``| head``: exit 141)."""
+
+    def __init__(self, name: str, stream: object) -> None:
+        self.name = name
+        self.stream = stream
+
+    def _failed(self, e: BaseException | None) -> StdStreamError:
+        return StdStreamError(self.name, e if isinstance(e, OSError) else None)
+
+    def write(self, text: str) -> int:
+        if self.stream is None:
+            raise self._failed(None)
+        try:
+            return self.stream.write(text)  # type: ignore[attr-defined, no-any-return]
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._failed(e) from None
+        except ValueError:  # "I/O operation on closed file"
+            raise self._failed(None) from None
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()  # type: ignore[attr-defined]
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._failed(e) from None
+        except ValueError:
+            raise self._failed(None) from None
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream is not None and bool(self.stream.isatty())  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        if self.stream is None:
+            raise OSError(errno.EBADF, f"{self.name} is closed")
+        return int(self.stream.fileno())  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
+
+
+def _hold_closed_fds() -> None:
+    """A standard file descriptor (0, 1, 2) closed when the process started is pointed at
+    /dev/null, so no file opened later takes its number (an output file on fd 2 would get
+    FFmpeg's log lines; Python still sees the stream as closed: see :class:`GuardedStream`)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+@contextlib.contextmanager
+def guarded_std_streams() -> Iterator[None]:
+    """Run a command with :class:`GuardedStream` stdout and stderr (restored after)."""
+    _hold_closed_fds()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = GuardedStream("stdout", saved[0])  # type: ignore[assignment]
+    sys.stderr = GuardedStream("stderr", saved[1])  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def silence(stream: str) -> None:
+    """After ``stream`` (``"stdout"``/``"stderr"``) failed: point its descriptor at /dev/null,
+    so what is still buffered cannot fail again at exit (Python would print "Exception
+    ignored" and exit 120)."""
+    target = sys.__stdout__ if stream == "stdout" else sys.__stderr__
+    try:
+        fd = target.fileno() if target is not None else (1 if stream == "stdout" else 2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def silence_stdout() -> None:
@@ -209,6 +325,19 @@ def say(line: str) -> None:
 
 def error(msg: str) -> None:
     say(f"livefaces: error: {msg}")
+
+
+def say_if_possible(line: str) -> None:
+    """:func:`say` where stderr itself may be what failed (closed, full, a hung-up
+    terminal): then nothing is said, and the exit code alone tells."""
+    try:
+        say(line)
+    except (OSError, ValueError, AttributeError):
+        silence("stderr")
+
+
+def error_if_possible(msg: str) -> None:
+    say_if_possible(f"livefaces: error: {msg}")
 
 
 def fmt_duration(seconds: float | None) -> str:

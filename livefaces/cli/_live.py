@@ -30,6 +30,7 @@ from ._common import (
     add_detector_arguments,
     error,
     say,
+    say_if_possible,
     silence_stdout,
 )
 
@@ -263,9 +264,9 @@ class Signals:
         if self.count == 1:
             self.signum = signum
             self.stop()
-            _say_quietly("livefaces: stopping (press Ctrl-C again to quit at once)")
+            say_if_possible("livefaces: stopping (press Ctrl-C again to quit at once)")
         else:
-            _say_quietly("livefaces: forced exit")
+            say_if_possible("livefaces: forced exit")
             os._exit(EXIT_INTERRUPTED)
 
     def __exit__(self, *exc: object) -> None:
@@ -275,15 +276,6 @@ class Signals:
     @property
     def interrupted(self) -> bool:
         return self.count > 0
-
-
-def _say_quietly(line: str) -> None:
-    """:func:`say` from a signal handler: after a hang-up stderr may be a closed terminal
-    (EIO) or gone; the stop goes on without its note."""
-    try:
-        say(line)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def summary(st: Any) -> str:
