@@ -231,3 +231,88 @@ def test_extract_with_a_lost_stderr_is_not_a_success(how, tmp_path):
     assert r.returncode == 1  # its summary line was lost
     assert (out / "index.jsonl").read_text().count("\n") == 1  # the work itself is complete
     assert not [p for p in out.iterdir() if p.name.startswith("grace") and p.stat().st_size == 0]
+
+
+# --- 4. what is printed of untrusted strings stays on its line, escapes shown, not run ----
+
+HOSTILE = "a\nb\x1b[31mred\r\u202egpj"  # a newline, an ANSI colour, a carriage return, a bidi override
+
+
+def _clean(text: str) -> None:
+    assert not set(text) & set("\x1b\r\u202e"), repr(text)
+
+
+def test_detect_escapes_file_names_in_its_lines_not_in_json(tmp_path):
+    import shutil
+
+    from conftest import ROOT
+
+    photo = tmp_path / f"{HOSTILE}.jpg"
+    shutil.copy(ROOT / GRACE, photo)
+    broken = tmp_path / "x\n\x1b[2Jlivefaces: error: forged.jpg"
+    broken.write_bytes(b"not a jpeg")
+    r = run_cli("detect", str(photo), str(broken))
+    assert r.returncode == 1, r.stderr
+    _clean(r.stdout + r.stderr)
+    assert r.stdout.splitlines() == [f"{tmp_path}/a\\nb\\x1b[31mred\\r\\u202egpj.jpg: 1 face (best 1.000)"]
+    err = r.stderr.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"livefaces: error: {tmp_path}/x\\n\\x1b[2Jlivefaces"), err
+    r = run_cli("detect", str(photo), "--json")
+    assert json.loads(r.stdout)["source"] == str(photo)  # JSON: escaped by JSON, exactly once
+
+
+def test_watch_summary_of_a_hostile_file_name_is_one_line(tmp_path):
+    import shutil
+
+    from livefaces.cli._live import demo_clip
+
+    clip = tmp_path / f"{HOSTILE}.mp4"
+    shutil.copy(demo_clip(), clip)
+    r = run_cli("watch", str(clip), "--max-frames", "3", "--events", str(tmp_path / "ev.jsonl"))
+    assert r.returncode == 0, r.stderr
+    _clean(r.stderr)
+    assert len(r.stderr.splitlines()) == 1 and "a\\nb\\x1b[31mred" in r.stderr, r.stderr
+
+
+def test_people_unknown_escapes_what_a_server_says(tmp_path):
+    """A server (or something answering in its place) sends newlines and ANSI escapes in the
+    ids, camera names and error texts that 'people unknown' and 'people name' print."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, code: int, body: dict) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self):  # noqa: N802
+            self._send(200, {"enabled": True, "unknown": [
+                {"id": "door.1\n\x1b[2Jdoor.2", "camera": "door\r\x1b[31m", "seen": "now\u2028"}]})
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send(400, {"error": "no such face\n\x1b[32mlivefaces: added ada\x07"})
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        r = run_cli("people", "unknown", "--server", url, timeout=60)
+        n = run_cli("people", "name", "door.1", "ada", "--server", url, timeout=60)
+    finally:
+        srv.shutdown()
+    assert r.returncode == 0, r.stderr
+    _clean(r.stdout + r.stderr)
+    assert r.stdout.splitlines() == ["door.1\\n\\x1b[2Jdoor.2  camera door\\r\\x1b[31m, seen now\\u2028"]
+    assert n.returncode == 3
+    _clean(n.stdout + n.stderr)
+    assert "\x07" not in n.stderr
+    assert n.stderr.splitlines() == [f"livefaces: error: {url}: no such face\\n\\x1b[32mlivefaces: "
+                                     "added ada\\x07 (HTTP 400)"]

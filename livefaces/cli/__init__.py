@@ -24,6 +24,7 @@ from ._common import (
     EXIT_PIPE,
     EXIT_SETUP,
     Number,
+    PrintableFormatter,
     StdStreamError,
     error_if_possible,
     guarded_std_streams,
@@ -84,7 +85,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="livefaces: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()  # stderr; each message on one line (PrintableFormatter)
+    handler.setFormatter(PrintableFormatter("livefaces: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -314,12 +315,49 @@ def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:
                     yield m, None, Path(m)
 
 
+#: the invisible characters that reorder text on a terminal ("Trojan Source")
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: object) -> str:
+    """``text`` safe to show on a terminal, on one line: control characters (newlines,
+    carriage returns, ANSI escapes, C1 controls), line and paragraph separators and bidi
+    overrides are written as escapes (``\\n``, ``\\x1b``, ``\\u202e``); bytes of a file name
+    that are not UTF-8 (surrogate-escaped by Python) as ``\\xNN``. For what the CLI prints of
+    untrusted strings (file names, names found on disk, what a server answers); JSON output
+    is escaped by JSON already."""
+    s = str(text)
+    if s.isprintable():  # the usual case: nothing to escape (isprintable is stricter)
+        return s
+    out = []
+    for c in s:
+        cat = unicodedata.category(c)
+        if cat in ("Cc", "Zl", "Zp") or c in _BIDI:
+            out.append(_NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"))
+        elif cat == "Cs":  # os.fsdecode's surrogateescape: a byte that is not UTF-8
+            o = ord(c)
+            out.append(f"\\x{o - 0xDC00:02x}" if 0xDC80 <= o <= 0xDCFF else f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+class PrintableFormatter(logging.Formatter):
+    """The CLI's log lines: each record's message through :func:`printable` (a file name or
+    a server's text cannot start a line of its own); a traceback (-vv) keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def say(line: str) -> None:
-    """One line on stderr, in a single write. ``print()`` to stderr writes the text and
-    its newline separately, so a log record from another thread could land between them
-    (serve's "serving ... on URL" line once ran into the next log line, and a reader took
-    ``URL/livefaces:`` for the address)."""
-    sys.stderr.write(line + "\n")
+    """One line on stderr, in a single write, through :func:`printable` (one line it
+    stays). ``print()`` to stderr writes the text and its newline separately, so a log
+    record from another thread could land between them (serve's "serving ... on URL" line
+    once ran into the next log line, and a reader took ``URL/livefaces:`` for the address)."""
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()
 
 

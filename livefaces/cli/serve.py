@@ -21,6 +21,7 @@ from ._common import (
     SECONDS,
     Number,
     error,
+    printable,
     say,
 )
 from ._live import Signals
@@ -116,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if args.check_config:
         from ..redact import redact_url
 
-        print(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)")
+        print(printable(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)"))
         for c in cfg.cameras:
             state = "enabled " if c.enabled else "disabled"
-            print(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face {c.min_face_size:g} px  "
-                  f"{redact_url(c.url)}")
+            print(printable(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face "
+                            f"{c.min_face_size:g} px  {redact_url(c.url)}"))
         d = cfg.detector
         print(f"  detector: engine {d.engine}, device {d.device}, threads {d.threads or 'all'}, "
               f"min face {d.min_face_size:g} px")
@@ -128,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
         if cfg.mqtt:
             mhost = f"[{cfg.mqtt.host}]" if ":" in cfg.mqtt.host else cfg.mqtt.host  # IPv6
-            print(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
+            print(printable(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/"))
         if cfg.people:
-            print(f"  people: {cfg.people.folder}"
-                  + ("  (unknown faces blurred)" if cfg.people.blur_unknown else ""))
+            print(printable(f"  people: {cfg.people.folder}"
+                            + ("  (unknown faces blurred)" if cfg.people.blur_unknown else "")))
         return EXIT_OK
 
     from ..serve.app import CameraServer
