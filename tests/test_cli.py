@@ -111,7 +111,7 @@ def test_usage_errors_exit_2():
 
 def test_bad_setting_is_one_line_error(tmp_path):
     r = run_cli("detect", str(tmp_path), "--factor", "1.5")
-    assert r.returncode == 3 and "factor" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "argument --factor" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_detect_progress_line_on_a_terminal_only(tmp_path, grace_hopper):

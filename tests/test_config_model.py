@@ -298,5 +298,5 @@ def test_serve_cli_detector_flags_override_the_file(tmp_path):
     assert r.returncode == 3
     assert r.stderr.strip() == "livefaces: error: --device: must be auto, cpu, cuda or cuda:N (got 'gpu')"
     r = run_cli("serve", "--config", str(f), "--check-config", "--threads", "0", timeout=60)
-    assert r.returncode == 3 and "--threads: must be >= 1" in r.stderr
+    assert r.returncode == 2 and "argument --threads: invalid value '0'" in r.stderr  # usage error
     assert "Traceback" not in r.stderr

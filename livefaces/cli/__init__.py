@@ -17,7 +17,21 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LiveFacesError
-from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_SETUP, error, say, silence_stdout
+from ._common import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_PIPE,
+    EXIT_SETUP,
+    Number,
+    PrintableFormatter,
+    StdStreamError,
+    error_if_possible,
+    guarded_std_streams,
+    say_if_possible,
+    silence,
+    silence_stdout,
+)
 
 #: sub-command modules, in the order ``--help`` lists them
 COMMANDS = ["demo", "detect", "doctor", "extract", "people", "preview", "serve", "watch"]
@@ -46,28 +60,58 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more log output on stderr (-v info, -vv debug)")
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p, _check=getattr(mod, "check_arguments", None))
+        _show_ranges(p)
     return parser
 
 
+def _show_ranges(parser: argparse.ArgumentParser) -> None:
+    """Append each numeric option's allowed range (its :class:`~._common.Number` type) to its
+    help text, in ``parser`` and its sub-parsers (``people add``...)."""
+    for action in parser._actions:
+        if isinstance(action.type, Number) and action.help not in (None, argparse.SUPPRESS):
+            action.help = f"{action.help} [{action.type.allowed}]"
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _show_ranges(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with guarded_std_streams():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="livefaces: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()  # stderr; each message on one line (PrintableFormatter)
+    handler.setFormatter(PrintableFormatter("livefaces: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if args._check is not None:  # flags that are wrong together: a usage error too (exit 2)
+        try:
+            args._check(args)
+        except argparse.ArgumentTypeError as e:
+            args._parser.error(str(e))
     try:
-        return int(args._run(args))
+        rc = int(args._run(args))
+        sys.stdout.flush()  # what print() still holds: its failure is this command's too
+        return rc
     except KeyboardInterrupt:
-        say("livefaces: interrupted")
+        say_if_possible("livefaces: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # 'livefaces detect ... | head': the reader has what it wanted
         silence_stdout()
         return EXIT_PIPE
+    except StdStreamError as e:  # '>&-', '> /dev/full', a hung-up terminal: output was lost
+        silence(e.stream)
+        error_if_possible(str(e))
+        return EXIT_PARTIAL
     except LiveFacesError as e:
-        error(str(e))
+        error_if_possible(str(e))
         return EXIT_SETUP
 
 

@@ -18,14 +18,19 @@ from ..motion import MotionOptions
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
 from ..types import Status
 from ._common import (
+    COUNT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_PIPE,
     EXIT_SETUP,
+    POSITIVE,
+    SECONDS,
+    Number,
     add_detector_arguments,
     error,
     say,
+    say_if_possible,
     silence_stdout,
 )
 
@@ -57,10 +62,10 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loop", action="store_true", help="files and folders: start over at the end")
     g.add_argument("--realtime", action="store_true",
                    help="files and folders: deliver frames at their frame rate, like a camera")
-    g.add_argument("--stall-timeout", type=float, default=10.0, metavar="S",
+    g.add_argument("--stall-timeout", type=SECONDS, default=10.0, metavar="S",
                    help="watchdog: no frame for S seconds counts as a failure and reconnects "
                         "(default: 10)")
-    g.add_argument("--open-timeout", type=float, default=10.0, metavar="S",
+    g.add_argument("--open-timeout", type=SECONDS, default=10.0, metavar="S",
                    help="time allowed to connect to a stream (default: 10)")
     g.add_argument("--retry", action="store_true",
                    help="keep retrying a live source that cannot be reached at start "
@@ -69,10 +74,11 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "video, such as a login page, fails even so)")
     g = p.add_argument_group("detection schedule (default: adaptive)")
     m = g.add_mutually_exclusive_group()
-    m.add_argument("--detect-every", type=int, metavar="N",
+    m.add_argument("--detect-every", type=COUNT, metavar="N",
                    help="run the detector on every N-th frame; the tracker carries the others")
-    m.add_argument("--detect-fps", type=float, metavar="F", help="run the detector F times a second")
-    m.add_argument("--latency-budget", type=float, default=100.0, metavar="MS",
+    m.add_argument("--detect-fps", type=POSITIVE, metavar="F", help="run the detector F times a second")
+    m.add_argument("--latency-budget", type=Number(float, 0, lo_open=True, unit="(ms)"), default=100.0,
+                   metavar="MS",
                    help="adaptive mode: keep one detection under MS milliseconds by shrinking "
                         "the image the detector sees when needed (default: 100)")
     g = p.add_argument_group(
@@ -85,15 +91,16 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the full detector as the schedule says even on a still scene")
     g.add_argument("--no-refine", dest="refine", action="store_false",
                    help="carry faces between full detections with the tracker alone")
-    g.add_argument("--idle-interval", type=float, default=GateOptions().idle_interval, metavar="S",
+    g.add_argument("--idle-interval", type=SECONDS, default=GateOptions().idle_interval, metavar="S",
                    help="full detection of a still scene (no motion outside tracked faces) "
                         "every S seconds (default: %(default)g)")
-    g.add_argument("--full-interval", type=float, default=GateOptions().full_interval, metavar="S",
+    g.add_argument("--full-interval", type=SECONDS, default=GateOptions().full_interval, metavar="S",
                    help="full detection every S seconds while something moves outside the "
                         "tracked faces (default: %(default)g); with no face tracked, motion gets "
                         "one as often as the schedule allows, and a scene cut or a tracked face "
                         "not found where expected gets one at once")
-    g.add_argument("--motion-threshold", type=float, default=0.2, metavar="PCT",
+    g.add_argument("--motion-threshold", type=Number(float, 0, 100, hi_open=True, unit="(percent)"),
+                   default=0.2, metavar="PCT",
                    help="a frame moves when more than PCT %% of it changes (default: 0.2)")
     g = p.add_argument_group(
         "known people (the identify extra)",
@@ -121,10 +128,10 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    help="save one crop per face track into DIR: its best view (largest, most "
                         "confident, most frontal) over its first second; faces under 40 px are "
                         "skipped")
-    g.add_argument("--update-interval", type=float, default=1.0, metavar="S",
+    g.add_argument("--update-interval", type=Number(float, 0, unit="(seconds)"), default=1.0, metavar="S",
                    help="at most one face.updated event per face every S seconds (default: 1)")
-    g.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
-    g.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    g.add_argument("--duration", type=SECONDS, metavar="SECONDS", help="stop after SECONDS")
+    g.add_argument("--max-frames", type=COUNT, metavar="N", help="stop after N frames")
     add_detector_arguments(p)
 
 
@@ -222,15 +229,21 @@ def make_identifier(args: argparse.Namespace) -> Any:
     return LiveIdentifier(args.people).start()
 
 
+#: the signals that stop a command cleanly: Ctrl-C, a service manager's stop, and a hang-up
+#: (the terminal or SSH session closed, 'kill -HUP'), which by default would kill the process
+#: with the recording unfinished, no statistics and no MQTT 'offline'
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class Signals:
-    """SIGINT/SIGTERM: the first asks ``stop`` politely, the second exits at once (130).
+    """SIGINT/SIGTERM/SIGHUP: the first asks ``stop`` politely, the second exits at once (130).
 
     The one signal handling of the CLI (``watch``, ``preview``, ``serve``...): explicit
-    handlers for both signals, as uvicorn has (a shell starts background jobs with SIGINT
-    ignored, and Python then never raises KeyboardInterrupt). :attr:`signum` remembers the
-    first signal, so a command can tell Ctrl-C (exit 130) from a service manager's SIGTERM
-    (a requested stop: exit 0). Handlers are only installed from the main thread and are
-    restored on exit.
+    handlers for each of :data:`STOP_SIGNALS`, as uvicorn has (a shell starts background jobs
+    with SIGINT ignored, and Python then never raises KeyboardInterrupt). :attr:`signum`
+    remembers the first signal, so a command can tell Ctrl-C (exit 130) from a service
+    manager's SIGTERM or a hang-up (a requested stop: exit 0). Handlers are only installed
+    from the main thread and are restored on exit.
     """
 
     def __init__(self, stop: Callable[[], None]) -> None:
@@ -242,7 +255,7 @@ class Signals:
 
     def __enter__(self) -> Signals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -250,10 +263,10 @@ class Signals:
         self.count += 1
         if self.count == 1:
             self.signum = signum
-            say("livefaces: stopping (press Ctrl-C again to quit at once)")
             self.stop()
+            say_if_possible("livefaces: stopping (press Ctrl-C again to quit at once)")
         else:
-            say("livefaces: forced exit")
+            say_if_possible("livefaces: forced exit")
             os._exit(EXIT_INTERRUPTED)
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..imageio import read_image, write_image
 from ..render import annotate
-from ._common import EXIT_OK, add_detector_arguments, make_detector
+from ._common import EXIT_OK, add_detector_arguments, make_detector, printable
 from .people import add_people_argument, open_people
 
 NAME = "demo"
@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
             who = f"  {names[i] or 'unknown'} (distance {matches[i].distance:.2f})"
         print(f"  box [{box}]  confidence {f.confidence:.4f}{who}")
     write_image(args.out, annotate(image, faces, names=names))
-    print(f"annotated copy: {args.out}")
+    print(printable(f"annotated copy: {args.out}"))
     return EXIT_OK

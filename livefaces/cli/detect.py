@@ -20,6 +20,7 @@ from ._common import (
     expand_paths,
     fmt_duration,
     make_detector,
+    printable,
 )
 from .people import add_people_argument, open_people
 
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             best = f" (best {faces.scores.max():.3f})" if len(faces) else ""
             who = f": {', '.join(n or 'unknown' for n in names)}" if names else ""
-            print(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}{who}")
+            print(printable(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}{who}"))
         if args.annotate:
             target = _annotated_path(args.annotate, root, path, used)
             try:

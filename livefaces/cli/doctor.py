@@ -10,7 +10,7 @@ from importlib import metadata
 
 from ..detect import runtime
 from ..errors import LiveFacesError
-from ._common import EXIT_OK, EXIT_SETUP
+from ._common import EXIT_OK, EXIT_SETUP, printable
 
 NAME = "doctor"
 HELP = "print versions, ONNX Runtime providers and model file checks"
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     builds = runtime.installed_runtimes()
     rows.append(("onnx runtime", ", ".join(f"{d} {v}" for d, v in builds) or "not installed"))
     for name, value in rows:
-        print(f"{name:<22} {value}")
+        print(printable(f"{name:<22} {value}"))
     problems = []
     if len(builds) > 1:
         problems.append("several ONNX Runtime builds share one module (the last installed runs); "
@@ -85,28 +85,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         have = runtime.available_providers()
     except LiveFacesError as e:
-        print(f"{'providers available':<22} none ({e})")
+        print(printable(f"{'providers available':<22} none ({e})"))
     else:
-        print(f"{'providers available':<22} {', '.join(have)}")
-        print(f"{'provider chosen':<22} {runtime.choose_providers(None)[0]}")
+        print(printable(f"{'providers available':<22} {', '.join(have)}"))
+        print(printable(f"{'provider chosen':<22} {runtime.choose_providers(None)[0]}"))
     from ..detect.engine import engine_report  # engines: onnx / torch, cpu / cuda
     for name, value in engine_report():
-        print(f"{name:<22} {value}")
+        print(printable(f"{name:<22} {value}"))
     directory = runtime.models_dir()
-    print(f"{'models':<22} {directory}")
+    print(printable(f"{'models':<22} {directory}"))
     try:
         checks = runtime.verify_models(directory)
     except Exception as e:  # noqa: BLE001
-        print(f"{'  manifest':<22} PROBLEM: {e}")
+        print(printable(f"{'  manifest':<22} PROBLEM: {e}"))
         return EXIT_SETUP
     for name, ok in checks.items():  # pnet, rnet, onet, weights (the torch engine's copy)
         verdict = 'ok (sha256 matches MANIFEST.json)' if ok else 'MISMATCH: reinstall or re-export'
-        print(f"{'  ' + name:<22} {verdict}")
+        print(printable(f"{'  ' + name:<22} {verdict}"))
     if not all(checks.values()):
         problems.append("model files do not match MANIFEST.json: reinstall livefaces")
-    print(f"{'identify':<22} {_identify()}")
+    print(printable(f"{'identify':<22} {_identify()}"))
     if not builds and importlib.util.find_spec("torch") is None:
         problems.append(runtime.NOT_INSTALLED)
     for p in problems:
-        print(f"{'PROBLEM':<22} {p}")
+        print(printable(f"{'PROBLEM':<22} {p}"))
     return EXIT_SETUP if problems else EXIT_OK

@@ -8,10 +8,13 @@ import sys
 from ..detect.options import MIN_FACE_SIZE
 from ..extract import ClusterOptions, ExtractOptions, Progress, extract
 from ._common import (
+    COUNT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    SECONDS,
+    Number,
     ProgressLine,
     add_detector_arguments,
     detector_options,
@@ -58,17 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, images, folders or globs")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created)")
     g = p.add_argument_group("frames")
-    g.add_argument("--stride", type=int, default=1, metavar="N",
+    g.add_argument("--stride", type=COUNT, default=1, metavar="N",
                    help="detect on every Nth video frame (default: 1, all frames)")
-    g.add_argument("--resize", type=float, default=1.0, metavar="F",
+    g.add_argument("--resize", type=Number(float, 0, 4, lo_open=True), default=1.0, metavar="F",
                    help="scale frames by F before detection, e.g. 0.5 (default: 1); boxes and "
                         "crops stay in original pixels")
-    g.add_argument("--batch-size", type=int, default=32, metavar="N",
+    g.add_argument("--batch-size", type=COUNT, default=32, metavar="N",
                    help="frames per detector call (default: 32)")
     c = p.add_argument_group("crops")
-    c.add_argument("--crop-size", type=int, default=None, metavar="PX",
+    c.add_argument("--crop-size", type=Number(int, 8, unit="(pixels)"), default=None, metavar="PX",
                    help="crop side in pixels (default: 160, or 112 with --align)")
-    c.add_argument("--margin", type=float, default=0, metavar="PX",
+    c.add_argument("--margin", type=Number(float, 0, unit="(pixels)"), default=0, metavar="PX",
                    help="extra border in pixels of the crop, as facenet-pytorch (default: 0)")
     c.add_argument("--align", action="store_true",
                    help="align crops by the 5 landmarks to the ArcFace 112x112 template "
@@ -83,10 +86,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run on Ray: 'local' starts a cluster on this machine for the run, 'auto' "
                         "joins the one this machine is part of, ray://HOST:PORT joins through Ray "
                         "Client")
-    r.add_argument("--workers", type=int, default=None, metavar="N",
+    r.add_argument("--workers", type=COUNT, default=None, metavar="N",
                    help="detector actors (default: one per GPU, else the cluster's CPUs minus one)")
-    r.add_argument("--segment-seconds", type=float, default=60.0, metavar="S",
+    r.add_argument("--segment-seconds", type=SECONDS, default=60.0, metavar="S",
                    help="video segment length, the unit of work and of resuming (default: 60)")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Flags that are wrong together (a usage error, exit 2; see livefaces.cli.main)."""
+    size = args.crop_size or (112 if args.align else 160)
+    if args.margin >= size:
+        raise argparse.ArgumentTypeError(f"argument --margin: invalid value '{args.margin:g}': must be "
+                                         f"less than the crop size ({size} px)")
 
 
 def _progress_text(p: Progress) -> str:

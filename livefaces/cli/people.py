@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import read_image
 from ..types import Faces
-from ._common import EXIT_OK, add_detector_arguments, make_detector, say
+from ._common import EXIT_OK, add_detector_arguments, make_detector, printable, say
 
 if TYPE_CHECKING:
     from ..identify import Gallery, Recognizer
@@ -138,8 +138,8 @@ def _add(args: argparse.Namespace, root: Path) -> int:
         emb = recognizer.embed(image, faces)[0]
         new.append((Path(photo).name, emb, thumbnail(image, faces.boxes[0])))
     person = save_person(root, args.name, new)
-    print(f"{args.name}: added {len(new)} photo{'s' if len(new) != 1 else ''} "
-          f"({len(person.photos)} in all) to {root}")
+    print(printable(f"{args.name}: added {len(new)} photo{'s' if len(new) != 1 else ''} "
+                    f"({len(person.photos)} in all) to {root}"))
     return EXIT_OK
 
 
@@ -151,9 +151,9 @@ def _list(root: Path) -> int:
     for person in people:
         added = max((str(p.get("added", "")) for p in person.photos), default="")
         sources = ", ".join(str(p.get("source", "?")) for p in person.photos)
-        print(f"{person.name}: {len(person.photos)} photo{'s' if len(person.photos) != 1 else ''} "
-              f"({sources}), last added {added or '?'}")
-    print(f"{len(people)} known {'person' if len(people) == 1 else 'people'} in {root}")
+        print(printable(f"{person.name}: {len(person.photos)} photo{'s' if len(person.photos) != 1 else ''} "
+                        f"({sources}), last added {added or '?'}"))
+    print(printable(f"{len(people)} known {'person' if len(people) == 1 else 'people'} in {root}"))
     return EXIT_OK
 
 
@@ -163,7 +163,7 @@ def _remove(args: argparse.Namespace, root: Path) -> int:
     if root.is_dir():
         check_private(root)
     remove_person(root, args.name)
-    print(f"{args.name}: removed from {root}")
+    print(printable(f"{args.name}: removed from {root}"))
     return EXIT_OK
 
 
@@ -236,7 +236,7 @@ def _unknown(args: argparse.Namespace) -> int:
             tmp.write_bytes(_call(args.server, f"/api/people/unknown/{_quote(f['id'])}.jpg"))
             tmp.replace(target)  # whole files only
             line += f"  -> {target}"
-        print(line)
+        print(printable(line))
     say(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "
         f"'livefaces people name ID NAME --server {args.server}'")
     return EXIT_OK
@@ -247,8 +247,8 @@ def _name(args: argparse.Namespace) -> int:
 
     check_name(args.name)  # the same rule as the server's, before asking it
     got = _call(args.server, f"/api/people/unknown/{_quote(args.face_id)}", {"name": args.name})
-    print(f"{args.face_id}: added to the people as {got.get('name', args.name)} "
-          f"({len(got.get('people', []))} known people)")
+    print(printable(f"{args.face_id}: added to the people as {got.get('name', args.name)} "
+                    f"({len(got.get('people', []))} known people)"))
     return EXIT_OK
 
 

@@ -10,7 +10,20 @@ import threading
 
 from ..detect.options import ENGINES, MIN_FACE_SIZE
 from ..errors import LiveFacesError
-from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_USAGE, error, say
+from ._common import (
+    COUNT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_USAGE,
+    MIN_FACE,
+    POSITIVE,
+    SECONDS,
+    Number,
+    error,
+    printable,
+    say,
+)
 from ._live import Signals
 
 NAME = "serve"
@@ -46,14 +59,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validate the configuration, print a summary, and exit (0 = valid, 3 = not)")
     g = p.add_argument_group("overrides (win over the file)")
     g.add_argument("--host", help="address to bind (default 127.0.0.1; others need a token)")
-    g.add_argument("--port", type=int, help="port (default 8780; 0 = any free port)")
+    g.add_argument("--port", type=Number(int, 0, 65535), help="port (default 8780; 0 = any free port)")
     g.add_argument("--token", help="access token (better: $LIVEFACES_TOKEN, not visible in ps)")
     g.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker for events")
     g.add_argument("--people", metavar="DIR",
                    help="recognise the people of this folder (people.folder; the identify extra)")
-    g.add_argument("--detect-fps", type=float, default=5.0, metavar="F",
+    g.add_argument("--detect-fps", type=POSITIVE, default=5.0, metavar="F",
                    help="detections per second per camera, for command-line sources (default 5)")
-    g.add_argument("--min-face", type=float, default=MIN_FACE_SIZE, metavar="PX",
+    g.add_argument("--min-face", type=MIN_FACE, default=MIN_FACE_SIZE, metavar="PX",
                    help=f"smallest face in pixels, for command-line sources (default {MIN_FACE_SIZE:g})")
     # the same names as the other commands' detector flags; unset = the file's 'detector:'
     # section (its defaults: livefaces.detect.options.DetectorOptions)
@@ -63,9 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, metavar="{auto,cpu,cuda[:N]}",
                    help="where the shared detector runs (default: detector.device, auto); asking "
                         "for cuda where no engine reaches one is an error")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
+    g.add_argument("--threads", type=COUNT, default=None, metavar="N",
                    help="CPU threads of the detector (default: detector.threads, all cores)")
-    p.add_argument("--duration", type=float, metavar="S",
+    p.add_argument("--duration", type=SECONDS, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
 
 
@@ -104,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if args.check_config:
         from ..redact import redact_url
 
-        print(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)")
+        print(printable(f"{cfg.source}: OK, {len(cfg.cameras)} camera(s)"))
         for c in cfg.cameras:
             state = "enabled " if c.enabled else "disabled"
-            print(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face {c.min_face_size:g} px  "
-                  f"{redact_url(c.url)}")
+            print(printable(f"  {c.name:<16} {state} detect {c.detect_fps:g}/s  min face "
+                            f"{c.min_face_size:g} px  {redact_url(c.url)}"))
         d = cfg.detector
         print(f"  detector: engine {d.engine}, device {d.device}, threads {d.threads or 'all'}, "
               f"min face {d.min_face_size:g} px")
@@ -116,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
         if cfg.mqtt:
             mhost = f"[{cfg.mqtt.host}]" if ":" in cfg.mqtt.host else cfg.mqtt.host  # IPv6
-            print(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/")
+            print(printable(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/"))
         if cfg.people:
-            print(f"  people: {cfg.people.folder}"
-                  + ("  (unknown faces blurred)" if cfg.people.blur_unknown else ""))
+            print(printable(f"  people: {cfg.people.folder}"
+                            + ("  (unknown faces blurred)" if cfg.people.blur_unknown else "")))
         return EXIT_OK
 
     from ..serve.app import CameraServer
@@ -139,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
         error(str(e))
         return EXIT_SETUP
     stop = threading.Event()
-    # explicit handlers for SIGINT and SIGTERM (as uvicorn does): a shell starts background
-    # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    # explicit handlers for SIGINT, SIGTERM and SIGHUP (as uvicorn does for the first two): a
+    # shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; a hang-up would otherwise kill it without MQTT's clean 'offline'
+
     signals = Signals(stop.set)  # the server owns its signals; a second one forces exit
     try:
         with signals:

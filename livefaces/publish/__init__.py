@@ -39,6 +39,13 @@ class OutputClosed(Exception):  # noqa: N818 - a state, not a failure
     ``on_output_closed`` callback (the pipeline stops cleanly)."""
 
 
+class OutputFailed(Exception):  # noqa: N818 - named like OutputClosed, its sibling
+    """Raised by a sink whose output cannot be written any more (a full disk, a closed or
+    failing stdout): the message says what and why. The runner records it as the sink's
+    ``error``, stops feeding that sink and stops the pipeline: a run whose output is lost
+    ends (the CLI: exit 1 with that one line) instead of going on for nothing."""
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Receives results and events on one thread (its runner's); must not raise on purpose."""
@@ -84,6 +91,8 @@ class SinkRunner:
         self.sink = sink
         self.on_output_closed = on_output_closed
         self.output_closed = False
+        #: the sink raised :class:`OutputFailed` (its ``error`` says why; the pipeline stopped)
+        self.failed = False
         self.name = type(sink).__name__
         self._wake = threading.Condition()
         self.results: RingBuffer[FrameResult] = RingBuffer(
@@ -121,7 +130,7 @@ class SinkRunner:
             self.stats.put(stats)
 
     def _call(self, fn, item) -> None:  # noqa: ANN001
-        if self.output_closed:  # its reader is gone: what is left has nowhere to go
+        if self.output_closed or self.failed:  # what is left has nowhere to go
             return
         try:
             fn(item)
@@ -130,6 +139,12 @@ class SinkRunner:
             log.info("sink %s: output closed by its reader (%s)", self.name, e)
             if self.on_output_closed is not None:
                 self.on_output_closed(self.name)
+        except OutputFailed as e:
+            self.failed = True  # nothing more goes to it
+            self.errors += 1
+            self.error = str(e)
+            log.info("sink %s: %s; stopping", self.name, e)  # the caller reports it (stats)
+            self._stop.set()
         except Exception as e:  # noqa: BLE001 - one bad sink must not stop the others
             self.errors += 1
             if self.error is None:

@@ -9,13 +9,15 @@ import sys
 from typing import IO, Any
 
 from ..errors import LiveFacesError
-from . import BaseSink, OutputClosed
+from . import BaseSink, OutputClosed, OutputFailed
 
 
 class JsonlPublisher(BaseSink):
     """Writes each event as one JSON line to ``target`` (a path, ``"-"`` for stdout, or an
     open text file). Files are appended to, so restarts never erase earlier events. A pipe
-    whose reader exits ends the output (:class:`~livefaces.publish.OutputClosed`).
+    whose reader exits ends the output (:class:`~livefaces.publish.OutputClosed`); one that
+    cannot be written (a full disk, a closed stdout) fails it
+    (:class:`~livefaces.publish.OutputFailed`: the run stops with that error).
     ``written`` counts lines; ``on_written(event)`` (optional) is called after each flush.
     """
 
@@ -23,8 +25,10 @@ class JsonlPublisher(BaseSink):
         self._own = False
         if hasattr(target, "write"):
             self._f: IO[str] = target  # type: ignore[assignment]
+            self._where = str(getattr(target, "name", "the events file"))
         elif os.fspath(target) == "-":  # type: ignore[arg-type]
             self._f = sys.stdout
+            self._where = "stdout"
         else:
             try:
                 self._f = open(os.fspath(target), "a", encoding="utf-8")  # type: ignore[arg-type]  # noqa: SIM115
@@ -32,6 +36,7 @@ class JsonlPublisher(BaseSink):
                 raise LiveFacesError(f"{target}: cannot open for writing ({e.strerror}); check the "
                                      f"folder exists and is writable") from None
             self._own = True
+            self._where = os.fspath(target)  # type: ignore[arg-type]
         self.written = 0
         self.on_written = on_written
 
@@ -44,7 +49,11 @@ class JsonlPublisher(BaseSink):
         except OSError as e:
             if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
                 raise OutputClosed("broken pipe") from None
-            raise
+            # a full disk, a closed stdout ('>&-'), a hung-up terminal: the events are lost
+            raise OutputFailed(f"{self._where}: cannot write the events "
+                               f"({e.strerror or e})") from None
+        except (ValueError, AttributeError):  # a closed file, or no stdout at all (None)
+            raise OutputFailed(f"{self._where}: cannot write the events (closed)") from None
         self.written += 1
         if self.on_written is not None:
             self.on_written(event)

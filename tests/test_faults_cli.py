@@ -1,0 +1,318 @@
+"""Issue 20, the command line's faults: numeric flags, signals, standard streams, escaping,
+events and the HUD, each against the real CLI (subprocesses) or the real parser."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+
+import pytest
+from conftest import run_cli
+
+from livefaces.cli import build_parser, main
+
+# --- 1. every numeric option is checked at parse time (exit 2, its range in --help) -------
+
+#: (command and the arguments it needs, {flag: bad values}); the other positional arguments
+#: name things that do not exist, so code that let a bad value through fails soon after
+LIVE = {"--stall-timeout": ["nan", "0", "-1", "inf"], "--open-timeout": ["-1", "nan", "0"],
+        "--detect-every": ["0", "1.5", "abc"], "--detect-fps": ["0", "nan", "-2"],
+        "--latency-budget": ["0", "inf"], "--idle-interval": ["0", "nan"],
+        "--full-interval": ["-1", "inf"], "--motion-threshold": ["-1", "100", "nan"],
+        "--update-interval": ["-1", "nan"], "--duration": ["-1", "0", "nan", "inf"],
+        "--max-frames": ["0", "-3", "abc"]}
+DETECTOR = {"--min-face": ["nan", "0", "11", "abc"], "--factor": ["0", "1", "nan"],
+            "--threads": ["0", "-1", "2.5"],
+            "--thresholds": [("0.6", "0.7", "nan"), ("2", "0.7", "0.7"), ("0.6", "-0.1", "0.7")]}
+COMMANDS: dict[tuple[str, ...], dict[str, list[str]]] = {
+    ("detect", "/nonexistent/x.jpg"): DETECTOR,
+    ("demo", "--out", "/nonexistent/demo.jpg"): DETECTOR,
+    ("people", "add", "ada", "/nonexistent/x.jpg", "--people", "/nonexistent/p"): DETECTOR,
+    ("watch", "/nonexistent/v.mp4"): {**LIVE, **DETECTOR},
+    ("preview", "/nonexistent/v.mp4"): {**LIVE, **DETECTOR},
+    ("extract", "/nonexistent/v.mp4", "--out", "/nonexistent/out"): {
+        **DETECTOR, "--stride": ["0", "nan"], "--resize": ["0", "5", "nan", "-1"],
+        "--batch-size": ["0", "abc"], "--crop-size": ["0", "7", "inf"],
+        "--margin": ["-1", "nan", "160"], "--workers": ["0", "-1"],
+        "--segment-seconds": ["0", "nan", "inf"]},
+    ("serve", "--check-config", "cam=/nonexistent/v.mp4"): {
+        "--port": ["-1", "65536", "abc"], "--detect-fps": ["0", "nan", "inf"],
+        "--min-face": ["nan", "5"], "--threads": ["0"], "--duration": ["-1", "0", "nan"]},
+}
+CASES = [(cmd, flag, bad) for cmd, flags in COMMANDS.items() for flag, bads in flags.items()
+         for bad in bads]
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by name ('people add' too)."""
+    out = {}
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    out[sub.prog.removeprefix("livefaces ")] = sub
+                    walk(sub)
+
+    walk(build_parser())
+    return out
+
+
+def test_every_numeric_option_is_validated_and_covered_here():
+    from livefaces.cli._common import Number
+
+    covered = {}
+    for cmd, flags in COMMANDS.items():
+        name = " ".join(cmd[:2]) if cmd[0] == "people" else cmd[0]
+        covered[name] = set(flags)
+    for name, p in _parsers().items():
+        for a in p._actions:
+            numeric = a.type in (int, float) or isinstance(a.type, Number)
+            if not numeric:
+                continue
+            assert isinstance(a.type, Number), (name, a.option_strings)  # not a bare int/float
+            assert a.type.allowed in a.help, (name, a.option_strings)  # the range in --help
+            flag = a.option_strings[0] if a.option_strings[0].startswith("--") else a.option_strings[-1]
+            assert flag in covered.get(name, ()), (name, flag)  # this test tries it
+
+
+@pytest.mark.parametrize(("cmd", "flag", "bad"), CASES, ids=[f"{c[0]}{f}={b}" for c, f, b in CASES])  # noqa: E501
+def test_bad_numeric_flag_is_a_usage_error(cmd, flag, bad, capsys):
+    with pytest.raises(SystemExit) as e, contextlib.suppress(KeyboardInterrupt):
+        rc = main([*cmd, *([flag, *bad] if isinstance(bad, tuple) else [f"{flag}={bad}"])])
+        raise SystemExit(rc)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert e.value.code == 2, err
+    if isinstance(bad, tuple):  # --thresholds P R O: the one out of range is named
+        bad = next(v for v in bad if not 0 <= float(v) <= 1)
+    shown = repr(bad)
+    assert len(errors) == 1 and flag in errors[0] and shown in errors[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("cmd", [c for c in COMMANDS], ids=[c[0] for c in COMMANDS])
+def test_bad_numeric_flag_in_the_real_cli(cmd):
+    """The command line as a user types it: ``--flag -1`` (a separate word), exit 2, one
+    error line naming the flag, nothing run."""
+    flag = next(iter(COMMANDS[cmd]))
+    r = run_cli(*cmd, flag, "-1", timeout=60)
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert r.returncode == 2, r.stderr
+    assert len(errors) == 1 and f"argument {flag}" in errors[0] and "'-1'" in errors[0], r.stderr
+
+
+def test_help_shows_the_allowed_range():
+    r = run_cli("watch", "--help")
+    flat = " ".join(r.stdout.split())
+    assert "reconnects (default: 10) [a number > 0 (seconds)]" in flat
+    assert "--max-frames N stop after N frames [an integer >= 1]" in flat
+
+
+# --- 2. SIGHUP (the terminal closed) stops like SIGTERM: recording, stats, MQTT finished --
+
+
+def test_sighup_finishes_the_recording_and_the_stats(tmp_path):
+    from live_helpers import popen_cli, wait_event
+
+    from livefaces.avio import probe_frames
+
+    ev, rec, stats = tmp_path / "ev.jsonl", tmp_path / "rec.mp4", tmp_path / "stats.json"
+    p = popen_cli("watch", "synthetic:320x240@25", "--events", str(ev), "--record", str(rec),
+                  "--stats", str(stats))
+    try:
+        assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), "no face seen"
+        # a first fragment of the recording is out (a keyframe every second)
+        assert wait_event(ev, lambda e: e["type"] == "face.updated", 60), "no update"
+    finally:
+        p.send_signal(signal.SIGHUP)
+        _out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, (p.returncode, err)  # stopped as by SIGTERM (not killed: -1)
+    assert "Traceback" not in err
+    assert probe_frames(rec) >= 10, err  # a finished, readable MP4
+    assert not list(tmp_path.glob("*.part*"))
+    st = json.loads(stats.read_text())
+    assert st["frames"] >= 10 and st["source"].startswith("synthetic")
+
+
+def test_sighup_stops_serve_cleanly_with_mqtt_offline(broker, tmp_path):
+    from live_helpers import start_serve_cli
+    from test_serve_mqtt import Subscriber
+
+    sub = Subscriber(broker.port, "hup-sub")
+    assert sub.subscribed.wait(10)
+    proc, lines, ready, _url, reader = start_serve_cli(
+        "serve", "cam=synthetic:160x120@5", "--port", "0", "--mqtt", f"127.0.0.1:{broker.port}")
+    try:
+        assert ready.wait(60), "".join(lines)
+        sub.wait_for(lambda m: ("livefaces/available", b"online", True) in m
+                     or ("livefaces/available", b"online", False) in m, timeout=30)
+        n = len(sub.messages)
+    finally:
+        proc.send_signal(signal.SIGHUP)
+        rc = proc.wait(30)
+        reader.join(5)
+    msgs = sub.wait_for(lambda m: any(t == "livefaces/available" and p == b"offline"
+                                      for t, p, _ in m[n:]), timeout=20)
+    sub.close()
+    assert rc == 0, "".join(lines)
+    assert "Traceback" not in "".join(lines)
+    # a clean stop, not the broker's last will: the camera said it stopped before 'offline'
+    after = [(t, p) for t, p, _ in msgs[n:]]
+    assert any(t == "livefaces/cam/status" and b"stopped" in p for t, p in after), after
+
+
+# --- 3. a closed or failing stdout/stderr: one line, exit 1, never a lost output with 0 ---
+
+
+def _cli(*args: str, stdout=None, stderr=None, close: tuple[int, ...] = (), timeout: float = 120):
+    """``python -m livefaces ARGS`` with stdout/stderr at ``stdout``/``stderr`` (paths or
+    PIPE) and the descriptors ``close`` closed, as a shell's ``>&-`` / ``2>&-`` leaves them."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def pre() -> None:
+        for fd in close:
+            os.close(fd)
+
+    with contextlib.ExitStack() as st:
+        out = st.enter_context(open(stdout, "w")) if isinstance(stdout, str) else stdout
+        err = st.enter_context(open(stderr, "w")) if isinstance(stderr, str) else stderr
+        return subprocess.run([sys.executable, "-m", "livefaces", *args], cwd=ROOT,
+                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE if out is None else out,
+                              stderr=subprocess.PIPE if err is None else err, text=True,
+                              timeout=timeout, preexec_fn=pre)
+
+
+def _one_error(err: str, needle: str) -> None:
+    assert "Traceback" not in err and "NoneType" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("livefaces: error: ") and needle in errors[0], err
+
+
+GRACE = "livefaces/data/grace_hopper.jpg"
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+@pytest.mark.parametrize("json_out", [False, True], ids=["summary", "json"])
+def test_detect_with_a_lost_stdout_is_an_error(how, json_out):
+    r = _cli("detect", GRACE, *(["--json"] if json_out else []),
+             stdout="/dev/full" if how == "full" else None, close=(1,) if how == "closed" else ())
+    assert r.returncode == 1, r.stderr
+    _one_error(r.stderr, "stdout: cannot write ("
+               + ("closed" if how == "closed" else "No space left on device") + ")")
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_watch_with_a_lost_stdout_stops_with_one_error(how, tmp_path):
+    from livefaces.cli._live import demo_clip
+
+    stats = tmp_path / "stats.json"
+    r = _cli("watch", demo_clip(), "--stats", str(stats),
+             stdout="/dev/full" if how == "full" else None, close=(1,) if how == "closed" else ())
+    assert r.returncode == 1, r.stderr
+    _one_error(r.stderr, "stdout: cannot write the events ("
+               + ("closed" if how == "closed" else "No space left on device") + ")")
+    # it stopped when its output failed, instead of processing the whole file for nothing
+    assert json.loads(stats.read_text())["frames"] < 250
+
+
+@pytest.mark.parametrize("how", ["closed", "full"])
+def test_extract_with_a_lost_stderr_is_not_a_success(how, tmp_path):
+    out = tmp_path / "faces"
+    r = _cli("extract", GRACE, "--out", str(out), stderr="/dev/full" if how == "full" else None,
+             close=(2,) if how == "closed" else ())
+    assert r.returncode == 1  # its summary line was lost
+    assert (out / "index.jsonl").read_text().count("\n") == 1  # the work itself is complete
+    assert not [p for p in out.iterdir() if p.name.startswith("grace") and p.stat().st_size == 0]
+
+
+# --- 4. what is printed of untrusted strings stays on its line, escapes shown, not run ----
+
+HOSTILE = "a\nb\x1b[31mred\r\u202egpj"  # a newline, an ANSI colour, a carriage return, a bidi override
+
+
+def _clean(text: str) -> None:
+    assert not set(text) & set("\x1b\r\u202e"), repr(text)
+
+
+def test_detect_escapes_file_names_in_its_lines_not_in_json(tmp_path):
+    import shutil
+
+    from conftest import ROOT
+
+    photo = tmp_path / f"{HOSTILE}.jpg"
+    shutil.copy(ROOT / GRACE, photo)
+    broken = tmp_path / "x\n\x1b[2Jlivefaces: error: forged.jpg"
+    broken.write_bytes(b"not a jpeg")
+    r = run_cli("detect", str(photo), str(broken))
+    assert r.returncode == 1, r.stderr
+    _clean(r.stdout + r.stderr)
+    assert r.stdout.splitlines() == [f"{tmp_path}/a\\nb\\x1b[31mred\\r\\u202egpj.jpg: 1 face (best 1.000)"]
+    err = r.stderr.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"livefaces: error: {tmp_path}/x\\n\\x1b[2Jlivefaces"), err
+    r = run_cli("detect", str(photo), "--json")
+    assert json.loads(r.stdout)["source"] == str(photo)  # JSON: escaped by JSON, exactly once
+
+
+def test_watch_summary_of_a_hostile_file_name_is_one_line(tmp_path):
+    import shutil
+
+    from livefaces.cli._live import demo_clip
+
+    clip = tmp_path / f"{HOSTILE}.mp4"
+    shutil.copy(demo_clip(), clip)
+    r = run_cli("watch", str(clip), "--max-frames", "3", "--events", str(tmp_path / "ev.jsonl"))
+    assert r.returncode == 0, r.stderr
+    _clean(r.stderr)
+    assert len(r.stderr.splitlines()) == 1 and "a\\nb\\x1b[31mred" in r.stderr, r.stderr
+
+
+def test_people_unknown_escapes_what_a_server_says(tmp_path):
+    """A server (or something answering in its place) sends newlines and ANSI escapes in the
+    ids, camera names and error texts that 'people unknown' and 'people name' print."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, code: int, body: dict) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self):  # noqa: N802
+            self._send(200, {"enabled": True, "unknown": [
+                {"id": "door.1\n\x1b[2Jdoor.2", "camera": "door\r\x1b[31m", "seen": "now\u2028"}]})
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send(400, {"error": "no such face\n\x1b[32mlivefaces: added ada\x07"})
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        r = run_cli("people", "unknown", "--server", url, timeout=60)
+        n = run_cli("people", "name", "door.1", "ada", "--server", url, timeout=60)
+    finally:
+        srv.shutdown()
+    assert r.returncode == 0, r.stderr
+    _clean(r.stdout + r.stderr)
+    assert r.stdout.splitlines() == ["door.1\\n\\x1b[2Jdoor.2  camera door\\r\\x1b[31m, seen now\\u2028"]
+    assert n.returncode == 3
+    _clean(n.stdout + n.stderr)
+    assert "\x07" not in n.stderr
+    assert n.stderr.splitlines() == [f"livefaces: error: {url}: no such face\\n\\x1b[32mlivefaces: "
+                                     "added ada\\x07 (HTTP 400)"]
