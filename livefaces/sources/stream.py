@@ -29,10 +29,16 @@ class _PyAVSource:
         return frame
 
     def close(self) -> None:
-        if self._input is not None:
-            self._input.close()
-        self._input = None
-        self._frames = None
+        """Close the frame generator (its frame holds the last packet and decoded frame) and
+        the input (container and decoder, with the decoder's threads), and drop both."""
+        frames, self._frames = self._frames, None
+        inp, self._input = self._input, None
+        if frames is not None:
+            close_generator = getattr(frames, "close", None)
+            if close_generator is not None:
+                close_generator()
+        if inp is not None:
+            inp.close()
 
 
 class StreamSource(_PyAVSource):
@@ -111,12 +117,19 @@ class FileSource(_PyAVSource):
             raise SourceError(f"{self.name}: not open")
         try:
             rgb, pts = next(self._frames)
+            ended = False
         except (EndOfStream, StopIteration):
+            ended = True
+        if ended:
             if not self.loop or self._index == 0:
-                raise EndOfStream(self.name) from None
+                raise EndOfStream(self.name)
+            # Start over, outside the except clause: a decoder opened while handling the old
+            # EndOfStream chained every later EndOfStream to it (__context__), and each one's
+            # traceback kept its generator, hence its container and decoder threads, alive:
+            # 3 threads and a frame's memory leaked per loop (issue 20).
             step = 1.0 / (self.fps or 25.0)
             self._pts_offset = self._last_pts + step
-            self._input.close()
+            self.close()
             self._input = AVInput(str(self.path), live=False, options=self._options)
             self._frames = self._input.frames()
             rgb, pts = next(self._frames)
