@@ -89,8 +89,9 @@ class FileSource(_PyAVSource):
     their presentation times (and then the source counts as live)."""
 
     def __init__(self, path: str | os.PathLike[str], *, loop: bool = False, realtime: bool = False,
-                 options: dict[str, str] | None = None) -> None:
+                 options: dict[str, str] | None = None, max_pixels: int | None = None) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels
         self.name = str(path)
         self.loop = loop
         self.realtime = realtime
@@ -108,7 +109,8 @@ class FileSource(_PyAVSource):
         self.close()
         if self.path.is_dir():
             raise SourceError(f"{self.name}: is a folder; give a video file")
-        self._input = AVInput(str(self.path), live=False, options=self._options)
+        self._input = AVInput(str(self.path), live=False, options=self._options,
+                              max_pixels=self.max_pixels)
         self.fps = self._input.fps
         self._frames = self._input.frames()
 
@@ -130,7 +132,8 @@ class FileSource(_PyAVSource):
             step = 1.0 / (self.fps or 25.0)
             self._pts_offset = self._last_pts + step
             self.close()
-            self._input = AVInput(str(self.path), live=False, options=self._options)
+            self._input = AVInput(str(self.path), live=False, options=self._options,
+                              max_pixels=self.max_pixels)
             self._frames = self._input.frames()
             rgb, pts = next(self._frames)
         if pts is None:
