@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 IVAN = "media/ipazc__mtcnn/tests/images/ivan.jpg"
 GRACE = "media/pypi__matplotlib/matplotlib/mpl-data/sample_data/grace_hopper.jpg"
@@ -210,3 +210,51 @@ def test_extract_watch_and_people_add_refuse_bombs(shared, bombs, tmp_path):
     _assert_refused(err, [bombs[1]])
     assert err.count("\n") == 1 and peak < 900
     assert not (people / "ivan").exists()
+
+
+# --- 3. FIFOs (and other special files) never block a reader -----------------------------------
+
+@pytest.fixture
+def fifo_folder(shared, tmp_path) -> Path:
+    """A folder with a real photo, and FIFOs named like an image and like a video."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared / IVAN, folder / "b_ivan.jpg")
+    os.mkfifo(folder / "a_pipe.jpg")
+    os.mkfifo(folder / "c_pipe.mp4")
+    return folder
+
+
+def test_detect_skips_fifos_in_folders_and_refuses_them_named(fifo_folder):
+    """A FIFO opened for reading blocks until a writer comes: detect hung forever on one,
+    named or found in a folder."""
+    pipe = fifo_folder / "a_pipe.jpg"
+    r = run_cli("detect", str(fifo_folder), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{fifo_folder / 'b_ivan.jpg'}: 1 face (best 1.000)\n"
+    assert r.stderr == f"livefaces: WARNING: skipping {pipe}: is a FIFO (named pipe), not a regular file\n"
+    r = run_cli("detect", str(pipe), str(fifo_folder / "b_ivan.jpg"), timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == f"livefaces: error: {pipe}: is a FIFO (named pipe), not a regular file\n"
+    assert r.stdout.count("1 face") == 1
+
+
+def test_extract_watch_and_people_add_never_block_on_a_fifo(fifo_folder, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("extract", str(fifo_folder), "--out", str(out), "--progress", "off", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("WARNING: skipping") == 2 and "1 of 1 inputs extracted" in r.stderr
+    for named in ("c_pipe.mp4", "a_pipe.jpg"):  # named directly: that input fails, one line
+        r = run_cli("extract", str(fifo_folder / named), "--out", str(tmp_path / named),
+                    "--progress", "off", timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert (f"livefaces: error: {fifo_folder / named}: is a FIFO (named pipe), not a regular "
+                f"file\n") in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("watch", str(fifo_folder), "--events", "-", "--detect-every", "1", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "skipping" in r.stderr and '"face.appeared"' in r.stdout
+    r = run_cli("people", "add", "ivan", str(fifo_folder / "b_ivan.jpg"),
+                str(fifo_folder / "a_pipe.jpg"), "--people", str(tmp_path / "people"), timeout=60)
+    assert r.returncode == 3
+    assert r.stderr == (f"livefaces: error: {fifo_folder / 'a_pipe.jpg'}: is a FIFO (named "
+                        f"pipe), not a regular file\n")
