@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import EndOfStream, NotVideoError, OutputError, SourceError, StalledError
 from .redact import redact_text, redact_url
+from .specs import file_problem
 
 #: FFmpeg demuxer options that cut buffering for live sources
 LOW_LATENCY = {"flags": "low_delay", "max_delay": "500000",
@@ -115,10 +116,13 @@ class AVInput:
         options: extra FFmpeg demuxer options (merged over the defaults).
         open_timeout: seconds allowed for connecting and probing.
         read_timeout: seconds a read may block (the stall watchdog); ``None`` for files.
+        max_pixels: refuse (:class:`SourceError`, before decoding a frame) a video whose
+            frames are larger than this, width x height; ``None``: no limit.
     """
 
     def __init__(self, url: str, *, live: bool, options: dict[str, str] | None = None,
-                 open_timeout: float = 10.0, read_timeout: float | None = None) -> None:
+                 open_timeout: float = 10.0, read_timeout: float | None = None,
+                 max_pixels: int | None = None) -> None:
         self.url = url
         self.live = live
         rtsp = url.lower().startswith(("rtsp://", "rtsps://"))
@@ -144,6 +148,11 @@ class AVInput:
         self.fps: float | None = float(rate) if rate else None
         self.width = self.stream.codec_context.width
         self.height = self.stream.codec_context.height
+        if max_pixels is not None and self.width * self.height > max_pixels:
+            self._container.close()
+            raise SourceError(f"{redact_url(url)}: frames of {self.width}x{self.height} pixels "
+                              f"are over the limit of {max_pixels:,} pixels (not decoded); "
+                              f"raise it with --max-pixels if the video is real")
 
     def frames(self, stall_timeout: float | None = None,
                stride: int = 1) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -332,6 +341,8 @@ def count_frames(path: str | os.PathLike[str]) -> int | None:
     without decoding; ``None`` if unknown or unreadable (decoding reports real errors)."""
     import math
 
+    if file_problem(path) is not None:  # a FIFO would block here; the reader says why
+        return None
     try:
         with av.open(os.fspath(path)) as container:
             stream = container.streams.video[0]
@@ -366,6 +377,8 @@ def scan_pts(path: str | os.PathLike[str]) -> tuple[list[int], Fraction] | None:
     ``k`` of the decoded order has ``pts[k]``), in units of the returned time base; read from
     the packets (demuxing only, no decoding). ``None`` when a packet has no timestamp or the
     file cannot be read: such a video cannot be split into time ranges."""
+    if file_problem(path) is not None:  # a FIFO would block here; the reader says why
+        return None
     try:
         with av.open(os.fspath(path)) as container:
             stream = container.streams.video[0]
@@ -385,22 +398,27 @@ def scan_pts(path: str | os.PathLike[str]) -> tuple[list[int], Fraction] | None:
 
 
 def decode_range(path: str | os.PathLike[str], pts: list[int], first: int, stride: int = 1,
-                 stop: threading.Event | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+                 stop: threading.Event | None = None, max_pixels: int | None = None
+                 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(frame_index, pts_seconds, rgb)`` of the frames whose timestamps are ``pts`` (sorted,
     in the stream's time base, as :func:`scan_pts` gives them), frame ``first + i`` having
     ``pts[i]``; only those whose index is a multiple of ``stride`` are converted and yielded.
 
     Seeks to the keyframe at or before ``pts[0]`` and decodes from there, so a long video can
     be cut into ranges that run on different machines and give the same frames as one pass
-    from the start (tested pixel-exact on H.264 and MPEG-4 clips). ``stop`` ends early. Raises
-    :class:`SourceError` as :class:`AVInput` does.
+    from the start (tested pixel-exact on H.264 and MPEG-4 clips). ``stop`` ends early;
+    ``max_pixels`` as for :class:`AVInput`. Raises :class:`SourceError` as :class:`AVInput`
+    does, and for what is not a regular file (a FIFO would block).
     """
     if not pts:
         return
     where = {p: first + i for i, p in enumerate(pts)}
     lo, hi = pts[0], pts[-1]
     url = os.fspath(path)
-    video = AVInput(url, live=False)
+    problem = file_problem(url)
+    if problem is not None and problem != "no such file":
+        raise SourceError(f"{url}: {problem}")
+    video = AVInput(url, live=False, max_pixels=max_pixels)
     try:
         container, stream = video._container, video.stream
         tb = Fraction(stream.time_base or 1)

@@ -7,7 +7,9 @@ check, so that checking a configuration and starting it cannot disagree. Standar
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,3 +63,30 @@ def source_problem(spec: str, *, must_exist: bool = True) -> str | None:
     if must_exist and not Path(path).exists():
         return "no such file or folder; check the path (or give a URL or a webcam number)"
     return None
+
+
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file (missing, a folder, a FIFO, a device, a
+    socket), or ``None`` for a regular file (symlinks followed). Nothing is opened: opening a
+    FIFO blocks until a writer comes, and reading a device may never end, so files named as
+    inputs of ``detect``, ``extract`` and ``people add``, and files found in folders, must be
+    regular files."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        what = "a FIFO (named pipe)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        what = "a device"
+    elif stat.S_ISSOCK(mode):
+        what = "a socket"
+    else:
+        what = "a special file"
+    return f"is {what}, not a regular file"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..detect.options import DEVICES, ENGINES, DetectorOptions
 from ..errors import InputError
-from ..imageio import IMAGE_SUFFIXES, walk_files
+from ..imageio import IMAGE_SUFFIXES, MAX_PIXELS, walk_files
 
 if TYPE_CHECKING:
     from ..detect.engine import Engine
@@ -259,6 +259,35 @@ def add_detector_arguments(p: argparse.ArgumentParser, *, min_face_help: str | N
                         f"{' '.join(_fmt(t) for t in d.thresholds)})")
     g.add_argument("--threads", type=COUNT, default=d.threads, metavar="N",
                    help="CPU threads of the detector (default: all cores)")
+
+
+_PIXEL_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def pixel_count(value: str) -> int:
+    """argparse type of ``--max-pixels``: a whole number of pixels, ``100M``, ``2.5G``,
+    ``1e8``; at least 1 (a bad value is a usage error, exit 2)."""
+    text = value.strip().lower()
+    unit = text[-1:] if text[-1:] in ("k", "m", "g") else ""
+    try:
+        n = float(text[: len(text) - len(unit)]) * _PIXEL_UNITS[unit]
+    except ValueError:
+        n = float("nan")
+    if not n >= 1 or n == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"invalid pixel count {value!r} (a number of pixels, "
+                                         f"at least 1, e.g. 50000000, 100M or 1G)")
+    return int(n)
+
+
+def add_max_pixels_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                            what: str = "images") -> None:
+    """``--max-pixels N``: the decompression-bomb limit of :func:`livefaces.imageio.read_image`
+    (and of video frames); read it back as ``args.max_pixels``."""
+    p.add_argument("--max-pixels", type=pixel_count, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse {what} larger than N pixels (width x height), checked in the "
+                        f"file's header before anything is decoded, so a small file claiming a "
+                        f"huge image cannot exhaust memory (default: {MAX_PIXELS // 10**6}M; "
+                        f"suffixes K, M, G)")
 
 
 def detector_options(args: argparse.Namespace) -> DetectorOptions:

@@ -28,6 +28,7 @@ from ._common import (
     SECONDS,
     Number,
     add_detector_arguments,
+    add_max_pixels_argument,
     error,
     say,
     say_if_possible,
@@ -72,6 +73,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: give up with an error; after a first frame, live sources "
                         "always reconnect; a source that answers with something that is not "
                         "video, such as a login page, fails even so)")
+    add_max_pixels_argument(g, "images of a folder (skipped) and video files")
     g = p.add_argument_group("detection schedule (default: adaptive)")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--detect-every", type=COUNT, metavar="N",
@@ -167,7 +169,8 @@ def build(args: argparse.Namespace, sinks: list[Any] | Callable[[bool], list[Any
     from ..sources import open_source
 
     spec = args.source if args.source is not None else demo_clip()
-    source = open_source(spec, transport=args.transport, loop=args.loop, realtime=args.realtime)
+    source = open_source(spec, transport=args.transport, loop=args.loop, realtime=args.realtime,
+                         max_pixels=args.max_pixels)
     sinks = list(sinks(source.live) if callable(sinks) else sinks)
     try:
         policy = make_policy(args)

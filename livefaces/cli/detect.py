@@ -16,6 +16,7 @@ from ._common import (
     EXIT_PARTIAL,
     ProgressLine,
     add_detector_arguments,
+    add_max_pixels_argument,
     error,
     expand_paths,
     fmt_duration,
@@ -55,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
     p.add_argument("--annotate", type=Path, metavar="DIR",
                    help="write copies with boxes, landmarks and scores drawn into DIR")
+    add_max_pixels_argument(p)
     add_people_argument(p, default_env=False)
     add_detector_arguments(p)
 
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if done:
             progress.show(_progress_text(done, len(items), start))
         try:
-            image = read_image(path)
+            image = read_image(path, args.max_pixels)
         except ImageReadError as e:
             error(str(e))
             failed += 1

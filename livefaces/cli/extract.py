@@ -17,6 +17,7 @@ from ._common import (
     Number,
     ProgressLine,
     add_detector_arguments,
+    add_max_pixels_argument,
     detector_options,
     error,
     fmt_duration,
@@ -68,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "crops stay in original pixels")
     g.add_argument("--batch-size", type=COUNT, default=32, metavar="N",
                    help="frames per detector call (default: 32)")
+    add_max_pixels_argument(g, "images and videos (the input fails)")
     c = p.add_argument_group("crops")
     c.add_argument("--crop-size", type=Number(int, 8, unit="(pixels)"), default=None, metavar="PX",
                    help="crop side in pixels (default: 160, or 112 with --align)")
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     options = ExtractOptions(
         stride=args.stride, resize=args.resize, detector=detector_options(args),
         batch_size=args.batch_size, margin=args.margin, crop_size=args.crop_size,
-        align=args.align, image_format=args.format)
+        align=args.align, image_format=args.format, max_pixels=args.max_pixels)
     cluster = None
     if args.ray is not None:
         cluster = ClusterOptions(address=args.ray, workers=args.workers,

@@ -12,7 +12,14 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import read_image
 from ..types import Faces
-from ._common import EXIT_OK, add_detector_arguments, make_detector, printable, say
+from ._common import (
+    EXIT_OK,
+    add_detector_arguments,
+    add_max_pixels_argument,
+    make_detector,
+    printable,
+    say,
+)
 
 if TYPE_CHECKING:
     from ..identify import Gallery, Recognizer
@@ -94,6 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("name", metavar="NAME",
                      help="letters, digits, '_', '-', '.' (no spaces), at most 64 characters")
     add.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, one face each")
+    add_max_pixels_argument(add, "photos")
     add_detector_arguments(add)
     lst = sub.add_parser("list", help="list the known people and their photos")
     rm = sub.add_parser("remove", help="delete a person (their embeddings and thumbnails)")
@@ -129,7 +137,7 @@ def _add(args: argparse.Namespace, root: Path) -> int:
     detector = make_detector(args)
     new = []
     for photo in args.photos:
-        image = read_image(photo)
+        image = read_image(photo, args.max_pixels)
         faces = main_face(detector.detect(image))
         if len(faces) != 1:
             what = "no face found" if not len(faces) else f"{len(faces)} faces found"

@@ -48,9 +48,9 @@ PROGRESS_EVERY_S = 0.25
 
 
 # -- worker side ---------------------------------------------------------------------------------
-def _decode(row: dict, stride: int) -> Iterator[dict]:
+def _decode(row: dict, stride: int, max_pixels: int | None) -> Iterator[dict]:
     """flat_map: a part row -> its frame rows (see :func:`~.parts.part_frames`)."""
-    for out in part_frames(row["spec"], stride):
+    for out in part_frames(row["spec"], stride, max_pixels):
         yield {**out, "part": row["part"]}
 
 
@@ -199,7 +199,8 @@ def run_on_cluster(out: Path, todo: list[Input], done_segments: dict[str, dict],
         ctx.enable_progress_bars = False
         ds: Any = ray.data.from_items([{"part": k, "spec": p.spec(todo)} for k, p in enumerate(parts)],
                                  override_num_blocks=len(parts))
-        ds = ds.flat_map(_decode, fn_kwargs={"stride": options.stride}, num_cpus=0.5)
+        ds = ds.flat_map(_decode, fn_kwargs={"stride": options.stride,
+                                                "max_pixels": options.max_pixels}, num_cpus=0.5)
         ds = ds.map_batches(_Detect, fn_constructor_kwargs={"options": worker_options},
                             batch_size=options.batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=workers), **resources)

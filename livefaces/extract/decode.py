@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..avio import AVInput
-from ..errors import EndOfStream
-from ..imageio import IMAGE_SUFFIXES, walk_files
+from ..errors import EndOfStream, SourceError
+from ..imageio import IMAGE_SUFFIXES, MAX_PIXELS, walk_files
+from ..specs import file_problem
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
                             ".flv", ".wmv", ".3gp", ".ogv"})
@@ -79,14 +80,19 @@ def plan_inputs(items: list[str]) -> list[Input]:
     return out
 
 
-def iter_video(path: Path, stride: int = 1,
-               stop: threading.Event | None = None) -> Iterator[tuple[int, float | None, np.ndarray]]:
+def iter_video(path: Path, stride: int = 1, stop: threading.Event | None = None,
+               max_pixels: int | None = MAX_PIXELS
+               ) -> Iterator[tuple[int, float | None, np.ndarray]]:
     """``(frame_index, pts_seconds, rgb)`` for every ``stride``-th frame (index 0, s, 2s, ...).
 
     ``frame_index`` counts decoded frames from 0. Raises :class:`SourceError` (one line, says
-    what to do) if the file cannot be opened, has no video stream, or fails mid-stream.
+    what to do) if the file cannot be opened, is not a regular file (a FIFO would block
+    forever), has no video stream, has frames over ``max_pixels``, or fails mid-stream.
     """
-    video = AVInput(str(path), live=False)
+    problem = file_problem(path)
+    if problem is not None and problem != "no such file":  # FFmpeg's own message says it
+        raise SourceError(f"{path}: {problem}")
+    video = AVInput(str(path), live=False, max_pixels=max_pixels)
     try:
         for k, (rgb, pts) in enumerate(video.frames(stride=stride)):
             if stop is not None and stop.is_set():

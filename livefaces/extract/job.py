@@ -44,8 +44,9 @@ from ..avio import count_frames
 from ..detect import rescale
 from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, OutputError, SourceError
-from ..imageio import make_folder, read_image, write_image
+from ..imageio import MAX_PIXELS, make_folder, read_image, write_image
 from ..ringbuffer import Closed, RingBuffer
+from ..specs import file_problem
 from ..types import Faces, face_json
 from .decode import Input, iter_video, plan_inputs
 
@@ -79,6 +80,9 @@ class ExtractOptions:
         crop_size: output crop side in pixels (``None``: 112 aligned, 160 otherwise).
         align: crops aligned by the 5 landmarks to the ArcFace 112×112 template, scaled.
         image_format: crop file type, ``"jpg"`` or ``"png"``.
+        max_pixels: images (and video frames) larger than this, width x height, are not
+            decoded: the input fails (``None``: no limit). Read from the header, so a small
+            file claiming a huge image (a decompression bomb) costs nothing.
     """
 
     stride: int = 1
@@ -89,6 +93,7 @@ class ExtractOptions:
     crop_size: int | None = None
     align: bool = False
     image_format: str = "jpg"
+    max_pixels: int | None = MAX_PIXELS
 
     def check(self) -> None:
         if self.stride < 1:
@@ -101,6 +106,8 @@ class ExtractOptions:
             raise InputError(f"crop size must be at least 8 pixels, got {self.size}")
         if not 0 <= self.margin < self.size:
             raise InputError(f"margin must be in [0, crop size), got {self.margin}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise InputError(f"max pixels must be 1 or more, got {self.max_pixels}")
         if self.image_format not in ("jpg", "png"):
             raise InputError(f"image format must be jpg or png, got {self.image_format!r}")
 
@@ -369,12 +376,13 @@ def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: RingBuf
             count, error = 0, None
             try:
                 if inp.kind == "image":
-                    rgb = read_image(inp.path)
+                    rgb = read_image(inp.path, options.max_pixels)
                     if not frames.put(_Frame(inp, 0, None, rgb, small(rgb)), stop=stop):
                         return
                     count = 1
                 else:
-                    for index, pts, rgb in iter_video(inp.path, options.stride, stop):
+                    for index, pts, rgb in iter_video(inp.path, options.stride, stop,
+                                                      options.max_pixels):
                         if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):
                             return
                         count += 1
@@ -593,10 +601,11 @@ def extract(
     if cluster is not None:
         # Missing files fail here, as the workers would say, before Ray is imported and
         # started for nothing (~9 s when every input was missing).
-        present = [inp.path.exists() for inp in todo]
-        report.failed += [(inp.source, f"{inp.source}: no such file; check the path")
-                          for inp, ok in zip(todo, present) if not ok]
-        todo = [inp for inp, ok in zip(todo, present) if ok]
+        problems = [file_problem(inp.path) for inp in todo]  # a FIFO would block a worker
+        report.failed += [(inp.source, f"{inp.source}: {why}" + ("; check the path"
+                                                                if why == "no such file" else ""))
+                          for inp, why in zip(todo, problems) if why is not None]
+        todo = [inp for inp, why in zip(todo, problems) if why is None]
         if not todo:
             return report
         try:

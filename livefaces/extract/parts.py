@@ -32,7 +32,7 @@ import numpy as np
 
 from ..avio import count_frames, decode_range, scan_pts
 from ..errors import ImageReadError, InputError, SourceError
-from ..imageio import read_image
+from ..imageio import MAX_PIXELS, read_image
 from .decode import Input, iter_video
 from .job import DONE_FILE, INDEX_FILE, PARTS_FILE, ExtractReport, Progress, append_lines, done_line
 
@@ -164,7 +164,7 @@ def segments_of(parts: list[Part], done_segments: dict[str, dict],
 
 
 # -- worker side: a part's frames -----------------------------------------------------------
-def part_frames(spec: str, stride: int) -> Iterator[dict]:
+def part_frames(spec: str, stride: int, max_pixels: int | None = MAX_PIXELS) -> Iterator[dict]:
     """The rows a decode task makes of a part (from :meth:`Part.spec`): one per frame to
     detect on (``image``: RGB bytes, ``h``, ``w``), one with ``frame`` -1 and ``error`` for an
     input that cannot be read. The last row of the part has ``rows`` = the part's row count
@@ -176,11 +176,12 @@ def part_frames(spec: str, stride: int) -> Iterator[dict]:
             base = {"input": i, "source": source, "name": name, "vkind": kind, "error": ""}
             try:
                 if kind == "image":
-                    frames: Iterator = iter([(0, None, read_image(path))])
+                    frames: Iterator = iter([(0, None, read_image(path, max_pixels))])
                 elif p["kind"] == "segment":
-                    frames = decode_range(path, p["pts"], p["first"], stride)
+                    frames = decode_range(path, p["pts"], p["first"], stride,
+                                          max_pixels=max_pixels)
                 else:
-                    frames = iter_video(Path(path), stride)
+                    frames = iter_video(Path(path), stride, max_pixels=max_pixels)
                 for index, pts, rgb in frames:
                     rgb = np.ascontiguousarray(rgb)
                     yield {**base, "frame": index, "pts": math.nan if pts is None else pts,

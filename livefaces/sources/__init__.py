@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import SourceError
+from ..imageio import MAX_PIXELS
 from ..redact import redact_text, redact_url
 from ..specs import NETWORK_SCHEMES, source_problem
 from ..types import FrameSource
@@ -32,7 +33,8 @@ __all__ = ["FrameSource", "open_source", "source_problem", "redact_url", "redact
 
 
 def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", loop: bool = False,
-                realtime: bool = False, options: dict[str, str] | None = None) -> FrameSource:
+                realtime: bool = False, options: dict[str, str] | None = None,
+                max_pixels: int | None = MAX_PIXELS) -> FrameSource:
     """A :class:`FrameSource` for ``spec`` (not opened yet; capture opens it).
 
     Args:
@@ -43,6 +45,9 @@ def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", l
         realtime: files and folders are paced at their frame rate like a camera (and then
             treated as live: frames are dropped when the consumer is slow).
         options: extra FFmpeg demuxer options for files and URLs.
+        max_pixels: images of a folder, and the frames of a file, larger than this (width x
+            height, read from the header before decoding) are refused (folders: skipped);
+            ``None``: no limit. Default :data:`livefaces.imageio.MAX_PIXELS` (100 million).
 
     Raises :class:`SourceError` (one line, what to do) for specs that can never work: an
     unknown URL scheme, a missing file.
@@ -77,9 +82,9 @@ def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", l
     if p.is_dir():
         from .images import ImageFolderSource
 
-        return ImageFolderSource(p, loop=loop, realtime=realtime)
+        return ImageFolderSource(p, loop=loop, realtime=realtime, max_pixels=max_pixels)
     from .stream import FileSource
 
-    return FileSource(p, loop=loop, realtime=realtime, options=options)
+    return FileSource(p, loop=loop, realtime=realtime, options=options, max_pixels=max_pixels)
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import EndOfStream, ImageReadError, SourceError
-from ..imageio import IMAGE_SUFFIXES, read_image
+from ..imageio import IMAGE_SUFFIXES, MAX_PIXELS, read_image, walk_files
 from ..types import Frame
 
 log = logging.getLogger(__name__)
@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 class ImageFolderSource:
     """Every image under ``folder`` (sorted, recursive) as one frame each.
 
-    ``pts`` is ``index / fps``; unreadable images are skipped (and logged). ``loop`` starts
-    over at the end; ``realtime`` paces frames at ``fps``.
+    ``pts`` is ``index / fps``; unreadable images, images over ``max_pixels`` (checked in
+    the header, before decoding) and special files (a FIFO would block forever) are skipped
+    (and logged). ``loop`` starts over at the end; ``realtime`` paces frames at ``fps``.
 
     ``stills`` tells the pipeline the frames are independent photos, not a video: each one
     goes through the detector and its faces get fresh track ids (nothing is carried from one
@@ -28,8 +29,9 @@ class ImageFolderSource:
     stills = True
 
     def __init__(self, folder: str | os.PathLike[str], *, fps: float = 25.0, loop: bool = False,
-                 realtime: bool = False) -> None:
+                 realtime: bool = False, max_pixels: int | None = MAX_PIXELS) -> None:
         self.folder = Path(folder)
+        self.max_pixels = max_pixels
         self.name = str(folder)
         self.fps = fps
         self.loop = loop
@@ -41,11 +43,7 @@ class ImageFolderSource:
         self._t0: float | None = None
 
     def open(self, open_timeout: float = 10.0, stall_timeout: float = 10.0) -> None:
-        paths = []
-        for dirpath, dirnames, filenames in os.walk(self.folder):
-            dirnames.sort()
-            paths += [Path(dirpath) / f for f in sorted(filenames)
-                      if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        paths = list(walk_files(self.folder, IMAGE_SUFFIXES))
         if not paths:
             raise SourceError(f"{self.name}: no images in this folder (looked for "
                               f"{', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -53,17 +51,22 @@ class ImageFolderSource:
         self._pos = 0
 
     def read(self) -> Frame:
+        bad = 0  # images skipped in a row: a whole pass of them, and looping would spin
         while True:
             if self._pos >= len(self._paths):
                 if not self.loop or not self._paths:
                     raise EndOfStream(self.name)
                 self._pos = 0
+            if bad >= len(self._paths):
+                raise SourceError(f"{self.name}: none of its {len(self._paths)} images can "
+                                  f"be read")
             path = self._paths[self._pos]
             self._pos += 1
             try:
-                image = read_image(path)
+                image = read_image(path, self.max_pixels)
                 break
             except ImageReadError as e:
+                bad += 1
                 log.warning("skipping %s", e)
         pts = self._index / self.fps
         if self.realtime:

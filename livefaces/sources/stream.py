@@ -29,10 +29,16 @@ class _PyAVSource:
         return frame
 
     def close(self) -> None:
-        if self._input is not None:
-            self._input.close()
-        self._input = None
-        self._frames = None
+        """Close the frame generator (its frame holds the last packet and decoded frame) and
+        the input (container and decoder, with the decoder's threads), and drop both."""
+        frames, self._frames = self._frames, None
+        inp, self._input = self._input, None
+        if frames is not None:
+            close_generator = getattr(frames, "close", None)
+            if close_generator is not None:
+                close_generator()
+        if inp is not None:
+            inp.close()
 
 
 class StreamSource(_PyAVSource):
@@ -83,8 +89,9 @@ class FileSource(_PyAVSource):
     their presentation times (and then the source counts as live)."""
 
     def __init__(self, path: str | os.PathLike[str], *, loop: bool = False, realtime: bool = False,
-                 options: dict[str, str] | None = None) -> None:
+                 options: dict[str, str] | None = None, max_pixels: int | None = None) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels
         self.name = str(path)
         self.loop = loop
         self.realtime = realtime
@@ -102,7 +109,8 @@ class FileSource(_PyAVSource):
         self.close()
         if self.path.is_dir():
             raise SourceError(f"{self.name}: is a folder; give a video file")
-        self._input = AVInput(str(self.path), live=False, options=self._options)
+        self._input = AVInput(str(self.path), live=False, options=self._options,
+                              max_pixels=self.max_pixels)
         self.fps = self._input.fps
         self._frames = self._input.frames()
 
@@ -111,13 +119,21 @@ class FileSource(_PyAVSource):
             raise SourceError(f"{self.name}: not open")
         try:
             rgb, pts = next(self._frames)
+            ended = False
         except (EndOfStream, StopIteration):
+            ended = True
+        if ended:
             if not self.loop or self._index == 0:
-                raise EndOfStream(self.name) from None
+                raise EndOfStream(self.name)
+            # Start over, outside the except clause: a decoder opened while handling the old
+            # EndOfStream chained every later EndOfStream to it (__context__), and each one's
+            # traceback kept its generator, hence its container and decoder threads, alive:
+            # 3 threads and a frame's memory leaked per loop (issue 20).
             step = 1.0 / (self.fps or 25.0)
             self._pts_offset = self._last_pts + step
-            self._input.close()
-            self._input = AVInput(str(self.path), live=False, options=self._options)
+            self.close()
+            self._input = AVInput(str(self.path), live=False, options=self._options,
+                              max_pixels=self.max_pixels)
             self._frames = self._input.frames()
             rgb, pts = next(self._frames)
         if pts is None:

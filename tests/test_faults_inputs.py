@@ -1,0 +1,260 @@
+"""Inputs that hang, leak or blow up memory (issue 20): looping files, decompression bombs,
+FIFOs, rotated phone videos, user mistakes in the inputs of ``detect``/``watch``/``extract``."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+IVAN = "media/ipazc__mtcnn/tests/images/ivan.jpg"
+GRACE = "media/pypi__matplotlib/matplotlib/mpl-data/sample_data/grace_hopper.jpg"
+
+HAMILTON = "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
+
+
+def _ffmpeg(*args: str) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True,
+                   timeout=120)
+
+
+def _tasks() -> int:
+    """Threads of this process as the kernel counts them (FFmpeg's decoder threads too)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+# --- 1. a looping file source must not leak a decoder per loop --------------------------------
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_a_looping_file_keeps_threads_and_memory_flat(shared, tmp_path):
+    """``watch FILE --loop`` and serve's file cameras loop through FileSource in a capture
+    thread; each loop used to keep the old decoder alive (its frame threads, its last frames):
+    +3 threads and a few MB per loop, 198 -> 251 threads in 30 s in serve."""
+    from livefaces.capture import CaptureOptions, CaptureWorker
+    from livefaces.ringbuffer import RingBuffer
+    from livefaces.sources import open_source
+
+    clip = tmp_path / "short.mp4"  # 6 frames of the real clip: a loop every 6 frames
+    _ffmpeg("-i", str(shared / HAMILTON), "-frames:v", "6", "-an", "-c:v", "libx264",
+            "-pix_fmt", "yuv420p", str(clip))
+    source = open_source(clip, loop=True)
+    ring: RingBuffer = RingBuffer(4, policy="wait")
+    stop = threading.Event()
+    worker = CaptureWorker(source, ring, stop, CaptureOptions())
+    worker.start()
+    seen = {}
+    try:
+        n = 0
+        while n < 6 * 150:  # 150 loops
+            frame = ring.get(timeout=30)
+            assert frame is not None, worker.error
+            n += 1
+            if n == 6 * 20:  # after 20 loops: the decoder threads have all started
+                seen["threads"], seen["py"], seen["rss"] = _tasks(), threading.active_count(), _rss_mb()
+        assert frame.index == n - 1  # one source, never reopened by capture: loops only
+        threads, py, rss = _tasks(), threading.active_count(), _rss_mb()
+    finally:
+        stop.set()
+        assert worker.join(10)
+    assert py == seen["py"]
+    assert threads <= seen["threads"] + 2, (seen, threads)  # was +390 (3 per loop)
+    assert rss < seen["rss"] + 40, (seen, rss)  # was +~400 MB
+
+
+# --- 2. decompression bombs: refused from the header, before decoding --------------------------
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(path: Path, w: int, h: int) -> Path:
+    """A valid grey PNG of ``w`` x ``h`` zeros: 30000x30000 is 0.9 GB of pixels in < 1 MB."""
+    z = zlib.compressobj(9)
+    rows = bytes(w + 1) * 100  # 100 rows, each a filter byte and w zeros
+    data = b"".join(z.compress(rows) for _ in range(h // 100)) + z.compress(bytes(w + 1) * (h % 100))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+                     + _png_chunk(b"IDAT", data + z.flush()) + _png_chunk(b"IEND", b""))
+    return path
+
+
+def jpeg_claiming(path: Path, w: int, h: int) -> Path:
+    """A small real JPEG whose frame header (SOF0) is patched to claim ``w`` x ``h``."""
+    ok, buf = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", h, w)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def run_peak(*args: str, timeout: float = 180) -> tuple[int, str, str, float]:
+    """``python -m livefaces ARGS``: ``(exit code, stdout, stderr, peak RSS in MB)`` of that
+    one process (``wait4``'s rusage). Its address space is capped at 8 GB, so that a bomb that
+    does get decoded fails in it instead of calling the OOM killer onto the machine."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "livefaces", *args], stdout=fo,
+                                stderr=fe, env=env, preexec_fn=cap)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                raise AssertionError(f"livefaces {' '.join(args)}: still running after {timeout} s")
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        return proc.returncode, fo.read(), fe.read(), usage.ru_maxrss / 1024
+
+
+@pytest.fixture
+def bombs(tmp_path) -> list[Path]:
+    d = tmp_path / "bombs"
+    d.mkdir()
+    return [png_bomb(d / "png30k.png", 30000, 30000),      # 875 KB, 900 MP
+            jpeg_claiming(d / "jpeg20k.jpg", 20000, 20000),  # 400 MP claimed
+            jpeg_claiming(d / "jpeg65k.jpg", 65500, 65500)]  # OpenCV itself throws on it
+
+
+def _assert_refused(err: str, paths: list[Path]) -> None:
+    assert "Traceback" not in err, err
+    for p in paths:
+        lines = [ln for ln in err.splitlines() if str(p) in ln]
+        assert len(lines) == 1, (p, err)
+        assert "over the limit of 100,000,000 pixels" in lines[0] and "--max-pixels" in lines[0]
+
+
+def test_detect_refuses_decompression_bombs_from_the_header(shared, bombs):
+    """875 KB that decode to 0.9 GB of pixels (and 15-23 GB in detect) are refused from the
+    header: one line each, the other inputs go on, exit 1, and the process stays small."""
+    ivan = shared / IVAN
+    assert bombs[0].stat().st_size < 1_000_000
+    rc, out, err, peak = run_peak("detect", str(ivan), *map(str, bombs), str(ivan))
+    assert rc == 1, err
+    _assert_refused(err, bombs)
+    assert out.splitlines() == [f"{ivan}: 1 face (best 1.000)"] * 2
+    assert peak < 700, peak  # a normal run: ~150 MB; one 30000^2 RGB copy alone is 2.7 GB
+
+
+def test_max_pixels_sets_the_limit(shared, bombs):
+    """--max-pixels lowers the limit (a real 561x561 photo is refused) or raises it, and a
+    header OpenCV refuses itself (65500^2) is one line, not a cv2.error traceback."""
+    ivan = shared / IVAN
+    rc, out, err, _ = run_peak("detect", str(ivan), "--max-pixels", "300K")
+    assert rc == 1 and out == ""
+    assert err.strip() == (f"livefaces: error: {ivan}: 561x561 pixels is over the limit of "
+                           f"300,000 pixels (not decoded); raise it with --max-pixels if the "
+                           f"image is real")
+    rc, out, err, peak = run_peak("detect", str(bombs[2]), str(ivan), "--max-pixels", "5G")
+    assert rc == 1 and out.splitlines() == [f"{ivan}: 1 face (best 1.000)"], err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith(f"livefaces: error: {bombs[2]}: not an image OpenCV can decode"), err
+    assert peak < 700, peak
+    rc, _, err, _ = run_peak("detect", str(ivan), "--max-pixels", "lots")
+    assert rc == 2 and "--max-pixels: invalid pixel count 'lots'" in err
+
+
+def test_extract_watch_and_people_add_refuse_bombs(shared, bombs, tmp_path):
+    """The same limit in every command that reads images: extract of a folder (each bomb a
+    failed input, the photo extracted), watch of an image folder (bombs skipped), people add
+    (all or nothing: refused, nothing written)."""
+    folder = tmp_path / "bombs"
+    shutil.copy(shared / IVAN, folder / "ivan.jpg")
+    rc, _, err, peak = run_peak("extract", str(folder), "--out", str(tmp_path / "out"),
+                                "--progress", "off")
+    assert rc == 1, err
+    _assert_refused(err, bombs)
+    assert "1 of 4 inputs extracted" in err and peak < 700, (err, peak)
+    assert (tmp_path / "out" / "index.jsonl").read_text().count("\n") == 1
+
+    rc, out, err, peak = run_peak("watch", str(folder), "--events", "-", "--detect-every", "1")
+    assert rc == 0, err
+    _assert_refused(err, bombs)
+    assert peak < 700 and '"face.appeared"' in out, (out, peak)
+
+    people = tmp_path / "people"
+    rc, out, err, peak = run_peak("people", "add", "ivan", str(shared / IVAN), str(bombs[1]),
+                                  "--people", str(people))
+    assert rc == 3 and out == "", err
+    _assert_refused(err, [bombs[1]])
+    assert err.count("\n") == 1 and peak < 900
+    assert not (people / "ivan").exists()
+
+
+# --- 3. FIFOs (and other special files) never block a reader -----------------------------------
+
+@pytest.fixture
+def fifo_folder(shared, tmp_path) -> Path:
+    """A folder with a real photo, and FIFOs named like an image and like a video."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared / IVAN, folder / "b_ivan.jpg")
+    os.mkfifo(folder / "a_pipe.jpg")
+    os.mkfifo(folder / "c_pipe.mp4")
+    return folder
+
+
+def test_detect_skips_fifos_in_folders_and_refuses_them_named(fifo_folder):
+    """A FIFO opened for reading blocks until a writer comes: detect hung forever on one,
+    named or found in a folder."""
+    pipe = fifo_folder / "a_pipe.jpg"
+    r = run_cli("detect", str(fifo_folder), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{fifo_folder / 'b_ivan.jpg'}: 1 face (best 1.000)\n"
+    assert r.stderr == f"livefaces: WARNING: skipping {pipe}: is a FIFO (named pipe), not a regular file\n"
+    r = run_cli("detect", str(pipe), str(fifo_folder / "b_ivan.jpg"), timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == f"livefaces: error: {pipe}: is a FIFO (named pipe), not a regular file\n"
+    assert r.stdout.count("1 face") == 1
+
+
+def test_extract_watch_and_people_add_never_block_on_a_fifo(fifo_folder, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("extract", str(fifo_folder), "--out", str(out), "--progress", "off", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("WARNING: skipping") == 2 and "1 of 1 inputs extracted" in r.stderr
+    for named in ("c_pipe.mp4", "a_pipe.jpg"):  # named directly: that input fails, one line
+        r = run_cli("extract", str(fifo_folder / named), "--out", str(tmp_path / named),
+                    "--progress", "off", timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert (f"livefaces: error: {fifo_folder / named}: is a FIFO (named pipe), not a regular "
+                f"file\n") in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("watch", str(fifo_folder), "--events", "-", "--detect-every", "1", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "skipping" in r.stderr and '"face.appeared"' in r.stdout
+    r = run_cli("people", "add", "ivan", str(fifo_folder / "b_ivan.jpg"),
+                str(fifo_folder / "a_pipe.jpg"), "--people", str(tmp_path / "people"), timeout=60)
+    assert r.returncode == 3
+    assert r.stderr == (f"livefaces: error: {fifo_folder / 'a_pipe.jpg'}: is a FIFO (named "
+                        f"pipe), not a regular file\n")
