@@ -22,7 +22,7 @@ LIVE = {"--stall-timeout": ["nan", "0", "-1", "inf"], "--open-timeout": ["-1", "
         "--latency-budget": ["0", "inf"], "--idle-interval": ["0", "nan"],
         "--full-interval": ["-1", "inf"], "--motion-threshold": ["-1", "100", "nan"],
         "--update-interval": ["-1", "nan"], "--duration": ["-1", "0", "nan", "inf"],
-        "--max-frames": ["0", "-3", "abc"]}
+        "--max-frames": ["0", "-3", "abc"], "--event-min-score": ["-0.1", "1.5", "nan"]}
 DETECTOR = {"--min-face": ["nan", "0", "11", "abc"], "--factor": ["0", "1", "nan"],
             "--threads": ["0", "-1", "2.5"],
             "--thresholds": [("0.6", "0.7", "nan"), ("2", "0.7", "0.7"), ("0.6", "-0.1", "0.7")]}
@@ -316,3 +316,70 @@ def test_people_unknown_escapes_what_a_server_says(tmp_path):
     assert "\x07" not in n.stderr
     assert n.stderr.splitlines() == [f"livefaces: error: {url}: no such face\\n\\x1b[32mlivefaces: "
                                      "added ada\\x07 (HTTP 400)"]
+
+
+# --- 5. events: frame times throughout, boxes in the frame, a minimum score --------------
+
+
+def _t(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_face_event_times_are_the_frames_capture_times():
+    """Processing runs 0.5 s behind capture (a busy CPU, a queue of frames): first_seen and
+    duration come from the frames' capture times, as 'captured' does, so a face.lost never
+    reports a last frame from before its track began."""
+    import numpy as np
+
+    from livefaces.events import FaceEvents
+    from livefaces.track import Tracker
+    from livefaces.types import Faces, Frame
+
+    t = [0.0]
+    lag = 0.5  # each frame is handled this long after it was captured
+    ev = FaceEvents("cam", update_interval=1.0, clock=lambda: t[0] + lag, wall=lambda: 1000.0 + t[0] + lag)
+    tr = Tracker()
+    img = np.zeros((100, 200, 3), np.uint8)
+    out = []
+    for i in range(30):  # 3 s at 10 fps; the face reaches beyond the frame's bottom edge
+        t[0] = i / 10
+        faces = Faces(np.array([[10 + i, 60, 50 + i, 130]], np.float32), np.full(1, 0.99, np.float32),
+                      np.zeros((1, 5, 2), np.float32))
+        out += ev.update(Frame(img, "cam", i, t[0], t[0]), tr.update(faces, t[0]))
+    out += ev.clear("source_ended", [x.id for x in tr.clear()])
+    appeared, lost = out[0], out[-1]
+    assert appeared["type"] == "face.appeared" and lost["type"] == "face.lost"
+    assert appeared["first_seen"] == appeared["captured"] and appeared["duration"] == 0.0
+    for e in out:
+        assert _t(e["captured"]) >= _t(e["first_seen"]), e
+        assert abs(_t(e["captured"]) - _t(e["first_seen"]) - e["duration"]) < 1e-3, e
+        assert e["box"][3] == 100.0 and e["height"] == 100  # clipped to the frame
+    assert lost["frame_index"] == 29 and lost["duration"] == round(2.9 - _t(appeared["captured"]) + 1000, 3)
+
+
+def test_hamilton_clip_events_and_snapshots_skip_low_scores(shared, tmp_path):
+    """The hamilton clip: the detector boxes hands, hair and dark background at 0.70-0.82
+    (8 tracks) besides the 7 faces (0.988-1.0). With the default --event-min-score (0.9)
+    only tracks scored that high get events and snapshots; every box is inside the frame and
+    every time is a frame's."""
+    clip = shared / "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
+    ev, snaps = tmp_path / "ev.jsonl", tmp_path / "snaps"
+    r = run_cli("watch", str(clip), "--events", str(ev), "--snapshots", str(snaps),
+                "--update-interval", "0", "-q", timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in ev.read_text().splitlines()]
+    faces = [e for e in events if "track_id" in e]
+    best: dict[int, float] = {}
+    for e in faces:
+        best[e["track_id"]] = max(best.get(e["track_id"], 0.0), e["confidence"])
+        assert 0 <= e["box"][0] <= e["box"][2] <= e["width"], e["box"]
+        assert 0 <= e["box"][1] <= e["box"][3] <= e["height"], e["box"]
+        assert _t(e["captured"]) >= _t(e["first_seen"]) - 1e-6, e
+    appeared = [e for e in faces if e["type"] == "face.appeared"]
+    assert appeared and all(e["confidence"] >= 0.9 for e in appeared)
+    assert sum(v >= 0.98 for v in best.values()) >= 7  # the faces are all there
+    assert len([e for e in faces if e["type"] == "face.lost"]) == len(appeared)
+    snapped = {int(p.name.split("_track")[1][:6]) for p in snaps.glob("*.jpg")}
+    assert snapped and snapped <= set(best)  # no snapshot of a track without events
