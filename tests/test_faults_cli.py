@@ -383,3 +383,48 @@ def test_hamilton_clip_events_and_snapshots_skip_low_scores(shared, tmp_path):
     assert len([e for e in faces if e["type"] == "face.lost"]) == len(appeared)
     snapped = {int(p.name.split("_track")[1][:6]) for p in snaps.glob("*.jpg")}
     assert snapped and snapped <= set(best)  # no snapshot of a track without events
+
+
+# --- 6. the HUD: a rate over a time window, in a bar at the bottom ------------------------
+
+
+def test_rate_meter_counts_bursts_over_its_window():
+    """A detector batch delivers its results at one moment: 8 results every 8/30 s is 30 a
+    second, from the first batch on (the old meter divided by the burst's own span: 1e6)."""
+    from livefaces.meter import RateMeter
+
+    m = RateMeter(2.0)
+    seen = []
+    for k in range(20):
+        t = k * 8 / 30
+        for _ in range(8):
+            m.tick(t)
+        seen.append(m.rate(t + 0.001))
+    assert max(seen) <= 1.5 * 30, seen
+    assert all(25 <= r <= 36 for r in seen[10:]), seen  # a whole window watched: about 30
+    assert m.rate(t + 10) == 0.0  # nothing for longer than the window
+
+
+def test_hud_is_a_bar_at_the_bottom_that_leaves_faces_alone(astronaut):
+    import numpy as np
+
+    from livefaces.render import HUD_SHOW_THROUGH, HudInfo, draw_hud
+
+    out = draw_hud(astronaut, HudInfo(25.0, 5.0, 0, 40.0, "connected", "rtsp://***@cam/live"))
+    h = astronaut.shape[0]
+    changed = np.any(out != astronaut, axis=2)
+    rows = np.flatnonzero(changed.any(axis=1))
+    assert rows.min() > 0.85 * h  # the top (the astronaut's face, the old panel) untouched
+    bar = out[rows.min():]
+    lit = astronaut[rows.min():].max(axis=2) > 20  # (black stays black when darkened)
+    assert changed[rows.min():][lit].mean() > 0.95  # a full-width bar...
+    dark = bar.astype(float).mean() / max(astronaut[rows.min():].astype(float).mean(), 1)
+    assert HUD_SHOW_THROUGH * 0.8 < dark < 0.9  # ...darkened, the picture showing through
+    assert (bar == 255).all(axis=2).sum() > 100  # with white text
+
+
+def test_preview_help_says_what_each_colour_means():
+    r = run_cli("preview", "--help")
+    flat = " ".join(r.stdout.split())
+    for words in ("green D detected", "light blue R refined", "amber, thin T tracked"):
+        assert words in flat, words
