@@ -70,7 +70,8 @@ def _show_ranges(parser: argparse.ArgumentParser) -> None:
     help text, in ``parser`` and its sub-parsers (``people add``...)."""
     for action in parser._actions:
         if isinstance(action.type, Number) and action.help not in (None, argparse.SUPPRESS):
-            action.help = f"{action.help} [{action.type.allowed}]"
+            each = "each " if isinstance(action.nargs, int) and action.nargs > 1 else ""
+            action.help = f"{action.help} [{each}{action.type.allowed}]"
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
                 _show_ranges(sub)
