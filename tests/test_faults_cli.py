@@ -233,6 +233,17 @@ def test_extract_with_a_lost_stderr_is_not_a_success(how, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith("grace") and p.stat().st_size == 0]
 
 
+@pytest.mark.parametrize("how", ["closed", "full"])
+@pytest.mark.parametrize("args", [("--version",), ("watch", "--help"), ("doctor",)],
+                         ids=["version", "help", "doctor"])
+def test_what_argparse_and_doctor_print_onto_a_lost_stdout_is_an_error(how, args):
+    """argparse swallows a failed write of --help/--version; doctor prints a table: either
+    way the text is lost, so the exit code is 1 and stderr says why."""
+    r = _cli(*args, stdout="/dev/full" if how == "full" else None, close=(1,) if how == "closed" else ())
+    assert r.returncode == 1, r.stderr
+    _one_error(r.stderr, "stdout: cannot write (")
+
+
 # --- 4. what is printed of untrusted strings stays on its line, escapes shown, not run ----
 
 HOSTILE = "a\nb\x1b[31mred\r\u202egpj"  # a newline, an ANSI colour, a carriage return, a bidi override
