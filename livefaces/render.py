@@ -100,7 +100,8 @@ def _draw_faces(out: np.ndarray, faces: Faces, track_ids: Sequence[int] | np.nda
 
 @dataclass(frozen=True)
 class HudInfo:
-    """Numbers for the heads-up display (top-left corner). ``None`` fields are left out.
+    """Numbers for the heads-up display (a bar along the bottom edge). ``None`` fields are
+    left out.
 
     Attributes:
         capture_fps: frames per second arriving from the source.
@@ -133,44 +134,54 @@ class HudInfo:
 
 
 def draw_hud(image: np.ndarray, hud: HudInfo) -> np.ndarray:
-    """A copy of ``image`` with ``hud`` as text lines on a dark panel, top-left."""
+    """A copy of ``image`` with ``hud`` in a semi-transparent bar along the bottom edge."""
     out = np.ascontiguousarray(image).copy()
     _draw_hud(out, hud)
     return out
 
 
+#: how much of the picture shows through the HUD's bar (0: black, 1: no bar)
+HUD_SHOW_THROUGH = 0.45
+
+
 def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
-    lines = []
-    if hud.source:
-        lines.append(hud.source if len(hud.source) <= 48 else "..." + hud.source[-45:])
-    nums = []
-    if hud.capture_fps is not None:
-        nums.append(f"capture {hud.capture_fps:4.1f} fps")
-    if hud.detect_fps is not None:
-        nums.append(f"detect {hud.detect_fps:4.1f} fps")
-    if nums:
-        lines.append("  ".join(nums))
-    nums = []
-    if hud.dropped is not None:
-        nums.append(f"dropped {hud.dropped}")
-    if hud.latency_ms is not None:
-        nums.append(f"latency {hud.latency_ms:4.0f} ms")
-    if nums:
-        lines.append("  ".join(nums))
+    """The HUD as one line (two or more on a narrow frame) in a bar along the bottom edge,
+    where faces are rarest (heads are in the upper part of most shots; a top-left panel
+    covered them), darkened so the picture still shows through."""
+    parts = []
     if hud.status and hud.status != Status.CONNECTED:
-        lines.append(hud.status.upper())
-    if not lines:
+        parts.append(hud.status.upper())
+    if hud.capture_fps is not None:
+        parts.append(f"capture {hud.capture_fps:.1f} fps")
+    if hud.detect_fps is not None:
+        parts.append(f"detect {hud.detect_fps:.1f} fps")
+    if hud.dropped is not None:
+        parts.append(f"dropped {hud.dropped}")
+    if hud.latency_ms is not None:
+        parts.append(f"latency {hud.latency_ms:.0f} ms")
+    if hud.source:
+        parts.append(hud.source if len(hud.source) <= 48 else "..." + hud.source[-45:])
+    if not parts:
         return
     s = _scale(out)
     font, fs, th = cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, max(1, int(round(s)))
-    sizes = [cv2.getTextSize(t, font, fs, th)[0] for t in lines]
-    lh = max(h for _, h in sizes) + int(6 * s)
-    w = max(w for w, _ in sizes) + int(10 * s)
-    h = lh * len(lines) + int(4 * s)
-    w, h = min(w, out.shape[1]), min(h, out.shape[0])
-    out[:h, :w] = (out[:h, :w].astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken
+    pad, gap = int(5 * s), "   "
+    room = out.shape[1] - 2 * pad
+    lines: list[str] = []
+    for part in parts:  # as many parts on a line as fit the frame's width
+        joined = f"{lines[-1]}{gap}{part}" if lines else part
+        if lines and cv2.getTextSize(joined, font, fs, th)[0][0] <= room:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    (_, th_px), base = cv2.getTextSize("Ag", font, fs, th)
+    lh = th_px + base + int(4 * s)
+    h = min(out.shape[0], lh * len(lines) + int(4 * s))
+    bar = out[out.shape[0] - h:]
+    bar[:] = (bar.astype(np.float32) * HUD_SHOW_THROUGH).astype(np.uint8)
+    top = out.shape[0] - h
     for i, t in enumerate(lines):
-        cv2.putText(out, t, (int(5 * s), lh * (i + 1) - int(2 * s)), font, fs, (255, 255, 255), th,
+        cv2.putText(out, t, (pad, top + lh * (i + 1) - base), font, fs, (255, 255, 255), th,
                     cv2.LINE_AA)
 
 

@@ -226,7 +226,11 @@ def test_whitespace_token_is_refused(tmp_path, monkeypatch, how, token):
 
 def test_port_override_out_of_range():
     r = run_cli("serve", "rtsp://h/x", "--port", "70000", "--check-config", timeout=30)
-    _one_line_error(r, "--port: must be <= 65535")
+    # a bad command line (issue 20): argparse's usage error, exit 2, one line naming the flag
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert errors == ["livefaces serve: error: argument --port: invalid value '70000': must be an "
+                      "integer 0 to 65535"], r.stderr
 
 
 def test_provider_serve_would_refuse_is_refused_by_check_config(tmp_path):

@@ -22,7 +22,7 @@ LIVE = {"--stall-timeout": ["nan", "0", "-1", "inf"], "--open-timeout": ["-1", "
         "--latency-budget": ["0", "inf"], "--idle-interval": ["0", "nan"],
         "--full-interval": ["-1", "inf"], "--motion-threshold": ["-1", "100", "nan"],
         "--update-interval": ["-1", "nan"], "--duration": ["-1", "0", "nan", "inf"],
-        "--max-frames": ["0", "-3", "abc"]}
+        "--max-frames": ["0", "-3", "abc"], "--event-min-score": ["-0.1", "1.5", "nan"]}
 DETECTOR = {"--min-face": ["nan", "0", "11", "abc"], "--factor": ["0", "1", "nan"],
             "--threads": ["0", "-1", "2.5"],
             "--thresholds": [("0.6", "0.7", "nan"), ("2", "0.7", "0.7"), ("0.6", "-0.1", "0.7")]}
@@ -233,6 +233,17 @@ def test_extract_with_a_lost_stderr_is_not_a_success(how, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith("grace") and p.stat().st_size == 0]
 
 
+@pytest.mark.parametrize("how", ["closed", "full"])
+@pytest.mark.parametrize("args", [("--version",), ("watch", "--help"), ("doctor",)],
+                         ids=["version", "help", "doctor"])
+def test_what_argparse_and_doctor_print_onto_a_lost_stdout_is_an_error(how, args):
+    """argparse swallows a failed write of --help/--version; doctor prints a table: either
+    way the text is lost, so the exit code is 1 and stderr says why."""
+    r = _cli(*args, stdout="/dev/full" if how == "full" else None, close=(1,) if how == "closed" else ())
+    assert r.returncode == 1, r.stderr
+    _one_error(r.stderr, "stdout: cannot write (")
+
+
 # --- 4. what is printed of untrusted strings stays on its line, escapes shown, not run ----
 
 HOSTILE = "a\nb\x1b[31mred\r\u202egpj"  # a newline, an ANSI colour, a carriage return, a bidi override
@@ -316,3 +327,115 @@ def test_people_unknown_escapes_what_a_server_says(tmp_path):
     assert "\x07" not in n.stderr
     assert n.stderr.splitlines() == [f"livefaces: error: {url}: no such face\\n\\x1b[32mlivefaces: "
                                      "added ada\\x07 (HTTP 400)"]
+
+
+# --- 5. events: frame times throughout, boxes in the frame, a minimum score --------------
+
+
+def _t(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_face_event_times_are_the_frames_capture_times():
+    """Processing runs 0.5 s behind capture (a busy CPU, a queue of frames): first_seen and
+    duration come from the frames' capture times, as 'captured' does, so a face.lost never
+    reports a last frame from before its track began."""
+    import numpy as np
+
+    from livefaces.events import FaceEvents
+    from livefaces.track import Tracker
+    from livefaces.types import Faces, Frame
+
+    t = [0.0]
+    lag = 0.5  # each frame is handled this long after it was captured
+    ev = FaceEvents("cam", update_interval=1.0, clock=lambda: t[0] + lag, wall=lambda: 1000.0 + t[0] + lag)
+    tr = Tracker()
+    img = np.zeros((100, 200, 3), np.uint8)
+    out = []
+    for i in range(30):  # 3 s at 10 fps; the face reaches beyond the frame's bottom edge
+        t[0] = i / 10
+        faces = Faces(np.array([[10 + i, 60, 50 + i, 130]], np.float32), np.full(1, 0.99, np.float32),
+                      np.zeros((1, 5, 2), np.float32))
+        out += ev.update(Frame(img, "cam", i, t[0], t[0]), tr.update(faces, t[0]))
+    out += ev.clear("source_ended", [x.id for x in tr.clear()])
+    appeared, lost = out[0], out[-1]
+    assert appeared["type"] == "face.appeared" and lost["type"] == "face.lost"
+    assert appeared["first_seen"] == appeared["captured"] and appeared["duration"] == 0.0
+    for e in out:
+        assert _t(e["captured"]) >= _t(e["first_seen"]), e
+        assert abs(_t(e["captured"]) - _t(e["first_seen"]) - e["duration"]) < 1e-3, e
+        assert e["box"][3] == 100.0 and e["height"] == 100  # clipped to the frame
+    assert lost["frame_index"] == 29 and lost["duration"] == round(2.9 - _t(appeared["captured"]) + 1000, 3)
+
+
+def test_hamilton_clip_events_and_snapshots_skip_low_scores(shared, tmp_path):
+    """The hamilton clip: the detector boxes hands, hair and dark background at 0.70-0.82
+    (8 tracks) besides the 7 faces (0.988-1.0). With the default --event-min-score (0.9)
+    only tracks scored that high get events and snapshots; every box is inside the frame and
+    every time is a frame's."""
+    clip = shared / "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
+    ev, snaps = tmp_path / "ev.jsonl", tmp_path / "snaps"
+    r = run_cli("watch", str(clip), "--events", str(ev), "--snapshots", str(snaps),
+                "--update-interval", "0", "-q", timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in ev.read_text().splitlines()]
+    faces = [e for e in events if "track_id" in e]
+    best: dict[int, float] = {}
+    for e in faces:
+        best[e["track_id"]] = max(best.get(e["track_id"], 0.0), e["confidence"])
+        assert 0 <= e["box"][0] <= e["box"][2] <= e["width"], e["box"]
+        assert 0 <= e["box"][1] <= e["box"][3] <= e["height"], e["box"]
+        assert _t(e["captured"]) >= _t(e["first_seen"]) - 1e-6, e
+    appeared = [e for e in faces if e["type"] == "face.appeared"]
+    assert appeared and all(e["confidence"] >= 0.9 for e in appeared)
+    assert sum(v >= 0.98 for v in best.values()) >= 7  # the faces are all there
+    assert len([e for e in faces if e["type"] == "face.lost"]) == len(appeared)
+    snapped = {int(p.name.split("_track")[1][:6]) for p in snaps.glob("*.jpg")}
+    assert snapped and snapped <= set(best)  # no snapshot of a track without events
+
+
+# --- 6. the HUD: a rate over a time window, in a bar at the bottom ------------------------
+
+
+def test_rate_meter_counts_bursts_over_its_window():
+    """A detector batch delivers its results at one moment: 8 results every 8/30 s is 30 a
+    second, from the first batch on (the old meter divided by the burst's own span: 1e6)."""
+    from livefaces.meter import RateMeter
+
+    m = RateMeter(2.0)
+    seen = []
+    for k in range(20):
+        t = k * 8 / 30
+        for _ in range(8):
+            m.tick(t)
+        seen.append(m.rate(t + 0.001))
+    assert max(seen) <= 1.5 * 30, seen
+    assert all(25 <= r <= 36 for r in seen[10:]), seen  # a whole window watched: about 30
+    assert m.rate(t + 10) == 0.0  # nothing for longer than the window
+
+
+def test_hud_is_a_bar_at_the_bottom_that_leaves_faces_alone(astronaut):
+    import numpy as np
+
+    from livefaces.render import HUD_SHOW_THROUGH, HudInfo, draw_hud
+
+    out = draw_hud(astronaut, HudInfo(25.0, 5.0, 0, 40.0, "connected", "rtsp://***@cam/live"))
+    h = astronaut.shape[0]
+    changed = np.any(out != astronaut, axis=2)
+    rows = np.flatnonzero(changed.any(axis=1))
+    assert rows.min() > 0.85 * h  # the top (the astronaut's face, the old panel) untouched
+    bar = out[rows.min():]
+    lit = astronaut[rows.min():].max(axis=2) > 20  # (black stays black when darkened)
+    assert changed[rows.min():][lit].mean() > 0.95  # a full-width bar...
+    dark = bar.astype(float).mean() / max(astronaut[rows.min():].astype(float).mean(), 1)
+    assert HUD_SHOW_THROUGH * 0.8 < dark < 0.9  # ...darkened, the picture showing through
+    assert (bar == 255).all(axis=2).sum() > 100  # with white text
+
+
+def test_preview_help_says_what_each_colour_means():
+    r = run_cli("preview", "--help")
+    flat = " ".join(r.stdout.split())
+    for words in ("green D detected", "light blue R refined", "amber, thin T tracked"):
+        assert words in flat, words

@@ -70,7 +70,8 @@ def _show_ranges(parser: argparse.ArgumentParser) -> None:
     help text, in ``parser`` and its sub-parsers (``people add``...)."""
     for action in parser._actions:
         if isinstance(action.type, Number) and action.help not in (None, argparse.SUPPRESS):
-            action.help = f"{action.help} [{action.type.allowed}]"
+            each = "each " if isinstance(action.nargs, int) and action.nargs > 1 else ""
+            action.help = f"{action.help} [{each}{action.type.allowed}]"
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
                 _show_ranges(sub)
@@ -81,9 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
 
 
+def _lost(e: StdStreamError) -> int:
+    """'>&-', '> /dev/full', a hung-up terminal: what was written is lost (exit 1)."""
+    silence(e.stream)
+    error_if_possible(str(e))
+    return EXIT_PARTIAL
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version: printed, but is it out? (argparse ignores errors)
+        if e.code in (0, None):
+            try:
+                sys.stdout.flush()
+            except StdStreamError as lost:
+                return _lost(lost)
+            swallowed = getattr(sys.stdout, "error", None)
+            if swallowed is not None:
+                return _lost(swallowed)
+        raise
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     handler = logging.StreamHandler()  # stderr; each message on one line (PrintableFormatter)
     handler.setFormatter(PrintableFormatter("livefaces: %(levelname)s: %(message)s"))
@@ -99,7 +118,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         rc = int(args._run(args))
         sys.stdout.flush()  # what print() still holds: its failure is this command's too
-        return rc
+        swallowed = getattr(sys.stdout, "error", None)  # a failed write someone caught
+        return _lost(swallowed) if swallowed is not None and rc == 0 else rc
     except KeyboardInterrupt:
         say_if_possible("livefaces: interrupted")
         return EXIT_INTERRUPTED
@@ -107,9 +127,7 @@ def _main(argv: Sequence[str] | None) -> int:
         silence_stdout()
         return EXIT_PIPE
     except StdStreamError as e:  # '>&-', '> /dev/full', a hung-up terminal: output was lost
-        silence(e.stream)
-        error_if_possible(str(e))
-        return EXIT_PARTIAL
+        return _lost(e)
     except LiveFacesError as e:
         error_if_possible(str(e))
         return EXIT_SETUP

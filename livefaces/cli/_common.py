@@ -70,9 +70,14 @@ class GuardedStream:
     def __init__(self, name: str, stream: object) -> None:
         self.name = name
         self.stream = stream
+        #: the first failure, kept even where a caller swallowed it (argparse's --help does)
+        self.error: StdStreamError | None = None
 
     def _failed(self, e: BaseException | None) -> StdStreamError:
-        return StdStreamError(self.name, e if isinstance(e, OSError) else None)
+        err = StdStreamError(self.name, e if isinstance(e, OSError) else None)
+        if self.error is None:
+            self.error = err
+        return err
 
     def write(self, text: str) -> int:
         if self.stream is None:

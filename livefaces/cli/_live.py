@@ -13,6 +13,7 @@ from typing import Any
 
 from ..capture import CaptureOptions
 from ..errors import LiveFacesError
+from ..events import EVENT_MIN_SCORE
 from ..imageio import make_folder
 from ..motion import MotionOptions
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
@@ -25,6 +26,7 @@ from ._common import (
     EXIT_PIPE,
     EXIT_SETUP,
     POSITIVE,
+    SCORE,
     SECONDS,
     Number,
     add_detector_arguments,
@@ -130,6 +132,11 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    help="save one crop per face track into DIR: its best view (largest, most "
                         "confident, most frontal) over its first second; faces under 40 px are "
                         "skipped")
+    g.add_argument("--event-min-score", type=SCORE, default=EVENT_MIN_SCORE, metavar="S",
+                   help="a face track gets events and a snapshot only once the detector scores it "
+                        "at least S (default: %(default)g; separate from --thresholds, which "
+                        "decide what is drawn and tracked): hands, hair or a microphone the "
+                        "detector boxes score lower than faces; 0 keeps every track")
     g.add_argument("--update-interval", type=Number(float, 0, unit="(seconds)"), default=1.0, metavar="S",
                    help="at most one face.updated event per face every S seconds (default: 1)")
     g.add_argument("--duration", type=SECONDS, metavar="SECONDS", help="stop after SECONDS")
@@ -209,7 +216,7 @@ def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: D
 
     if args.snapshots:
         make_folder(args.snapshots, "the snapshots")  # OutputError: one line, exit 3
-        sinks.append(SnapshotSink(args.snapshots))
+        sinks.append(SnapshotSink(args.snapshots, min_score=args.event_min_score))
     if args.record:
         _check_parent(args.record)
         sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=True,
@@ -219,6 +226,8 @@ def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: D
                  update_interval=args.update_interval, max_frames=args.max_frames,
                  duration=args.duration, gate=gate, motion=motion, stats_interval=HUD_INTERVAL,
                  identifier=identifier)
+    for cam in p.cameras:  # events only for tracks scored --event-min-score (docs/events.md)
+        cam.events.min_score = args.event_min_score
     return p, source.live
 
 

@@ -74,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--crop-size", type=Number(int, 8, unit="(pixels)"), default=None, metavar="PX",
                    help="crop side in pixels (default: 160, or 112 with --align)")
     c.add_argument("--margin", type=Number(float, 0, unit="(pixels)"), default=0, metavar="PX",
-                   help="extra border in pixels of the crop, as facenet-pytorch (default: 0)")
+                   help="extra border in pixels of the crop, as facenet-pytorch (default: 0; less than "
+                        "the crop size)")
     c.add_argument("--align", action="store_true",
                    help="align crops by the 5 landmarks to the ArcFace 112x112 template "
                         "(similarity transform), for face-recognition models")

@@ -13,9 +13,17 @@ from ._live import SOURCE_HELP, Signals, add_live_arguments, build, finish
 NAME = "preview"
 HELP = "show a live source in a window with faces, landmarks, track ids and a HUD"
 DESCRIPTION = """\
-Open a window showing the source with every face boxed (green: found by the detector on this
-frame, amber: carried by the tracker between detections), its 5 landmarks, confidence and
-track id, and a HUD with capture fps, detection fps, dropped frames and latency.
+Open a window showing the source with every face boxed, its 5 landmarks, confidence and
+track id, and a HUD (a bar along the bottom) with capture fps, detection fps (full
+detections a second, over the last 2 s), dropped frames and latency (live sources).
+
+The box colour (and the letter after the track id) says how the face was found on this frame:
+  green       D  detected: the full detector (all three networks) found it on this frame
+  light blue  R  refined: R-Net and O-Net checked it in the region where the tracker expected
+                 it, without a full detection (the usual case between full detections)
+  amber, thin T  tracked: carried by the tracker's motion model alone; the networks did not
+                 see it on this frame (shown a few frames at most, without landmarks)
+--record draws the same.
 
 q or Esc closes the window; Ctrl-C stops too (a second Ctrl-C quits at once).
 """

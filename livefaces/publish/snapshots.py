@@ -90,17 +90,21 @@ class SnapshotSink(BaseSink):
         min_size: smallest face, shorter side of the box in pixels, worth a snapshot.
         window: seconds of stream time (frame ``pts``; capture time if unknown) to watch a
             new track before writing its best view.
+        min_score: only views the detector scored at least this high are considered (the
+            CLI passes ``--event-min-score``): a track without one writes nothing.
 
     Files are written atomically. ``written`` lists the paths (the newest 5000-10000).
     """
 
     def __init__(self, folder: str | os.PathLike[str], margin: float = 0.25, *,
-                 min_size: float = MIN_SNAPSHOT_SIZE, window: float = SNAPSHOT_WINDOW) -> None:
+                 min_size: float = MIN_SNAPSHOT_SIZE, window: float = SNAPSHOT_WINDOW,
+                 min_score: float = 0.0) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.margin = margin
         self.min_size = float(min_size)
         self.window = float(window)
+        self.min_score = float(min_score)
         self._newest: dict[str, int] = {}  # track ids only grow: the newest id per source
         self._pending: dict[tuple[str, int], _Pending] = {}
         self.written: list[Path] = []
@@ -144,7 +148,7 @@ class SnapshotSink(BaseSink):
     def _consider(self, pend: _Pending, result: FrameResult, i: int) -> None:
         faces = result.faces
         box = faces.boxes[i]
-        if min(box[2] - box[0], box[3] - box[1]) < self.min_size:
+        if min(box[2] - box[0], box[3] - box[1]) < self.min_size or faces.scores[i] < self.min_score:
             return
         q = view_quality(box, float(faces.scores[i]), faces.landmarks[i])
         if q <= pend.best:
