@@ -258,3 +258,89 @@ def test_extract_watch_and_people_add_never_block_on_a_fifo(fifo_folder, tmp_pat
     assert r.returncode == 3
     assert r.stderr == (f"livefaces: error: {fifo_folder / 'a_pipe.jpg'}: is a FIFO (named "
                         f"pipe), not a regular file\n")
+
+
+# --- 4. rotation metadata: frames are turned upright, as a player shows them ---------------------
+
+def _iou(a: list[float], b: list[float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def rotated_clips(shared, tmp_path_factory) -> dict[str, Path]:
+    """1 s of the hamilton clip (2 faces a frame) upright, and stored sideways with the
+    rotation a phone writes (``rotate=270``: turned 90 degrees counter-clockwise; ``rotate=90``:
+    clockwise), so that a player shows the upright picture (checked with ffmpeg itself)."""
+    d = tmp_path_factory.mktemp("rotated")
+    src = shared / HAMILTON
+    _ffmpeg("-i", str(src), "-t", "1", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            str(d / "upright.mp4"))
+    clips = {"upright": d / "upright.mp4"}
+    for tag, turn in (("270", "2"), ("90", "1")):  # transpose=2: counter-clockwise
+        _ffmpeg("-i", str(src), "-t", "1", "-an", "-vf", f"transpose={turn}", "-c:v", "libx264",
+                "-pix_fmt", "yuv420p", str(d / f"side{tag}.mp4"))
+        # ffmpeg 5.1 writes the rotate tag when copying a stream (not when encoding one)
+        _ffmpeg("-i", str(d / f"side{tag}.mp4"), "-c", "copy", "-metadata:s:v:0", f"rotate={tag}",
+                str(d / f"rotate{tag}.mp4"))
+        clips[tag] = d / f"rotate{tag}.mp4"
+        # what a player shows (ffmpeg's autorotate) is the upright picture
+        shown = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips[tag]),
+                                "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                               capture_output=True, check=True, timeout=60).stdout
+        up = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips["upright"]),
+                             "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                            capture_output=True, check=True, timeout=60).stdout
+        assert len(shown) == len(up) == 640 * 360
+        diff = np.abs(np.frombuffer(shown, np.uint8).astype(int) - np.frombuffer(up, np.uint8))
+        assert diff.mean() < 3, (tag, diff.mean())
+    return clips
+
+
+def _extract_boxes(clip: Path, out: Path) -> dict[int, list[list[float]]]:
+    import json
+
+    r = run_cli("extract", str(clip), "--out", str(out), "--progress", "off", timeout=120)
+    assert r.returncode == 0, r.stderr
+    boxes: dict[int, list[list[float]]] = {}
+    for line in (out / "index.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        boxes.setdefault(row["frame"], []).append(row["box"])
+    return boxes
+
+
+def _matched(ref: dict[int, list[list[float]]], got: dict[int, list[list[float]]]) -> int:
+    return sum(any(_iou(a, b) > 0.7 for b in got.get(f, [])) for f, faces in ref.items()
+               for a in faces)
+
+
+def test_extract_and_watch_honour_rotation_metadata(rotated_clips, tmp_path):
+    """A phone video stored sideways with a rotate tag gave half the faces (the sideways
+    ones are missed), boxes in the sideways frame. Now frames are turned upright: the same
+    faces, at the same places, as in the upright copy."""
+    import json
+
+    up = _extract_boxes(rotated_clips["upright"], tmp_path / "up")
+    n = sum(map(len, up.values()))
+    assert n >= 55  # 30 frames, 2 faces each
+    for tag in ("270", "90"):
+        got = _extract_boxes(rotated_clips[tag], tmp_path / tag)
+        assert sum(map(len, got.values())) <= n + 2
+        assert _matched(up, got) >= n - 2, tag  # sideways: 29 of 60 found, none in place
+
+    r = run_cli("watch", str(rotated_clips["270"]), "--detect-every", "1", "--events", "-", "-q",
+                "--record", str(tmp_path / "rec.mp4"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    faces = [e for e in events if e["type"] == "face.appeared"]
+    assert len(faces) == 2 and {(e["width"], e["height"]) for e in faces} == {(640, 360)}
+    assert all(any(_iou(e["box"], b) > 0.7 for b in up[e["frame_index"]]) for e in faces)
+    from livefaces.avio import AVInput
+
+    rec = AVInput(str(tmp_path / "rec.mp4"), live=False)  # the recording is upright too
+    try:
+        assert (rec.width, rec.height) == (640, 360)
+    finally:
+        rec.close()

@@ -44,7 +44,8 @@ examples:
   {"source": PATH, "width": W, "height": H, "faces": [{"box": [x1, y1, x2, y2],
    "confidence": c, "landmarks": {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y],
    "mouth_left": [x, y], "mouth_right": [x, y]}}]}
-coordinates are pixels of the input image, origin top-left. With --people each face also
+coordinates are pixels of the input image as displayed (EXIF orientation applied), origin
+top-left. With --people each face also
 has "identity": {"name": NAME or null (unknown), "distance": d} (lower is more alike; a
 known person at or below the threshold, 0.55).
 """
