@@ -344,3 +344,35 @@ def test_extract_and_watch_honour_rotation_metadata(rotated_clips, tmp_path):
         assert (rec.width, rec.height) == (640, 360)
     finally:
         rec.close()
+
+
+# --- 5. user mistakes in the inputs: one line, never a traceback --------------------------------
+
+def test_detect_of_an_empty_folder_or_a_video_says_so_in_one_line(shared, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("detect", str(empty), timeout=60)  # was a ZeroDivisionError traceback
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"livefaces: error: {empty}: no images in this folder (looked "
+                               f"for .bmp, ") and r.stderr.count("\n") == 1, r.stderr
+    clip = shared / HAMILTON
+    r = run_cli("detect", str(clip), str(shared / IVAN), timeout=60)
+    assert r.returncode == 1 and r.stdout.count("1 face") == 1
+    assert r.stderr == (f"livefaces: error: {clip}: is a video; detect reads still images: use "
+                        f"'livefaces watch {clip}' (live pipeline, events) or 'livefaces extract "
+                        f"{clip} --out DIR' (every face as a crop)\n")
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("synthetic:0x0@25", "width and height must be 16 to 8192 pixels"),
+    ("synthetic:99999x99999", "width and height must be 16 to 8192 pixels"),
+    ("synthetic:@0", "the frame rate must be 0.1 to 240"),
+    ("synthetic:@.", "expected synthetic:[WxH][@FPS][,frames=N]"),
+])
+def test_watch_refuses_impossible_synthetic_cameras(spec, why):
+    """synthetic:0x0@25 crashed the capture thread (a cv2.error, logged with its traceback,
+    'internal error'), @0 divided by zero, 99999x99999 ran out of memory, @. was a
+    ValueError traceback; the spec is shown as given (it holds no secret)."""
+    r = run_cli("watch", spec, "--max-frames", "3", timeout=60)
+    assert r.returncode == 3
+    assert r.stderr.startswith(f"livefaces: error: {spec}: {why}") and r.stderr.count("\n") == 1, r.stderr
