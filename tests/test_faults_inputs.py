@@ -376,3 +376,50 @@ def test_watch_refuses_impossible_synthetic_cameras(spec, why):
     r = run_cli("watch", spec, "--max-frames", "3", timeout=60)
     assert r.returncode == 3
     assert r.stderr.startswith(f"livefaces: error: {spec}: {why}") and r.stderr.count("\n") == 1, r.stderr
+
+
+# --- 6. a serve camera that is an image folder shows its snapshots -------------------------------
+
+def test_serve_shows_snapshots_of_an_image_folder_camera(shared, tmp_path):
+    """Frames of an image folder carried each image's path as their source, not the camera's
+    name, so serve's hub dropped them all: snapshot.jpg answered 503 and last_seen stayed null
+    while 1975 frames were detected."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from live_helpers import start_serve_cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(shared / IVAN, folder / "a.jpg")  # 561x561
+    shutil.copy(shared / IVAN, folder / "b.jpg")
+    proc, lines, ready, url, reader = start_serve_cli("serve", f"door={folder}", "--port", "0",
+                                                      "--threads", "1")
+    try:
+        assert ready.wait(120), "serve did not start:\n" + "".join(lines)
+        base = url[0].rstrip("/")
+        deadline, status, body = time.monotonic() + 60, None, b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/api/cameras/door/snapshot.jpg", timeout=10) as r:
+                    status, body = r.status, r.read()
+                    break
+            except urllib.error.HTTPError as e:
+                status = e.code
+            time.sleep(0.2)
+        assert status == 200, (status, "".join(lines))
+        snap = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert snap.shape[:2] == (561, 561)
+        with urllib.request.urlopen(f"{base}/api/cameras/door", timeout=10) as r:
+            cam = json.loads(r.read())
+        assert cam["last_seen"] is not None and cam["frames"] > 0 and cam["frame_size"] == [561, 561]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        reader.join(5)
+    assert "Traceback" not in "".join(lines)
