@@ -423,3 +423,28 @@ def test_serve_shows_snapshots_of_an_image_folder_camera(shared, tmp_path):
             proc.wait(5)
         reader.join(5)
     assert "Traceback" not in "".join(lines)
+
+
+# --- 7. preview plays a file at its frame rate, like a video player ------------------------------
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                    reason="xvfb missing: run scripts/install_system_deps.sh (scripts/test.sh does)")
+def test_preview_plays_a_file_at_its_frame_rate(rotated_clips, tmp_path):
+    """preview of a file showed it at processing speed (a short clip flashed by): it is
+    paced like a camera now (a live source in its statistics; the run lasts at least the
+    clip's 1 s, which pacing guarantees however fast the machine), --no-realtime as before."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    def preview(*extra: str) -> dict:
+        r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 800x600x24", sys.executable, "-m",
+                            "livefaces", "preview", str(rotated_clips["upright"]), "--stats",
+                            str(tmp_path / "stats.json"), *extra],
+                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        return json.loads((tmp_path / "stats.json").read_text())
+
+    paced = preview()
+    assert paced["live"] is True and paced["wall_seconds"] >= 0.9, paced
+    fast = preview("--no-realtime")
+    assert fast["live"] is False and fast["captured"] == 30, fast
