@@ -212,6 +212,49 @@ def test_extract_watch_and_people_add_refuse_bombs(shared, bombs, tmp_path):
     assert not (people / "ivan").exists()
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tif", ".jp2", ".ppm", ".pgm",
+                                 ".pam", ".pfm", ".gif", ".ras", ".hdr", ".avif"])
+def test_image_size_from_the_header_matches_the_decoded_image(ext):
+    """The limit is only as good as the header parser: for each format OpenCV writes here, the
+    size read from the header is the size OpenCV decodes (odd sizes, so width and height
+    cannot be swapped unnoticed)."""
+    from livefaces.imageio import image_size, read_image
+
+    rgb = np.random.default_rng(1).integers(0, 255, (37, 61, 3), dtype=np.uint8)
+    image = rgb.astype(np.float32) / 255 if ext in (".pfm", ".hdr") else rgb
+    image = image[:, :, 0] if ext == ".pgm" else image
+    try:
+        ok, buf = cv2.imencode(ext, image if ext != ".jp2" else np.repeat(np.repeat(image, 4, 0), 4, 1))
+    except cv2.error:
+        ok = False
+    if not ok:
+        pytest.skip(f"this OpenCV cannot write {ext}")
+    data = buf.tobytes()
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert image_size(data) == (decoded.shape[1], decoded.shape[0])
+    with tempfile.NamedTemporaryFile(suffix=ext) as f:
+        f.write(data)
+        f.flush()
+        assert read_image(f.name).shape == decoded.shape
+        with pytest.raises(OSError, match="over the limit of 100 pixels"):
+            read_image(f.name, max_pixels=100)
+
+
+def test_image_size_of_every_real_photo(shared):
+    """Real photos (EXIF, ICC profiles, progressive JPEGs, PNGs with alpha): the header's size
+    is the stored size."""
+    from livefaces.imageio import image_size
+
+    photos = [p for p in sorted((shared / "media").rglob("*"))
+              if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    assert len(photos) > 20
+    for p in photos:
+        data = p.read_bytes()
+        stored = cv2.imdecode(np.frombuffer(data, np.uint8),
+                              cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert image_size(data) == (stored.shape[1], stored.shape[0]), p
+
+
 # --- 3. FIFOs (and other special files) never block a reader -----------------------------------
 
 @pytest.fixture
