@@ -107,8 +107,18 @@ def _explain(e: BaseException, url: str, live: bool) -> str:
     return f"{name}: {redact_text(str(strerror), url)}"
 
 
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as RGB, turned as its display matrix says (a phone's ``rotate=90``
+    or ``270`` video is stored sideways): what a video player shows. Every coordinate
+    livefaces reports for a video is in this upright frame."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise, as np.rot90 turns
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 class AVInput:
-    """One opened container with a video stream; :meth:`frames` yields decoded RGB frames.
+    """One opened container with a video stream; :meth:`frames` yields decoded RGB frames,
+    upright (rotation metadata applied, see :func:`upright`).
 
     Args:
         url: file path or URL (may contain credentials: they are only handed to FFmpeg).
@@ -173,7 +183,7 @@ class AVInput:
                     if index % stride:
                         continue
                     pts = float(frame.time) if frame.time is not None else None
-                    yield frame.to_ndarray(format="rgb24"), pts
+                    yield upright(frame), pts
                 if stall_timeout is not None and time.monotonic() - last > stall_timeout:
                     raise StalledError(f"{redact_url(self.url)}: no frame for {stall_timeout:g} s")
         except av.error.EOFError:
@@ -439,7 +449,7 @@ def decode_range(path: str | os.PathLike[str], pts: list[int], first: int, strid
                 index = where.get(p)
                 if index is None or index % stride:
                     continue
-                yield index, float(p * tb), frame.to_ndarray(format="rgb24")
+                yield index, float(p * tb), upright(frame)
     except av.error.EOFError:
         return
     except (av.error.FFmpegError, OSError) as e:

@@ -88,20 +88,26 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """The first image (IFD) of a TIFF or BigTIFF: what OpenCV decodes."""
     e = "<" if data[:2] == b"II" else ">"
-    (ifd,) = struct.unpack(e + "I", data[4:8])
-    if ifd + 2 > len(data):
-        return None
-    (count,) = struct.unpack(e + "H", data[ifd:ifd + 2])
+    big = struct.unpack(e + "H", data[2:4])[0] == 43
+    if big:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+        (ifd,) = struct.unpack(e + "Q", data[8:16])
+        (count,) = struct.unpack(e + "Q", data[ifd:ifd + 8])
+        first, size, value = ifd + 8, 20, 12
+    else:
+        (ifd,) = struct.unpack(e + "I", data[4:8])
+        (count,) = struct.unpack(e + "H", data[ifd:ifd + 2])
+        first, size, value = ifd + 2, 12, 8
     dims: dict[int, int] = {}
-    for k in range(count):
-        at = ifd + 2 + 12 * k
-        if at + 12 > len(data):
+    for k in range(min(count, 4096)):
+        at = first + size * k
+        if at + size > len(data):
             break
         tag, typ = struct.unpack(e + "HH", data[at:at + 4])
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
-            fmt = e + ("H" if typ == 3 else "I")
-            dims[tag] = struct.unpack(fmt, data[at + 8:at + 8 + struct.calcsize(fmt)])[0]
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT, LONG or (BigTIFF) LONG8
+            fmt = e + {3: "H", 16: "Q"}.get(typ, "I")
+            dims[tag] = struct.unpack(fmt, data[at + value:at + value + struct.calcsize(fmt)])[0]
     return (dims[256], dims[257]) if len(dims) == 2 else None
 
 
@@ -145,7 +151,7 @@ def image_size(data: bytes) -> tuple[int, int] | None:
                 w, h = struct.unpack("<HH", data[26:30])
                 return w & 0x3FFF, h & 0x3FFF
             return None
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             return _tiff_size(data)
         if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":  # JP2
             return _box_size(data, b"ihdr", swap=True)
@@ -159,8 +165,11 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         if data[:4] == b"\x59\xa6\x6a\x95":  # Sun raster
             return struct.unpack(">II", data[4:12])
         if data[:2] == b"#?":  # Radiance HDR: header lines, a blank line, "-Y H +X W"
-            m = re.search(rb"\n\n([-+])Y (\d+) ([-+])X (\d+)", data[:65536])
-            return (int(m.group(4)), int(m.group(2))) if m else None
+            m = re.search(rb"\n\n[-+]([XY]) (\d+) [-+]([XY]) (\d+)", data[:65536])
+            if not m or m.group(1) == m.group(3):
+                return None
+            first, second = int(m.group(2)), int(m.group(4))
+            return (second, first) if m.group(1) == b"Y" else (first, second)
     except (struct.error, ValueError, IndexError):
         return None
     return None

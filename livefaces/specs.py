@@ -14,6 +14,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "rtmps")
+_SYNTHETIC = re.compile(r"synthetic:(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d*)?|\.\d+))?(?:,frames=(\d+))?")
+#: the sizes and rates a ``synthetic:`` camera accepts
+SYNTHETIC_SIDE = (16, 8192)
+SYNTHETIC_FPS = (0.1, 240.0)
 _SCHEME_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
@@ -31,7 +35,9 @@ def source_problem(spec: str, *, must_exist: bool = True) -> str | None:
     """
     if not spec.strip():
         return "empty source; give a URL, a video file, an image folder or a webcam number"
-    if spec.isdigit() or spec.startswith("/dev/video") or spec.startswith("synthetic:"):
+    if spec.startswith("synthetic:"):
+        return synthetic_problem(spec)
+    if spec.isdigit() or spec.startswith("/dev/video"):
         return None
     path = spec
     if "://" in spec:
@@ -90,3 +96,32 @@ def file_problem(path: str | os.PathLike[str]) -> str | None:
     else:
         what = "a special file"
     return f"is {what}, not a regular file"
+
+
+def parse_synthetic(spec: str) -> tuple[int, int, float, int | None]:
+    """``(width, height, fps, frames or None)`` of ``synthetic:[WxH][@FPS][,frames=N]``.
+    Raises ``ValueError`` with :func:`synthetic_problem`'s line for a bad spec."""
+    problem = synthetic_problem(spec)
+    if problem is not None:
+        raise ValueError(problem)
+    m = _SYNTHETIC.fullmatch(spec)
+    assert m is not None
+    w, h, fps, n = m.groups()
+    return int(w or 640), int(h or 360), float(fps or 25), int(n) if n else None
+
+
+def synthetic_problem(spec: str) -> str | None:
+    """What is wrong with a ``synthetic:`` spec (one line, without the spec), or None."""
+    m = _SYNTHETIC.fullmatch(spec)
+    if not m:
+        return "expected synthetic:[WxH][@FPS][,frames=N], e.g. synthetic:1280x720@25"
+    w, h, fps, n = m.groups()
+    lo, hi = SYNTHETIC_SIDE
+    if w is not None and not (lo <= int(w) <= hi and lo <= int(h) <= hi):
+        return f"width and height must be {lo} to {hi} pixels, e.g. synthetic:1280x720@25"
+    lo_fps, hi_fps = SYNTHETIC_FPS
+    if fps is not None and not lo_fps <= float(fps) <= hi_fps:
+        return f"the frame rate must be {lo_fps:g} to {hi_fps:g}, e.g. synthetic:1280x720@25"
+    if n is not None and int(n) < 1:
+        return "frames=N must be 1 or more"
+    return None

@@ -212,6 +212,49 @@ def test_extract_watch_and_people_add_refuse_bombs(shared, bombs, tmp_path):
     assert not (people / "ivan").exists()
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tif", ".jp2", ".ppm", ".pgm",
+                                 ".pam", ".pfm", ".gif", ".ras", ".hdr", ".avif"])
+def test_image_size_from_the_header_matches_the_decoded_image(ext):
+    """The limit is only as good as the header parser: for each format OpenCV writes here, the
+    size read from the header is the size OpenCV decodes (odd sizes, so width and height
+    cannot be swapped unnoticed)."""
+    from livefaces.imageio import image_size, read_image
+
+    rgb = np.random.default_rng(1).integers(0, 255, (37, 61, 3), dtype=np.uint8)
+    image = rgb.astype(np.float32) / 255 if ext in (".pfm", ".hdr") else rgb
+    image = image[:, :, 0] if ext == ".pgm" else image
+    try:
+        ok, buf = cv2.imencode(ext, image if ext != ".jp2" else np.repeat(np.repeat(image, 4, 0), 4, 1))
+    except cv2.error:
+        ok = False
+    if not ok:
+        pytest.skip(f"this OpenCV cannot write {ext}")
+    data = buf.tobytes()
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert image_size(data) == (decoded.shape[1], decoded.shape[0])
+    with tempfile.NamedTemporaryFile(suffix=ext) as f:
+        f.write(data)
+        f.flush()
+        assert read_image(f.name).shape == decoded.shape
+        with pytest.raises(OSError, match="over the limit of 100 pixels"):
+            read_image(f.name, max_pixels=100)
+
+
+def test_image_size_of_every_real_photo(shared):
+    """Real photos (EXIF, ICC profiles, progressive JPEGs, PNGs with alpha): the header's size
+    is the stored size."""
+    from livefaces.imageio import image_size
+
+    photos = [p for p in sorted((shared / "media").rglob("*"))
+              if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    assert len(photos) > 20
+    for p in photos:
+        data = p.read_bytes()
+        stored = cv2.imdecode(np.frombuffer(data, np.uint8),
+                              cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert image_size(data) == (stored.shape[1], stored.shape[0]), p
+
+
 # --- 3. FIFOs (and other special files) never block a reader -----------------------------------
 
 @pytest.fixture
@@ -258,3 +301,193 @@ def test_extract_watch_and_people_add_never_block_on_a_fifo(fifo_folder, tmp_pat
     assert r.returncode == 3
     assert r.stderr == (f"livefaces: error: {fifo_folder / 'a_pipe.jpg'}: is a FIFO (named "
                         f"pipe), not a regular file\n")
+
+
+# --- 4. rotation metadata: frames are turned upright, as a player shows them ---------------------
+
+def _iou(a: list[float], b: list[float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def rotated_clips(shared, tmp_path_factory) -> dict[str, Path]:
+    """1 s of the hamilton clip (2 faces a frame) upright, and stored sideways with the
+    rotation a phone writes (``rotate=270``: turned 90 degrees counter-clockwise; ``rotate=90``:
+    clockwise), so that a player shows the upright picture (checked with ffmpeg itself)."""
+    d = tmp_path_factory.mktemp("rotated")
+    src = shared / HAMILTON
+    _ffmpeg("-i", str(src), "-t", "1", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            str(d / "upright.mp4"))
+    clips = {"upright": d / "upright.mp4"}
+    for tag, turn in (("270", "2"), ("90", "1")):  # transpose=2: counter-clockwise
+        _ffmpeg("-i", str(src), "-t", "1", "-an", "-vf", f"transpose={turn}", "-c:v", "libx264",
+                "-pix_fmt", "yuv420p", str(d / f"side{tag}.mp4"))
+        # ffmpeg 5.1 writes the rotate tag when copying a stream (not when encoding one)
+        _ffmpeg("-i", str(d / f"side{tag}.mp4"), "-c", "copy", "-metadata:s:v:0", f"rotate={tag}",
+                str(d / f"rotate{tag}.mp4"))
+        clips[tag] = d / f"rotate{tag}.mp4"
+        # what a player shows (ffmpeg's autorotate) is the upright picture
+        shown = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips[tag]),
+                                "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                               capture_output=True, check=True, timeout=60).stdout
+        up = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips["upright"]),
+                             "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                            capture_output=True, check=True, timeout=60).stdout
+        assert len(shown) == len(up) == 640 * 360
+        diff = np.abs(np.frombuffer(shown, np.uint8).astype(int) - np.frombuffer(up, np.uint8))
+        assert diff.mean() < 3, (tag, diff.mean())
+    return clips
+
+
+def _extract_boxes(clip: Path, out: Path) -> dict[int, list[list[float]]]:
+    import json
+
+    r = run_cli("extract", str(clip), "--out", str(out), "--progress", "off", timeout=120)
+    assert r.returncode == 0, r.stderr
+    boxes: dict[int, list[list[float]]] = {}
+    for line in (out / "index.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        boxes.setdefault(row["frame"], []).append(row["box"])
+    return boxes
+
+
+def _matched(ref: dict[int, list[list[float]]], got: dict[int, list[list[float]]]) -> int:
+    return sum(any(_iou(a, b) > 0.7 for b in got.get(f, [])) for f, faces in ref.items()
+               for a in faces)
+
+
+def test_extract_and_watch_honour_rotation_metadata(rotated_clips, tmp_path):
+    """A phone video stored sideways with a rotate tag gave half the faces (the sideways
+    ones are missed), boxes in the sideways frame. Now frames are turned upright: the same
+    faces, at the same places, as in the upright copy."""
+    import json
+
+    up = _extract_boxes(rotated_clips["upright"], tmp_path / "up")
+    n = sum(map(len, up.values()))
+    assert n >= 55  # 30 frames, 2 faces each
+    for tag in ("270", "90"):
+        got = _extract_boxes(rotated_clips[tag], tmp_path / tag)
+        assert sum(map(len, got.values())) <= n + 2
+        assert _matched(up, got) >= n - 2, tag  # sideways: 29 of 60 found, none in place
+
+    r = run_cli("watch", str(rotated_clips["270"]), "--detect-every", "1", "--events", "-", "-q",
+                "--record", str(tmp_path / "rec.mp4"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    faces = [e for e in events if e["type"] == "face.appeared"]
+    assert len(faces) == 2 and {(e["width"], e["height"]) for e in faces} == {(640, 360)}
+    assert all(any(_iou(e["box"], b) > 0.7 for b in up[e["frame_index"]]) for e in faces)
+    from livefaces.avio import AVInput
+
+    rec = AVInput(str(tmp_path / "rec.mp4"), live=False)  # the recording is upright too
+    try:
+        assert (rec.width, rec.height) == (640, 360)
+    finally:
+        rec.close()
+
+
+# --- 5. user mistakes in the inputs: one line, never a traceback --------------------------------
+
+def test_detect_of_an_empty_folder_or_a_video_says_so_in_one_line(shared, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("detect", str(empty), timeout=60)  # was a ZeroDivisionError traceback
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"livefaces: error: {empty}: no images in this folder (looked "
+                               f"for .bmp, ") and r.stderr.count("\n") == 1, r.stderr
+    clip = shared / HAMILTON
+    r = run_cli("detect", str(clip), str(shared / IVAN), timeout=60)
+    assert r.returncode == 1 and r.stdout.count("1 face") == 1
+    assert r.stderr == (f"livefaces: error: {clip}: is a video; detect reads still images: use "
+                        f"'livefaces watch {clip}' (live pipeline, events) or 'livefaces extract "
+                        f"{clip} --out DIR' (every face as a crop)\n")
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("synthetic:0x0@25", "width and height must be 16 to 8192 pixels"),
+    ("synthetic:99999x99999", "width and height must be 16 to 8192 pixels"),
+    ("synthetic:@0", "the frame rate must be 0.1 to 240"),
+    ("synthetic:@.", "expected synthetic:[WxH][@FPS][,frames=N]"),
+])
+def test_watch_refuses_impossible_synthetic_cameras(spec, why):
+    """synthetic:0x0@25 crashed the capture thread (a cv2.error, logged with its traceback,
+    'internal error'), @0 divided by zero, 99999x99999 ran out of memory, @. was a
+    ValueError traceback; the spec is shown as given (it holds no secret)."""
+    r = run_cli("watch", spec, "--max-frames", "3", timeout=60)
+    assert r.returncode == 3
+    assert r.stderr.startswith(f"livefaces: error: {spec}: {why}") and r.stderr.count("\n") == 1, r.stderr
+
+
+# --- 6. a serve camera that is an image folder shows its snapshots -------------------------------
+
+def test_serve_shows_snapshots_of_an_image_folder_camera(shared, tmp_path):
+    """Frames of an image folder carried each image's path as their source, not the camera's
+    name, so serve's hub dropped them all: snapshot.jpg answered 503 and last_seen stayed null
+    while 1975 frames were detected."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from live_helpers import start_serve_cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(shared / IVAN, folder / "a.jpg")  # 561x561
+    shutil.copy(shared / IVAN, folder / "b.jpg")
+    proc, lines, ready, url, reader = start_serve_cli("serve", f"door={folder}", "--port", "0",
+                                                      "--threads", "1")
+    try:
+        assert ready.wait(120), "serve did not start:\n" + "".join(lines)
+        base = url[0].rstrip("/")
+        deadline, status, body = time.monotonic() + 60, None, b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/api/cameras/door/snapshot.jpg", timeout=10) as r:
+                    status, body = r.status, r.read()
+                    break
+            except urllib.error.HTTPError as e:
+                status = e.code
+            time.sleep(0.2)
+        assert status == 200, (status, "".join(lines))
+        snap = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert snap.shape[:2] == (561, 561)
+        with urllib.request.urlopen(f"{base}/api/cameras/door", timeout=10) as r:
+            cam = json.loads(r.read())
+        assert cam["last_seen"] is not None and cam["frames"] > 0 and cam["frame_size"] == [561, 561]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        reader.join(5)
+    assert "Traceback" not in "".join(lines)
+
+
+# --- 7. preview plays a file at its frame rate, like a video player ------------------------------
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                    reason="xvfb missing: run scripts/install_system_deps.sh (scripts/test.sh does)")
+def test_preview_plays_a_file_at_its_frame_rate(rotated_clips, tmp_path):
+    """preview of a file showed it at processing speed (a short clip flashed by): it is
+    paced like a camera now (a live source in its statistics; the run lasts at least the
+    clip's 1 s, which pacing guarantees however fast the machine), --no-realtime as before."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    def preview(*extra: str) -> dict:
+        r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 800x600x24", sys.executable, "-m",
+                            "livefaces", "preview", str(rotated_clips["upright"]), "--stats",
+                            str(tmp_path / "stats.json"), *extra],
+                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        return json.loads((tmp_path / "stats.json").read_text())
+
+    paced = preview()
+    assert paced["live"] is True and paced["wall_seconds"] >= 0.9, paced
+    fast = preview("--no-realtime")
+    assert fast["live"] is False and fast["captured"] == 30, fast

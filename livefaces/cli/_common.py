@@ -331,13 +331,18 @@ def expand_paths(items: list[str]) -> Iterator[tuple[str, Path | None, Path]]:
 
     Folders are walked recursively (image suffixes only, sorted); ``root`` is the folder
     (``None`` for a plain file) so callers can mirror the layout. A name that matches nothing
-    yields ``path`` as given, so the caller reports it as missing.
+    yields ``path`` as given, so the caller reports it as missing; a folder without a single
+    image yields the folder itself (``root`` ``None``), for the caller to report.
     """
     for item in items:
         p = Path(item)
         if p.is_dir():
+            found = False
             for fp in walk_files(p, IMAGE_SUFFIXES):
+                found = True
                 yield str(fp), p, fp
+            if not found:
+                yield item, None, p
         elif p.exists() or not glob.has_magic(item):
             yield item, None, p
         else:

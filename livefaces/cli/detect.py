@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from ..errors import ImageReadError, OutputError
-from ..imageio import make_folder, read_image, write_image
+from ..imageio import IMAGE_SUFFIXES, make_folder, read_image, write_image
 from ..render import annotate
 from ._common import (
     EXIT_OK,
@@ -45,7 +46,8 @@ examples:
   {"source": PATH, "width": W, "height": H, "faces": [{"box": [x1, y1, x2, y2],
    "confidence": c, "landmarks": {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y],
    "mouth_left": [x, y], "mouth_right": [x, y]}}]}
-coordinates are pixels of the input image, origin top-left. With --people each face also
+coordinates are pixels of the input image as displayed (EXIF orientation applied), origin
+top-left. With --people each face also
 has "identity": {"name": NAME or null (unknown), "distance": d} (lower is more alike; a
 known person at or below the threshold, 0.55).
 """
@@ -74,7 +76,24 @@ def _annotated_path(out_dir: Path, root: Path | None, path: Path, used: set[Path
 
 def _progress_text(done: int, total: int, start: float) -> str:
     rate = done / max(time.monotonic() - start, 1e-6)
-    return f"[{done}/{total}] {rate:.1f} img/s, ETA {fmt_duration((total - done) / rate)}"
+    eta = (total - done) / rate if rate > 0 else None
+    return f"[{done}/{total}] {rate:.1f} img/s, ETA {fmt_duration(eta)}"
+
+
+def _not_an_image(given: str, path: Path, e: ImageReadError) -> str:
+    """The line for an input that is not a still image: a folder without images, a video
+    (detect's most common mix-up: say which command reads it), else the reader's reason."""
+    if path.is_dir():
+        return (f"{given}: no images in this folder (looked for "
+                f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    from ..extract.decode import VIDEO_SUFFIXES
+
+    if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+        q = shlex.quote(given)
+        return (f"{given}: is a video; detect reads still images: use 'livefaces watch {q}' "
+                f"(live pipeline, events) or 'livefaces extract {q} --out DIR' (every face "
+                f"as a crop)")
+    return str(e)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             image = read_image(path, args.max_pixels)
         except ImageReadError as e:
-            error(str(e))
+            error(_not_an_image(given, path, e))
             failed += 1
             continue
         faces = detector.detect(image)

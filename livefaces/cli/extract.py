@@ -50,7 +50,8 @@ examples:
   livefaces extract films/ --out faces/ --ray local                     # Ray on this machine
   livefaces extract /mnt/films/ --out /mnt/faces/ --ray auto           # on a running cluster
 
-index.jsonl line (coordinates in pixels of the original frame, origin top-left; the face
+index.jsonl line (coordinates in pixels of the original frame, upright as a player shows it
+(rotation metadata applied), origin top-left; the face
 fields as in 'livefaces detect --json'):
   {"source": "movie.mp4", "frame": 120, "pts": 4.004, "box": [x1, y1, x2, y2],
    "confidence": 0.999, "landmarks": {"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y],

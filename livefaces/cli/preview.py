@@ -25,18 +25,27 @@ The box colour (and the letter after the track id) says how the face was found o
                  see it on this frame (shown a few frames at most, without landmarks)
 --record draws the same.
 
+Files and image folders play at their frame rate, as in a video player (--realtime is the
+default here; frames are dropped when detection cannot keep up); --no-realtime shows every
+frame as fast as it is processed.
+
 q or Esc closes the window; Ctrl-C stops too (a second Ctrl-C quits at once).
 """
 EPILOG = SOURCE_HELP + """
 examples:
   livefaces preview 0
   livefaces preview rtsp://admin:secret@192.168.1.20/stream1 --record session.mp4
-  livefaces preview clip.mp4 --realtime --detect-every 3
+  livefaces preview clip.mp4 --detect-every 3
+  livefaces preview clip.mp4 --no-realtime          # every frame, at processing speed
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_live_arguments(p)
+    p.add_argument("--no-realtime", dest="realtime", action="store_false",
+                   help="files and folders: show every frame at processing speed instead of "
+                        "at the file's frame rate (the default of preview, like a video player)")
+    p.set_defaults(realtime=True)
 
 
 class PreviewSink(QueueSink):

@@ -58,8 +58,8 @@ def open_source(spec: str | int | os.PathLike[str], *, transport: str = "tcp", l
         return WebcamSource(spec)
     s = os.fspath(spec)
     problem = source_problem(s)
-    if problem is not None:
-        raise SourceError(f"{redact_url(s)}: {problem}")
+    if problem is not None:  # ("synthetic:0x0@25" holds no secret, though it looks like one)
+        raise SourceError(f"{s if s.startswith('synthetic:') else redact_url(s)}: {problem}")
     if s.isdigit() or s.startswith("/dev/video"):
         from .webcam import WebcamSource
 

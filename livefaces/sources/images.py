@@ -76,7 +76,12 @@ class ImageFolderSource:
             delay = self._t0 + pts - now
             if delay > 0:
                 time.sleep(min(delay, 1.0))
-        frame = Frame(image, str(path), self._index, pts, time.monotonic())
+        # The frame's source is this source's name (the camera's, once the pipeline names it),
+        # never the image's path: sinks key cameras by it, and serve's hub ignored every frame
+        # of a folder camera (no snapshot, last_seen null), the schedule kept one state per
+        # image. The image's path is logged at debug level.
+        log.debug("%s: frame %d is %s", self.name, self._index, path)
+        frame = Frame(image, self.name, self._index, pts, time.monotonic())
         self._index += 1
         return frame
 

@@ -7,7 +7,6 @@ Spec: ``synthetic:[WxH][@FPS][,frames=N]``, e.g. ``synthetic:1280x720@25``.
 from __future__ import annotations
 
 import math
-import re
 import time
 from importlib import resources
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..errors import EndOfStream, SourceError
 from ..imageio import read_image
+from ..specs import parse_synthetic
 from ..types import Frame
 
 
@@ -55,13 +55,11 @@ class SyntheticSource:
 
     @classmethod
     def from_spec(cls, spec: str, realtime: bool = True) -> SyntheticSource:
-        m = re.fullmatch(r"synthetic:(?:(\d+)x(\d+))?(?:@([\d.]+))?(?:,frames=(\d+))?", spec)
-        if not m:
-            raise SourceError(f"{spec}: expected synthetic:[WxH][@FPS][,frames=N], "
-                              f"e.g. synthetic:1280x720@25")
-        w, h, fps, n = m.groups()
-        return cls(int(w or 640), int(h or 360), float(fps or 25), int(n) if n else None,
-                   realtime=True)
+        try:
+            w, h, fps, n = parse_synthetic(spec)
+        except ValueError as e:
+            raise SourceError(f"{spec}: {e}") from None
+        return cls(w, h, fps, n, realtime=True)
 
     def open(self, open_timeout: float = 10.0, stall_timeout: float = 10.0) -> None:
         self._face = sample_face()
