@@ -105,6 +105,14 @@ class WebConfig:
         stream_fps: MJPEG frame-rate cap per browser.
         jpeg_quality: JPEG quality of the live view and snapshots.
         enabled: false: no HTTP server (MQTT only).
+        allowed_hosts: without a token, the host names (the ``Host:`` header, any port) the
+            server answers besides localhost, 127.0.0.1, [::1] and ``host``; any other name is
+            refused with 403 (a web page on another site cannot reach this server through DNS
+            rebinding). With a token every name is answered (the token is the check).
+        idle_timeout: seconds a connection may stay open without sending a complete request
+            (also between keep-alive requests); slow or silent clients are closed.
+        max_connections: open connections at most (also at most half the process's open-file
+            limit); beyond, the oldest connection without a request in progress is closed.
     """
 
     host: str = "127.0.0.1"
@@ -113,10 +121,15 @@ class WebConfig:
     stream_fps: float = 5.0
     jpeg_quality: int = 80
     enabled: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    idle_timeout: float = 10.0
+    max_connections: int = 256
 
     def __repr__(self) -> str:
         return (f"WebConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, "
-                f"stream_fps={self.stream_fps}, jpeg_quality={self.jpeg_quality}, enabled={self.enabled})")
+                f"stream_fps={self.stream_fps}, jpeg_quality={self.jpeg_quality}, enabled={self.enabled}, "
+                f"allowed_hosts={self.allowed_hosts!r}, idle_timeout={self.idle_timeout}, "
+                f"max_connections={self.max_connections})")
 
 
 @dataclass(frozen=True)
@@ -313,6 +326,22 @@ _thresholds = _Check(_thresholds_conv, {
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
+#: a host name or address as a ``Host:`` header carries it (no port, no brackets)
+HOSTNAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
+
+
+def _hosts_conv(v: Any) -> tuple[Any, str | None]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and HOSTNAME_RE.match(x.strip("[]"))
+                                          for x in v):
+        return None, ("must be a list of host names or addresses (letters, digits, '.', '-', "
+                      "':'; no port), e.g. [cameras.home, 192.168.1.5]")
+    return tuple(x.strip("[]").lower().rstrip(".") for x in v), None
+
+
+_hosts = _Check(_hosts_conv, {"type": "array", "items": {"type": "string",
+                                                          "pattern": HOSTNAME_RE.pattern}})
+
+
 def _optional(conv: _Check) -> _Check:
     def c(v: Any) -> tuple[Any, str | None]:
         return (None, None) if v is None else conv(v)
@@ -336,6 +365,9 @@ WEB_FIELDS = {
     "stream_fps": _num(0, 30, lo_open=True),
     "jpeg_quality": _num(10, 100, integer=True),
     "enabled": _bool,
+    "allowed_hosts": _hosts,
+    "idle_timeout": _num(0.5, 3600),
+    "max_connections": _num(8, 100_000, integer=True),
 }
 MQTT_FIELDS = {
     "host": _str(no_space=True),

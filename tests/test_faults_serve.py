@@ -1,0 +1,169 @@
+"""Issue 20 (serve, security, the people folder), each fault reproduced against the real thing:
+a real aiohttp server on a socket, raw sockets, the CLI in a subprocess, real people folders.
+
+DNS rebinding (any ``Host:`` answered without a token); tokens guessable at full speed with no
+log line; silent and slow connections starving the server and flooding the log.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import re
+import resource
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from live_helpers import start_serve_cli
+from test_serve_web import _face_result
+
+from livefaces.serve.config import CameraConfig, WebConfig
+from livefaces.serve.hub import Hub
+from livefaces.serve.web import WebServer
+
+TOKEN = "tok-issue20-5b7c9d"
+AUTH_FAILURES = 10  # docs/serve.md: 10 wrong tokens in 60 s, then 429
+
+
+@pytest.fixture
+def hub() -> Hub:
+    h = Hub([CameraConfig("front", "rtsp://10.0.0.5/s1")])
+    h.put_result("front", _face_result())
+    return h
+
+
+def _request(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None,
+             source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- 1. DNS rebinding
+
+
+def test_without_a_token_only_this_servers_host_names_are_answered(hub):
+    named: list[tuple[str, str]] = []
+
+    def name_face(face_id: str, name: str) -> list[str]:
+        named.append((face_id, name))
+        return [name]
+
+    s = WebServer(hub, WebConfig(port=0, allowed_hosts=("cams.home",)), name_face=name_face).start()
+    try:
+        post = b'{"name": "mallory"}'
+        js = {"Content-Type": "application/json"}
+        # a page of attacker.example whose name now resolves to 127.0.0.1 (DNS rebinding)
+        for host in ("attacker.example", f"attacker.example:{s.port}", "localhost.attacker.example",
+                     "127.0.0.1.nip.io", "cams.home.evil", "[::2]", "localhost:x"):
+            st, _, body = _request(s.port, "POST", "/api/people/unknown/front.1", {"Host": host, **js}, post)
+            assert st == 403, (host, st, body)
+            assert b"host name" in body and len(body) < 200
+            for path in ("/", "/api/people", "/api/cameras", "/api/cameras/front/snapshot.jpg"):
+                assert _request(s.port, "GET", path, {"Host": host})[0] == 403, (host, path)
+        assert named == []  # nobody was enrolled
+        # its own names, with any port: loopback names, the bound host, web.allowed_hosts
+        for host in ("localhost", f"localhost:{s.port}", "127.0.0.1:1", "[::1]:8780", "LOCALHOST.",
+                     "cams.home", "cams.home:443"):
+            assert _request(s.port, "GET", "/api/cameras", {"Host": host})[0] == 200, host
+        st, _, _ = _request(s.port, "POST", "/api/people/unknown/front.1", {"Host": "localhost", **js}, post)
+        assert st == 200 and named == [("front.1", "mallory")]
+    finally:
+        s.stop()
+    # with a token, the token is the check: any host name, as before
+    s = WebServer(hub, WebConfig(port=0, token=TOKEN)).start()
+    try:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert _request(s.port, "GET", "/api/cameras", {"Host": "cams.example.org", **auth})[0] == 200
+        assert _request(s.port, "GET", "/api/cameras", {"Host": "cams.example.org"})[0] == 401
+    finally:
+        s.stop()
+
+
+# --------------------------------------------------------------------------- 2. token guessing
+
+
+def test_wrong_tokens_are_rate_limited_per_client_and_logged_without_the_token(hub, caplog):
+    caplog.set_level(logging.INFO)
+    s = WebServer(hub, WebConfig(port=0, token=TOKEN)).start()
+    guesses = [f"guess-{i:04d}" for i in range(AUTH_FAILURES + 5)]
+    try:
+        answers = [_request(s.port, "GET", "/api/cameras", {"Authorization": f"Bearer {g}"})
+                   for g in guesses]
+        assert [a[0] for a in answers[:AUTH_FAILURES]] == [401] * AUTH_FAILURES
+        assert {a[0] for a in answers[AUTH_FAILURES:]} == {429}
+        assert int(answers[-1][1]["retry-after"]) > 0
+        # the right token is no way out for the guessing client (otherwise guessing goes on) ...
+        assert _request(s.port, "GET", "/api/cameras", {"Authorization": f"Bearer {TOKEN}"})[0] == 429
+        assert _request(s.port, "GET", f"/?token={guesses[0]}", {})[0] == 429  # any credential
+        assert _request(s.port, "GET", "/health", {})[0] == 200
+        # ... while another client is not affected
+        ok = _request(s.port, "GET", "/api/cameras", {"Authorization": f"Bearer {TOKEN}"},
+                      source="127.0.0.2")
+        assert ok[0] == 200
+        # no token at all is not a guess: a browser opening the page first is never locked out
+        for _ in range(AUTH_FAILURES + 5):
+            assert _request(s.port, "GET", "/api/cameras", {}, source="127.0.0.3")[0] == 401
+    finally:
+        s.stop()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+    assert 1 <= len(lines) <= 2 and all("127.0.0.1" in ln for ln in lines), lines
+    assert not any(g in text for g in guesses) and TOKEN not in text
+
+
+# --------------------------------------------------------------------------- 3. slow clients
+
+
+def test_silent_and_slow_clients_neither_starve_serve_nor_flood_its_log(tmp_path: Path):
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("cameras:\n  cam: synthetic:160x120@5\ndefaults:\n  detect_fps: 1\n"
+                   "web:\n  port: 0\n  idle_timeout: 1\n")
+
+    proc, lines, ready, url, _ = start_serve_cli("serve", "--config", str(cfg))
+    socks: list[socket.socket] = []
+    try:
+        assert ready.wait(120), "".join(lines)
+        # as in a container with a small `ulimit -n` (the server reads its limit as it starts)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (128, 128))
+        port = int(url[0].rsplit(":", 1)[1].strip("/"))
+        for i in range(150):  # more than the process has file descriptors for
+            c = socket.socket()
+            c.settimeout(30)
+            try:
+                c.connect(("127.0.0.1", port))
+                if i % 2:  # half a request; the rest never comes
+                    c.sendall(b"GET /api/cameras HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            except OSError:
+                pass
+            socks.append(c)
+        with urllib.request.urlopen(url[0] + "health", timeout=10) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(url[0], timeout=10) as r:
+            assert r.status == 200
+        # a silent client and a slow one are closed by the server (EOF), not kept for ever
+        fresh_silent, fresh_slow = socket.create_connection(("127.0.0.1", port), timeout=30), \
+            socket.create_connection(("127.0.0.1", port), timeout=30)
+        socks += [fresh_silent, fresh_slow]
+        fresh_slow.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert fresh_silent.recv(100) == b""
+        assert fresh_slow.recv(100) == b""
+    finally:
+        for c in socks:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        time.sleep(0.2)
+    err = "".join(lines)
+    assert rc == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert len(err.splitlines()) < 20, err[-3000:]  # was 100,000+ lines of the same error
+    assert len(re.findall("cannot accept connections", err)) <= 1
