@@ -1,22 +1,28 @@
 """Issue 20 (serve, security, the people folder), each fault reproduced against the real thing:
-a real aiohttp server on a socket, raw sockets, the CLI in a subprocess, real people folders.
+a real aiohttp server on a socket, raw sockets, the CLI in a subprocess, real people folders
+and the real identification worker.
 
 DNS rebinding (any ``Host:`` answered without a token); tokens guessable at full speed with no
-log line; silent and slow connections starving the server and flooding the log.
+log line; silent and slow connections starving the server and flooding the log; a damaged
+people folder (tracebacks; an enrolment half written); people folders of another user and
+folder names the CLI refuses.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from live_helpers import start_serve_cli
 from test_serve_web import _face_result
@@ -167,3 +173,127 @@ def test_silent_and_slow_clients_neither_starve_serve_nor_flood_its_log(tmp_path
     assert "Traceback" not in err
     assert len(err.splitlines()) < 20, err[-3000:]  # was 100,000+ lines of the same error
     assert len(re.findall("cannot accept connections", err)) <= 1
+
+
+# --------------------------------------------------------------------------- 4. damaged people
+
+
+GRACE = Path(__file__).resolve().parents[1] / "livefaces" / "data" / "grace_hopper.jpg"
+
+
+def _person(root: Path, name: str, k: int = 2) -> Path:
+    """A person of made-up embeddings, written by the people-folder code itself."""
+    from livefaces.identify.gallery import save_person
+
+    rng = np.random.default_rng(len(name))
+    save_person(root, name, [(f"{name}{i}.jpg", rng.normal(0, 0.1, 128).astype(np.float32),
+                              np.full((96, 96, 3), 90, np.uint8)) for i in range(k)])
+    return root / name
+
+
+def _one_line_exit_3(r, *must: str) -> str:  # noqa: ANN001
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("livefaces: error: "), r.stderr
+    for m in must:
+        assert m in lines[0], (m, lines[0])
+    return lines[0]
+
+
+def _damage(kind: str, person: Path) -> Path:
+    """Damage ``person`` as the probe did; the file to be named."""
+    npz, meta = person / "embeddings.npz", person / "person.json"
+    if kind == "truncated":  # BadZipFile
+        npz.write_bytes(npz.read_bytes()[:40])
+        return npz
+    if kind == "empty":  # EOFError
+        npz.write_bytes(b"")
+        return npz
+    if kind == "npy":  # np.load gives an array, not an archive: AttributeError/TypeError
+        with npz.open("wb") as f:
+            np.save(f, np.zeros((2, 128), np.float32))
+        return npz
+    if kind == "list":  # person.json not an object: AttributeError
+        meta.write_text("[]")
+        return meta
+    if kind == "dangling":
+        npz.unlink()
+        npz.symlink_to(person / "nowhere.npz")
+        return npz
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "npy", "list", "dangling"])
+def test_a_damaged_people_folder_is_one_line_naming_the_file(tmp_path, kind):
+    from conftest import run_cli
+
+    root = tmp_path / "people"
+    _person(root, "ada")
+    bad = _damage(kind, _person(root, "bob"))
+    r = run_cli("detect", str(GRACE), "--people", str(root))
+    _one_line_exit_3(r, str(bad))
+    r = run_cli("people", "list", "--people", str(root))
+    _one_line_exit_3(r, str(bad))
+
+
+def test_naming_a_face_while_another_person_is_damaged_writes_nothing(tmp_path, detector):
+    """Serve's naming path for real: the identification worker process enrols the face."""
+    pytest.importorskip("dlib", reason="the identify extra")
+    from livefaces.errors import LiveFacesError
+    from livefaces.identify.live import LiveIdentifier
+    from livefaces.imageio import read_image
+
+    root = tmp_path / "people"
+    _person(root, "ada")
+    bob = _person(root, "bob")
+    image = read_image(GRACE)
+    face = detector.detect(image)
+    assert len(face) == 1
+    ident = LiveIdentifier(root).start()
+    try:
+        _damage("truncated", bob)  # damaged while serve runs
+        with pytest.raises(LiveFacesError) as e:
+            ident.enrol("carol", image, face)
+        assert str(bob / "embeddings.npz") in str(e.value) and "damaged" in str(e.value)
+        assert sorted(p.name for p in root.iterdir()) == ["ada", "bob"]  # all or nothing
+    finally:
+        ident.close()
+    # the CLI's add: the same
+    from conftest import run_cli
+
+    r = run_cli("people", "add", "carol", str(GRACE), "--people", str(root))
+    _one_line_exit_3(r, str(bob / "embeddings.npz"))
+    assert sorted(p.name for p in root.iterdir()) == ["ada", "bob"]
+
+
+# --------------------------------------------------------------------------- 5. ownership, names
+
+
+def test_a_people_folder_of_another_user_is_refused(tmp_path):
+    from conftest import run_cli
+
+    if os.getuid() != 0:
+        pytest.skip("needs root (os.chown to another user)")
+    root = tmp_path / "people"
+    _person(root, "ada")
+    os.chown(root, 12345, 12345)  # mode 0700 still: private, but not ours
+    for args in (("people", "list", "--people", str(root)), ("detect", str(GRACE), "--people", str(root))):
+        _one_line_exit_3(run_cli(*args), "belongs to another user", "uid 12345", "chown")
+    os.chown(root, 0, 0)
+    os.chown(root / "ada" / "embeddings.npz", 12345, 12345)  # one file inside: the same
+    _one_line_exit_3(run_cli("people", "list", "--people", str(root)), "ada/embeddings.npz")
+
+
+@pytest.mark.parametrize("bad", ["x+#", "<b>hi", "_x", "a b"])
+def test_names_on_disk_follow_the_clis_rules(tmp_path, bad):
+    from conftest import run_cli
+
+    r = run_cli("people", "remove", bad, "--people", str(tmp_path / "p"))
+    assert r.returncode == 3 and "invalid name" in r.stderr  # the CLI refuses the name ...
+    root = tmp_path / "people"
+    shutil.copytree(_person(root, "ada"), root / bad)  # ... so a folder of that name is no person
+    os.chmod(root / bad, 0o700)
+    line = _one_line_exit_3(run_cli("people", "list", "--people", str(root)), "is not a person name")
+    assert repr(bad) in line
+    _one_line_exit_3(run_cli("detect", str(GRACE), "--people", str(root)), "is not a person name")
