@@ -297,3 +297,78 @@ def test_names_on_disk_follow_the_clis_rules(tmp_path, bad):
     line = _one_line_exit_3(run_cli("people", "list", "--people", str(root)), "is not a person name")
     assert repr(bad) in line
     _one_line_exit_3(run_cli("detect", str(GRACE), "--people", str(root)), "is not a person name")
+
+
+# --------------------------------------------------------------------------- 6. terminal output
+
+
+class _HostileServer:
+    """An HTTP server that says what a hostile or broken 'serve' could: newlines, ANSI escapes
+    and bidirectional overrides in face ids, camera names and error messages."""
+
+    UNKNOWN = {"enabled": True, "people": [], "unknown": [
+        {"id": "door.1\nFORGED line\x1b[31m", "camera": "door\x1b]0;pwned\x07", "track_id": 1,
+         "seen": "now\r\u202eevil"}]}
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/api/people":
+                    self._send(200, json.dumps(outer.UNKNOWN).encode())
+                else:
+                    self._send(200, b"\xff\xd8fake", "image/jpeg")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._send(400, json.dumps({"error": "no\nFORGED2 \x1b[2Jcleared", "status": 400}).encode())
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_people_unknown_escapes_what_the_server_says_and_save_onto_a_file_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    srv = _HostileServer()
+    try:
+        r = run_cli("people", "unknown", "--server", srv.url)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.splitlines()
+        assert len(out) == 1, r.stdout  # one face, one line: no forged line
+        for ch in ("\x1b", "\r", "\x07", "\u202e"):
+            assert ch not in r.stdout + r.stderr, repr(ch)
+        assert "door.1\\nFORGED line\\x1b[31m" in out[0] and "\\u202e" in out[0]
+        r = run_cli("people", "name", "door.1", "ada", "--server", srv.url)
+        line = _one_line_exit_3(r, "HTTP 400", "no\\nFORGED2 \\x1b[2Jcleared")
+        assert "\x1b" not in line
+        crops = tmp_path / "crops.jpg"
+        crops.write_bytes(b"not a folder")
+        _one_line_exit_3(run_cli("people", "unknown", "--server", srv.url, "--save", str(crops)),
+                         "--save", "not a folder")
+        assert crops.read_bytes() == b"not a folder"
+        r = run_cli("people", "unknown", "--server", srv.url, "--save", str(tmp_path / "saved"))
+        assert r.returncode == 0, r.stderr
+        assert [p.name for p in (tmp_path / "saved").iterdir()] == ["door.1_FORGED_line__31m.jpg"]
+    finally:
+        srv.close()

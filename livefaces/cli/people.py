@@ -194,7 +194,7 @@ def _call(server: str, path: str, body: dict | None = None) -> Any:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
-    where = redact_url(server)
+    where = shown(redact_url(server))
     try:
         with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - http(s) only, checked
             raw = r.read()
@@ -205,11 +205,34 @@ def _call(server: str, path: str, body: dict | None = None) -> Any:
             reason = e.reason
         if e.code == 401:
             reason = "the server wants its web token: export LIVEFACES_TOKEN=..."
-        raise PeopleError(f"{where}: {reason} (HTTP {e.code})") from None
+        raise PeopleError(f"{where}: {shown(reason)} (HTTP {e.code})") from None
     except (urllib.error.URLError, OSError) as e:
         why = getattr(e, "reason", e)
-        raise PeopleError(f"{where}: cannot reach the server ({why})") from None
-    return raw if path.endswith(".jpg") else json.loads(raw)
+        raise PeopleError(f"{where}: cannot reach the server ({shown(why)})") from None
+    if path.endswith(".jpg"):
+        return raw
+    try:
+        answer = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError too
+        answer = None
+    if not isinstance(answer, dict):
+        raise PeopleError(f"{where}: not a livefaces serve answer ({path} is not a JSON object)")
+    return answer
+
+
+#: what a terminal would act on: C0/C1 control characters (newlines, ESC of ANSI sequences),
+#: DEL, line/paragraph separators and the bidirectional overrides that reorder what is shown
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value: object) -> str:
+    """``value`` as text safe to print: what a server (or a file name) says cannot start a
+    new line, move the cursor or recolour the terminal: control characters are written as
+    Python writes them in a repr (``\\n``, ``\\x1b``, ``\\u202e``)."""
+    def esc(m: re.Match[str]) -> str:
+        return repr(m.group(0))[1:-1]
+
+    return _UNPRINTABLE.sub(esc, str(value))
 
 
 def _quote(face_id: object) -> str:
@@ -226,19 +249,34 @@ def _unknown(args: argparse.Namespace) -> int:
         raise PeopleError(f"{args.server}: identification is off there (no 'people:' in its "
                           "configuration)")
     faces = info.get("unknown", [])
+    if not isinstance(faces, list) or not all(isinstance(f, dict) for f in faces):
+        raise PeopleError(f"{shown(args.server)}: not a livefaces serve answer (/api/people)")
     if args.save is not None:
-        args.save.mkdir(parents=True, exist_ok=True)
+        if args.save.exists() and not args.save.is_dir():
+            raise InputError(f"--save {shown(args.save)}: not a folder (give a folder for the "
+                             "crops; it is made if missing)")
+        try:
+            args.save.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"--save {shown(args.save)}: cannot make the folder "
+                             f"({shown(e.strerror or e)})") from None
     for f in faces:
-        line = f"{f['id']}  camera {f['camera']}, seen {f['seen']}"
+        line = f"{shown(f.get('id'))}  camera {shown(f.get('camera'))}, seen {shown(f.get('seen'))}"
         if args.save is not None:  # a file name of safe characters, whatever the server says
-            target = args.save / (re.sub(r"[^A-Za-z0-9_.-]", "_", str(f["id"])).lstrip(".") + ".jpg")
+            target = args.save / (re.sub(r"[^A-Za-z0-9_.-]", "_", str(f.get("id"))).lstrip(".") + ".jpg")
             tmp = target.with_suffix(".jpg.part")
-            tmp.write_bytes(_call(args.server, f"/api/people/unknown/{_quote(f['id'])}.jpg"))
-            tmp.replace(target)  # whole files only
-            line += f"  -> {target}"
+            data = _call(args.server, f"/api/people/unknown/{_quote(f.get('id'))}.jpg")
+            try:
+                tmp.write_bytes(data)
+                tmp.replace(target)  # whole files only
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise InputError(f"--save: cannot write {shown(target)} "
+                                 f"({shown(e.strerror or e)})") from None
+            line += f"  -> {shown(target)}"
         print(line)
     say(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "
-        f"'livefaces people name ID NAME --server {args.server}'")
+        f"'livefaces people name ID NAME --server {shown(args.server)}'")
     return EXIT_OK
 
 
@@ -247,7 +285,7 @@ def _name(args: argparse.Namespace) -> int:
 
     check_name(args.name)  # the same rule as the server's, before asking it
     got = _call(args.server, f"/api/people/unknown/{_quote(args.face_id)}", {"name": args.name})
-    print(f"{args.face_id}: added to the people as {got.get('name', args.name)} "
+    print(f"{shown(args.face_id)}: added to the people as {shown(got.get('name', args.name))} "
           f"({len(got.get('people', []))} known people)")
     return EXIT_OK
 
