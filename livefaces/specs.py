@@ -2,7 +2,9 @@
 
 The one grammar of sources (webcam numbers, ``/dev/videoN``, ``synthetic:``, files and
 folders, network URLs), shared by :func:`livefaces.sources.open_source` and serve's config
-check, so that checking a configuration and starting it cannot disagree. Standard library only.
+check, so that checking a configuration and starting it cannot disagree. Also the rule of an
+MQTT topic prefix (:func:`topic_prefix_problem`), shared by the MQTT publisher and the
+config check for the same reason. Standard library only.
 """
 
 from __future__ import annotations
@@ -60,4 +62,21 @@ def source_problem(spec: str, *, must_exist: bool = True) -> str | None:
                 f"folder or a webcam number")
     if must_exist and not Path(path).exists():
         return "no such file or folder; check the path (or give a URL or a webcam number)"
+    return None
+
+
+def topic_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot start the topics livefaces publishes, or None. Wildcards (``+``,
+    ``#``) are not allowed in a published topic (the broker drops the message or the
+    connection), topics starting with ``$`` are the broker's own (``$SYS/...``: brokers drop
+    clients' messages there), and NUL, spaces or an empty prefix make topics no subscriber
+    expects."""
+    if not prefix.strip("/"):
+        return "must not be empty"
+    if prefix.startswith("$"):
+        return "must not start with '$' (topics starting with $ are the broker's own, e.g. $SYS)"
+    if "+" in prefix or "#" in prefix:
+        return "must not contain the wildcards '+' or '#'"
+    if any(c.isspace() or c == "\0" for c in prefix):
+        return "must not contain spaces or NUL"
     return None

@@ -372,3 +372,24 @@ def test_people_unknown_escapes_what_the_server_says_and_save_onto_a_file_is_one
         assert [p.name for p in (tmp_path / "saved").iterdir()] == ["door.1_FORGED_line__31m.jpg"]
     finally:
         srv.close()
+
+
+# --------------------------------------------------------------------------- 7. MQTT topic prefix
+
+
+@pytest.mark.parametrize("prefix, why", [("$SYS/lf", "must not start with '$'"),
+                                         ("$share/x", "must not start with '$'"),
+                                         ("lf/+/x", "must not contain the wildcards"),
+                                         ("lf/#", "must not contain the wildcards")])
+def test_a_topic_prefix_the_broker_drops_is_refused_at_its_line(tmp_path, prefix, why):
+    from conftest import run_cli
+
+    from livefaces.publish.mqtt import MqttPublisher
+
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"cameras:\n  cam: synthetic:160x120@5\nmqtt:\n  host: 127.0.0.1\n"
+                   f"  topic_prefix: \"{prefix}\"\n")
+    r = run_cli("serve", "--config", str(cfg), "--check-config")
+    _one_line_exit_3(r, f"{cfg}:5: mqtt.topic_prefix: {why}")
+    with pytest.raises(ValueError, match="topic_prefix"):  # the library's publisher too
+        MqttPublisher("127.0.0.1", topic_prefix=prefix)

@@ -43,7 +43,7 @@ import yaml
 from ..detect.options import ENGINES, MIN_FACE_SIZE, DetectorOptions
 from ..errors import ConfigError as ConfigError  # its home is errors.py; kept importable here
 from ..redact import redact_url
-from ..specs import source_problem
+from ..specs import source_problem, topic_prefix_problem
 
 #: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
 MAX_FILE_BYTES = 1 << 20
@@ -141,7 +141,9 @@ class MqttConfig:
         port: broker port.
         username: user name at the broker.
         password: password at the broker; better given as ``${MQTT_PASSWORD}``.
-        topic_prefix: first topic level (``PREFIX/CAMERA/events``); no ``#``, ``+`` or spaces.
+        topic_prefix: first topic level(s) (``PREFIX/CAMERA/events``); no ``#``, ``+`` or
+            spaces, not starting with ``$`` (the broker's own topics, ``$SYS``: it drops
+            what clients publish there).
         client_id: MQTT client id.
         keepalive: seconds between keep-alive pings.
         buffer: events kept while the broker is away (oldest dropped beyond, counted).
@@ -369,12 +371,19 @@ WEB_FIELDS = {
     "idle_timeout": _num(0.5, 3600),
     "max_connections": _num(8, 100_000, integer=True),
 }
+def _topic_prefix_conv(v: Any) -> tuple[Any, str | None]:
+    if not isinstance(v, str):
+        return None, "must be a string"
+    bad = topic_prefix_problem(v)
+    return (None, bad) if bad else (v, None)
+
+
 MQTT_FIELDS = {
     "host": _str(no_space=True),
     "port": _num(1, 65535, integer=True),
     "username": _optional(_str()),
     "password": _optional(_str()),
-    "topic_prefix": _str(pattern=re.compile(r"^[^#+\s]+$"), hint="no '#', '+' or spaces"),
+    "topic_prefix": _Check(_topic_prefix_conv, {"type": "string", "pattern": r"^(?!\$)[^#+\s\x00]+$"}),
     "client_id": _str(),
     "keepalive": _num(5, 3600, integer=True),
     "buffer": _num(1, 1_000_000, integer=True),
