@@ -393,3 +393,95 @@ def test_a_topic_prefix_the_broker_drops_is_refused_at_its_line(tmp_path, prefix
     _one_line_exit_3(r, f"{cfg}:5: mqtt.topic_prefix: {why}")
     with pytest.raises(ValueError, match="topic_prefix"):  # the library's publisher too
         MqttPublisher("127.0.0.1", topic_prefix=prefix)
+
+
+# --------------------------------------------------------------------------- 8. what is said
+
+
+def test_serve_on_all_interfaces_says_so_with_addresses_that_answer():
+    proc, lines, ready, url, _ = start_serve_cli("serve", "cam=synthetic:160x120@5", "--port", "0",
+                                                 "--host", "0.0.0.0", "--token", TOKEN,
+                                                 "--detect-fps", "1")
+    try:
+        assert ready.wait(120), "".join(lines)
+        line = next(ln for ln in lines if "serving" in ln)
+        m = re.search(r"on http://0\.0\.0\.0:(\d+)/ \(all interfaces: from another machine e\.g\. "
+                      r"(http://\S+), from this one (http://127\.0\.0\.1:\d+/)\)", line)
+        assert m, line
+        port = m.group(1)
+        for base in (m.group(2), m.group(3)):
+            assert base.endswith(f":{port}/"), line
+            if "THIS-MACHINES-ADDRESS" in base:  # no network here: nothing to try
+                continue
+            with urllib.request.urlopen(base + "health", timeout=10) as r:
+                assert r.status == 200, base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_load_swinging_across_the_thresholds_is_one_episode(caplog):
+    from livefaces.serve.app import rate_watch
+
+    caplog.set_level(logging.INFO)
+    now = [0.0]
+    w = rate_watch(window=5.0, clock=lambda: now[0])
+
+    def feed(rate: float, seconds: int) -> None:
+        for _ in range(seconds):
+            now[0] += 1.0
+            w.update("front", 5.0, rate)
+
+    feed(5.0, 10)
+    for _ in range(4):  # 40 s of a swinging load: 4 s overloaded, 6 s fine (was 4 episodes)
+        feed(0.5, 4)
+        feed(5.0, 6)
+    behind = [r.getMessage() for r in caplog.records if "falling behind" in r.getMessage()]
+    assert len(behind) == 1, behind
+    assert not [r for r in caplog.records if "caught up" in r.getMessage()]
+    feed(5.0, 15)  # really caught up: the end of the one episode, once
+    assert len([r for r in caplog.records if "caught up" in r.getMessage()]) == 1
+    assert "front" not in w.behind
+
+
+def test_presence_does_not_flap_at_a_track_change(broker):
+    """A person's track ends and a new one begins (a look away, a crossing): the retained
+    presence topic on a real mosquitto stays 'present'; 'absent' once they are really gone."""
+    from test_serve_mqtt import Subscriber
+
+    from livefaces.publish.mqtt import MqttPublisher
+    from livefaces.serve.app import Presence, PresenceSink
+
+    sub = Subscriber(broker.port, client_id="presence-sub")
+    assert sub.subscribed.wait(10)
+    pub = MqttPublisher("127.0.0.1", broker.port, client_id="presence-pub")
+    pub.start()
+    hub = Hub([CameraConfig("hall", "rtsp://10.0.0.5/s1")])
+    sink = PresenceSink(Presence(["ada"], absent_after=1.0), hub, ["hall"], pub)
+    topic = "livefaces/hall/people/ada"
+
+    def ev(kind: str, track: int, name: str | None = "ada") -> dict:
+        return {"schema": 1, "type": kind, "source": "hall", "track_id": track, "time": "t",
+                "identity": {"name": name}}
+
+    try:
+        sink.announce()
+        sink.on_event(ev("face.identified", 1))
+        sink.on_event(ev("face.lost", 1))           # track 1 ends ...
+        sink.on_event(ev("face.identified", 2))     # ... track 2, a moment later: still her
+        sink.on_event(ev("face.identified", 2, None))  # her name revoked for a while ...
+        sink.on_event(ev("face.identified", 2))     # ... and settled again
+        assert hub.people_status()[0]["present"] == ["hall"]
+        sink.on_event(ev("face.lost", 2))           # she leaves
+        assert hub.people_status()[0]["present"] == ["hall"]  # within the hold-off
+        deadline = time.monotonic() + 20
+        while hub.people_status()[0]["present"] and time.monotonic() < deadline:
+            sink.on_stats(None)  # type: ignore[arg-type]  (the pipeline's ~1 s tick)
+            time.sleep(0.1)
+        sub.wait_for(lambda m: [p for t, p, _ in m if t == topic][-1:] == [b"absent"]
+                     and len([p for t, p, _ in m if t == topic]) >= 3, timeout=20)
+        seen = [p for t, p, _ in sub.messages if t == topic]
+        assert seen == [b"absent", b"present", b"absent"], seen
+    finally:
+        pub.close()
+        sub.close()

@@ -176,11 +176,15 @@ class PeopleConfig:
             web page's live view and snapshots.
         unknown_crops: how many recent unknown faces are kept in memory (one crop each, never
             written to disk) so that someone can name them on the web page (0: none).
+        absent_after: seconds a person stays ``present`` on a camera after their last track
+            there ended (a new track of them within it changes nothing: no absent/present
+            flapping at every track change); 0: absent at once.
     """
 
     folder: str
     blur_unknown: bool = False
     unknown_crops: int = 8
+    absent_after: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -405,6 +409,7 @@ PEOPLE_FIELDS = {
     "folder": _str(hint="a people folder made by 'livefaces people add'"),
     "blur_unknown": _bool,
     "unknown_crops": _num(0, 100, integer=True),
+    "absent_after": _num(0, 3600),
 }
 TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector", "people")
 

@@ -170,6 +170,30 @@ def open_file_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
+def reachable_address() -> str | None:
+    """An address of this machine that other machines may reach (the one of its default
+    route), or None (no network). Nothing is sent."""
+    import ipaddress
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: UDP connect only picks the route
+            addr = str(s.getsockname()[0])
+        if not ipaddress.ip_address(addr).is_loopback and addr != "0.0.0.0":
+            return addr
+    except (OSError, ValueError):
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addr = str(info[4][0])
+            if not ipaddress.ip_address(addr).is_loopback:
+                return addr
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def connection_cap(max_connections: int, fd_limit: int | None) -> int:
     """Connections served at once: ``max_connections``, and at most half the open-file limit
     (the rest is for cameras, models and the process), at least 4."""
@@ -619,9 +643,23 @@ class WebServer:
 
     @property
     def url(self) -> str:
+        """A URL of the server from this machine (for a wildcard bind: its loopback)."""
         host = self.config.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
         return f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.port}/"
+
+    def where(self) -> str:
+        """Where it listens, for the start-up line: the bound address; for all interfaces
+        (``0.0.0.0``, ``::``) that, an address other machines may reach, and this machine's."""
+        host, port = self.config.host, self.port
+        if host not in ("0.0.0.0", "::", ""):
+            return self.url
+        bound = "[::]" if host == "::" else "0.0.0.0"
+        lan = reachable_address()
+        other = f"http://{'[' + lan + ']' if ':' in lan else lan}:{port}/" if lan else \
+            f"http://THIS-MACHINES-ADDRESS:{port}/"
+        return (f"http://{bound}:{port}/ (all interfaces: from another machine e.g. {other}, "
+                f"from this one {self.url})")
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
