@@ -485,3 +485,22 @@ def test_presence_does_not_flap_at_a_track_change(broker):
     finally:
         pub.close()
         sub.close()
+
+
+# --------------------------------------------------------------------------- 10. the serve extra
+
+
+def test_the_serve_extra_is_what_serve_imports_and_what_the_docs_list():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve"]
+    names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in extra}
+    # what 'livefaces serve' checks for before starting (cli/serve.py), by distribution name
+    assert {"aiohttp", "paho-mqtt", "pyyaml", "prometheus-client"} <= names, names
+    readme = (root / "README.md").read_text()
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| `serve` |"))
+    install = next(ln for ln in readme.splitlines() if ln.startswith("pip install '.[cpu,serve]'"))
+    intro = (root / "docs" / "serve.md").read_text().split("the `serve` extra (", 1)[1].split(")", 1)[0]
+    for text in (row, install, intro):
+        assert all(n in text.lower() for n in names), (text, names)
