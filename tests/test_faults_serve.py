@@ -235,6 +235,11 @@ def test_a_damaged_people_folder_is_one_line_naming_the_file(tmp_path, kind):
     _one_line_exit_3(r, str(bad))
     r = run_cli("people", "list", "--people", str(root))
     _one_line_exit_3(r, str(bad))
+    # the fix the message gives works
+    r = run_cli("people", "remove", "bob", "--people", str(root))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("people", "list", "--people", str(root))
+    assert r.returncode == 0 and r.stdout.startswith("ada: 2 photos"), r.stderr
 
 
 def test_naming_a_face_while_another_person_is_damaged_writes_nothing(tmp_path, detector):
@@ -372,6 +377,18 @@ def test_people_unknown_escapes_what_the_server_says_and_save_onto_a_file_is_one
         assert [p.name for p in (tmp_path / "saved").iterdir()] == ["door.1_FORGED_line__31m.jpg"]
     finally:
         srv.close()
+    # a person.json edited to carry escapes: 'people list' prints them escaped too
+    import json
+
+    root = tmp_path / "people"
+    meta_file = _person(root, "ada") / "person.json"
+    meta = json.loads(meta_file.read_text())
+    meta["photos"][0]["source"] = "a.jpg\n\x1b[2Jforged"
+    meta_file.write_text(json.dumps(meta))
+    r = run_cli("people", "list", "--people", str(root))
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and len(r.stdout.splitlines()) == 2, r.stdout
+    assert "a.jpg\\n\\x1b[2Jforged" in r.stdout
 
 
 # --------------------------------------------------------------------------- 7. MQTT topic prefix

@@ -149,10 +149,12 @@ def _list(root: Path) -> int:
     check_people_dir(root)
     people = read_people(root)
     for person in people:
-        added = max((str(p.get("added", "")) for p in person.photos), default="")
-        sources = ", ".join(str(p.get("source", "?")) for p in person.photos)
+        photos = [p for p in person.photos if isinstance(p, dict)]
+        added = max((str(p.get("added", "")) for p in photos), default="")
+        # person.json is text anyone with the folder could edit: printed escaped
+        sources = ", ".join(shown(p.get("source", "?")) for p in photos)
         print(f"{person.name}: {len(person.photos)} photo{'s' if len(person.photos) != 1 else ''} "
-              f"({sources}), last added {added or '?'}")
+              f"({sources}), last added {shown(added) or '?'}")
     print(f"{len(people)} known {'person' if len(people) == 1 else 'people'} in {root}")
     return EXIT_OK
 
@@ -161,7 +163,7 @@ def _remove(args: argparse.Namespace, root: Path) -> int:
     from ..identify.gallery import check_private, remove_person
 
     if root.is_dir():
-        check_private(root)
+        check_private(root, removing=root / args.name)
     remove_person(root, args.name)
     print(f"{args.name}: removed from {root}")
     return EXIT_OK

@@ -105,14 +105,17 @@ def check_people_dir(people_dir: Path) -> None:
     check_private(people_dir)
 
 
-def check_private(people_dir: Path) -> None:
+def check_private(people_dir: Path, removing: Path | None = None) -> None:
     """Raise :class:`PeopleError` if ``people_dir`` or anything in it is readable or
     writable by group or others (the message says the ``chmod`` that fixes it), belongs to
-    another user (POSIX: the ``chown``), or is a symbolic link to nothing."""
+    another user (POSIX: the ``chown``), or is a symbolic link to nothing. ``removing``: a
+    person folder about to be deleted (its dangling links are no obstacle)."""
     paths = [people_dir] + sorted(people_dir.rglob("*"))
     uid = os.getuid() if hasattr(os, "getuid") else None
     for p in paths:
         if p.is_symlink() and not p.exists():
+            if removing is not None and p.parent == removing:
+                continue
             raise PeopleError(f"{p}: a symbolic link to nothing ({os.readlink(p)!r}); remove it "
                               "or point it at a person folder")
         owner = p.stat().st_uid
@@ -334,7 +337,8 @@ def remove_person(root: Path, name: str) -> None:
     """Delete ``name`` from ``root``; :class:`PeopleError` if there is no such person."""
     check_name(name)
     folder = root / name
-    if not (folder / PERSON_FILE).is_file():
+    # a damaged person (its person.json a link to nothing, say) can be removed too
+    if folder.is_symlink() or not folder.is_dir() or not os.path.lexists(folder / PERSON_FILE):
         raise PeopleError(f"{name}: no such person in {root}")
     trash = root / f".{name}.{uuid.uuid4().hex[:8]}.old.tmp"
     os.rename(folder, trash)
