@@ -43,8 +43,8 @@ def hub() -> Hub:
 
 
 def _request(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None,
-             source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+             source: str = "127.0.0.1", server: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(server, port, timeout=10, source_address=(source, 0))
     try:
         conn.request(method, path, body=body, headers=headers)
         r = conn.getresponse()
@@ -82,6 +82,14 @@ def test_without_a_token_only_this_servers_host_names_are_answered(hub):
             assert _request(s.port, "GET", "/api/cameras", {"Host": host})[0] == 200, host
         st, _, _ = _request(s.port, "POST", "/api/people/unknown/front.1", {"Host": "localhost", **js}, post)
         assert st == 200 and named == [("front.1", "mallory")]
+    finally:
+        s.stop()
+    # the bound address is one of its names
+    s = WebServer(hub, WebConfig(host="127.0.0.2", port=0)).start()
+    try:
+        assert _request(s.port, "GET", "/api/cameras", {"Host": f"127.0.0.2:{s.port}"},
+                        server="127.0.0.2")[0] == 200
+        assert _request(s.port, "GET", "/api/cameras", {"Host": "evil.example"}, server="127.0.0.2")[0] == 403
     finally:
         s.stop()
     # with a token, the token is the check: any host name, as before

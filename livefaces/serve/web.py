@@ -359,8 +359,9 @@ class WebServer:
         self._startup_error: BaseException | None = None
         self.streams_open = 0
         #: without a token, the ``Host:`` names answered (DNS rebinding: see _host_mw)
+        bound = config.host.strip("[]").lower().rstrip(".")  # an address, not a Host: header
         self.allowed_hosts = frozenset({*LOOPBACK_NAMES, *config.allowed_hosts}
-                                       | ({h} if (h := host_name(config.host)) else set()))
+                                       | ({bound} if bound else set()))
         self._throttle = _Throttle()
         self._once = _Once()
         self._busy: dict[Any, int] = {}  # connection (aiohttp's handler) -> requests in progress
