@@ -151,7 +151,7 @@ def test_silent_and_slow_clients_neither_starve_serve_nor_flood_its_log(tmp_path
         port = int(url[0].rsplit(":", 1)[1].strip("/"))
         for i in range(150):  # more than the process has file descriptors for
             c = socket.socket()
-            c.settimeout(30)
+            c.settimeout(10)
             try:
                 c.connect(("127.0.0.1", port))
                 if i % 2:  # half a request; the rest never comes
@@ -181,6 +181,24 @@ def test_silent_and_slow_clients_neither_starve_serve_nor_flood_its_log(tmp_path
     assert "Traceback" not in err
     assert len(err.splitlines()) < 20, err[-3000:]  # was 100,000+ lines of the same error
     assert len(re.findall("cannot accept connections", err)) <= 1
+
+
+def test_an_internal_error_repeated_by_a_client_is_one_log_line(caplog):
+    caplog.set_level(logging.DEBUG)
+
+    class BrokenHub(Hub):
+        def jpeg(self, name: str):  # noqa: ANN201 - a bug behind one route
+            raise RuntimeError("encoder exploded")
+
+    hub = BrokenHub([CameraConfig("front", "rtsp://10.0.0.5/s1")])
+    s = WebServer(hub, WebConfig(port=0)).start()
+    try:
+        answers = [_request(s.port, "GET", "/api/cameras/front/snapshot.jpg", {}) for _ in range(30)]
+    finally:
+        s.stop()
+    assert {a[0] for a in answers} == {500} and all(b"Traceback" not in a[2] for a in answers)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "internal error" in errors[0].getMessage() and errors[0].exc_info
 
 
 # --------------------------------------------------------------------------- 4. damaged people

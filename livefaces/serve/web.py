@@ -142,21 +142,29 @@ class _Throttle:
 
 
 class _Once:
-    """``log.warning`` at most once per :data:`LOG_EVERY_S` per key."""
+    """``log.warning`` (or ``level``) at most once per :data:`LOG_EVERY_S` per key; the
+    next line of a key says how many were left out meanwhile."""
 
     def __init__(self, every: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.every, self.clock = every, clock
         self._last: dict[Any, float] = {}
+        self._skipped: dict[Any, int] = {}
 
-    def __call__(self, key: Any, msg: str, *args: Any) -> bool:
+    def __call__(self, key: Any, msg: str, *args: Any, level: int = logging.WARNING,
+                 exc_info: bool = False) -> bool:
         now = self.clock()
         last = self._last.get(key)
         if last is not None and now - last < self.every:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
             return False
         if len(self._last) > 4096:
             self._last = {k: t for k, t in self._last.items() if now - t < self.every}
+            self._skipped = {k: n for k, n in self._skipped.items() if k in self._last}
         self._last[key] = now
-        log.warning(msg, *args)
+        skipped = self._skipped.pop(key, 0)
+        if skipped:
+            msg += f" ({skipped} more like it in the last {self.every:g} s not logged)"
+        log.log(level, msg, *args, exc_info=exc_info)
         return True
 
 
@@ -402,8 +410,14 @@ class WebServer:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
             raise
-        except Exception:
-            log.exception("internal error on %s %s", _escape_control(request.method), safe_path(request))
+        except Exception as e:
+            # once a minute per route and error: a request repeated in a loop must not write
+            # a traceback per attempt
+            route = request.match_info.route.resource
+            where = route.canonical if route is not None else safe_path(request)
+            self._once(("internal", where, type(e).__name__), "internal error on %s %s",
+                       _escape_control(request.method), safe_path(request), level=logging.ERROR,
+                       exc_info=True)
             return _error(500, "internal error (see the server log)")
 
     def _credentials(self, request: web.Request) -> list[str]:
