@@ -261,6 +261,9 @@ def test_a_damaged_people_folder_is_one_line_naming_the_file(tmp_path, kind):
     _one_line_exit_3(r, str(bad))
     r = run_cli("people", "list", "--people", str(root))
     _one_line_exit_3(r, str(bad))
+    if kind in ("truncated", "dangling"):  # the live commands: the worker's load, the parent's check
+        r = run_cli("watch", "synthetic:160x120@5", "--max-frames", "5", "--people", str(root))
+        _one_line_exit_3(r, str(bad))
     # the fix the message gives works
     r = run_cli("people", "remove", "bob", "--people", str(root))
     assert r.returncode == 0, r.stderr
