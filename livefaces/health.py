@@ -1,10 +1,13 @@
 """Is a camera keeping up? One judge for the pipeline and for ``serve``.
 
 :class:`Watch` compares a measured value with its target, per key (a camera), as a mean over
-the last ``window`` seconds, with hysteresis: *behind* when the mean falls below ``low`` x the
-target, *caught up* again at ``high`` x the target. Each episode logs one WARNING when it
-starts and one INFO when it ends (never a line per sample, never flapping on noise between
-the two thresholds). Its users:
+the last ``window`` seconds, with hysteresis and a hold-off: *behind* when the mean falls below
+``low`` x the target, *caught up* again only once it has stayed at or above ``high`` x the
+target for ``hold`` seconds (default: ``window``). Each episode logs one WARNING when it starts
+and one INFO when it ends (never a line per sample, never flapping on noise between the two
+thresholds, nor on a load that swings across both: a few good seconds inside an overload do
+not end its episode, so they do not start a new one either).
+Its users:
 
 * :class:`livefaces.pipeline.Camera`: with refinement on every frame, the share of frames with
   faces that the networks checked (target 1: below half, the CPU cannot keep up); otherwise
@@ -35,16 +38,23 @@ class Watch:
         recovered: the INFO when it ends.
         window: seconds the mean is taken over (no judgement before 0.8 of it is seen).
         low, high: behind below ``low`` x target; caught up at ``high`` x target.
+        hold: seconds the mean must stay at or above ``high`` x target before the episode
+            ends (default ``window``), so one episode is reported once, not once per swing.
         clock: monotonic seconds.
     """
 
     def __init__(self, behind: Say, recovered: Say, *, window: float = 5.0, low: float = 0.7,
-                 high: float = 0.85, clock: Callable[[], float] = time.monotonic) -> None:
+                 high: float = 0.85, hold: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not 0 < low <= high:
             raise ValueError(f"need 0 < low <= high, got {low}, {high}")
+        hold = window if hold is None else hold
+        if not hold >= 0:
+            raise ValueError(f"need hold >= 0, got {hold}")
         self.say_behind, self.say_recovered = behind, recovered
-        self.window, self.low, self.high, self.clock = window, low, high, clock
+        self.window, self.low, self.high, self.hold, self.clock = window, low, high, hold, clock
         self._samples: dict[str, collections.deque[tuple[float, float, float]]] = {}
+        self._crossed: dict[str, float] = {}  # key behind -> since when it looks caught up
         self.behind: dict[str, tuple[float, float]] = {}
         """keys behind now -> (mean value, mean target) of the last judgement"""
 
@@ -55,6 +65,7 @@ class Watch:
         q = self._samples.setdefault(key, collections.deque(maxlen=600))
         if not active or target <= 0:
             q.clear()
+            self._crossed.pop(key, None)
             if self.behind.pop(key, None) is not None:
                 log.info("%s: no longer judged (not streaming)", key)
             return
@@ -65,12 +76,20 @@ class Watch:
             return  # not enough history yet
         mean = sum(v for _, v, _ in q) / len(q)
         goal = sum(t for _, _, t in q) / len(q)
-        if key not in self.behind:
-            if mean < self.low * goal:
+        behind = key in self.behind
+        crossing = mean >= self.high * goal if behind else mean < self.low * goal
+        if not crossing:
+            self._crossed.pop(key, None)
+            if behind:
                 self.behind[key] = (mean, goal)
-                log.warning("%s", self.say_behind(key, mean, goal))
-        elif mean >= self.high * goal:
-            del self.behind[key]
-            log.info("%s", self.say_recovered(key, mean, goal))
-        else:
+            return
+        if not behind:
             self.behind[key] = (mean, goal)
+            log.warning("%s", self.say_behind(key, mean, goal))
+            return
+        since = self._crossed.setdefault(key, now)
+        if now - since < self.hold:
+            return  # caught up, but not for long enough yet: the episode goes on
+        del self._crossed[key]
+        del self.behind[key]
+        log.info("%s", self.say_recovered(key, mean, goal))

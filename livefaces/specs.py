@@ -2,7 +2,9 @@
 
 The one grammar of sources (webcam numbers, ``/dev/videoN``, ``synthetic:``, files and
 folders, network URLs), shared by :func:`livefaces.sources.open_source` and serve's config
-check, so that checking a configuration and starting it cannot disagree. Standard library only.
+check, so that checking a configuration and starting it cannot disagree. Also the rule of an
+MQTT topic prefix (:func:`topic_prefix_problem`), shared by the MQTT publisher and the
+config check for the same reason. Standard library only.
 """
 
 from __future__ import annotations
@@ -124,4 +126,21 @@ def synthetic_problem(spec: str) -> str | None:
         return f"the frame rate must be {lo_fps:g} to {hi_fps:g}, e.g. synthetic:1280x720@25"
     if n is not None and int(n) < 1:
         return "frames=N must be 1 or more"
+    return None
+
+
+def topic_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot start the topics livefaces publishes, or None. Wildcards (``+``,
+    ``#``) are not allowed in a published topic (the broker drops the message or the
+    connection), topics starting with ``$`` are the broker's own (``$SYS/...``: brokers drop
+    clients' messages there), and NUL, spaces or an empty prefix make topics no subscriber
+    expects."""
+    if not prefix.strip("/"):
+        return "must not be empty"
+    if prefix.startswith("$"):
+        return "must not start with '$' (topics starting with $ are the broker's own, e.g. $SYS)"
+    if "+" in prefix or "#" in prefix:
+        return "must not contain the wildcards '+' or '#'"
+    if any(c.isspace() or c == "\0" for c in prefix):
+        return "must not contain spaces or NUL"
     return None

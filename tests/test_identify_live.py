@@ -323,11 +323,19 @@ detector: {{threads: 1}}
         # his track is revised as the new votes come in: present at the door
         sub.wait_for(lambda m: retained("livefaces/door/people/alex") == b"present", timeout=40)
         assert "embedding" not in json.dumps(people_api())
-        status, metrics = _get(url[0] + "metrics")
-        m = re.search(rb"livefaces_identify_embeddings_total (\d+)", metrics)
+        # the gauges come with the next statistics push (about once a second): wait for
+        # the condition, not for a time (read at once, it failed once under load)
+        deadline = time.monotonic() + 30
+        while True:
+            status, metrics = _get(url[0] + "metrics")
+            m = re.search(rb"livefaces_identify_embeddings_total (\d+)", metrics)
+            if (status == 200 and m and int(m.group(1)) >= 3
+                    and b"livefaces_identify_people 5" in metrics) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert status == 200 and m and int(m.group(1)) >= 3, metrics[-2000:]
         assert b"livefaces_identify_worker_up 1" in metrics
-        assert b"livefaces_identify_people 5" in metrics
+        assert b"livefaces_identify_people 5" in metrics, metrics[-2000:]
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
         # a clean stop: everyone present is marked absent before the service goes offline

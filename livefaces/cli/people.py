@@ -157,11 +157,13 @@ def _list(root: Path) -> int:
     check_people_dir(root)
     people = read_people(root)
     for person in people:
-        added = max((str(p.get("added", "")) for p in person.photos), default="")
-        sources = ", ".join(str(p.get("source", "?")) for p in person.photos)
-        print(printable(f"{person.name}: {len(person.photos)} photo{'s' if len(person.photos) != 1 else ''} "
-                        f"({sources}), last added {added or '?'}"))
-    print(printable(f"{len(people)} known {'person' if len(people) == 1 else 'people'} in {root}"))
+        photos = [p for p in person.photos if isinstance(p, dict)]
+        added = max((str(p.get("added", "")) for p in photos), default="")
+        # person.json is text anyone with the folder could edit: printed escaped
+        sources = ", ".join(printable(p.get("source", "?")) for p in photos)
+        print(f"{person.name}: {len(person.photos)} photo{'s' if len(person.photos) != 1 else ''} "
+              f"({sources}), last added {printable(added) or '?'}")
+    print(f"{len(people)} known {'person' if len(people) == 1 else 'people'} in {root}")
     return EXIT_OK
 
 
@@ -169,7 +171,7 @@ def _remove(args: argparse.Namespace, root: Path) -> int:
     from ..identify.gallery import check_private, remove_person
 
     if root.is_dir():
-        check_private(root)
+        check_private(root, removing=root / args.name)
     remove_person(root, args.name)
     print(printable(f"{args.name}: removed from {root}"))
     return EXIT_OK
@@ -202,7 +204,7 @@ def _call(server: str, path: str, body: dict | None = None) -> Any:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
-    where = redact_url(server)
+    where = printable(redact_url(server))
     try:
         with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - http(s) only, checked
             raw = r.read()
@@ -213,11 +215,23 @@ def _call(server: str, path: str, body: dict | None = None) -> Any:
             reason = e.reason
         if e.code == 401:
             reason = "the server wants its web token: export LIVEFACES_TOKEN=..."
-        raise PeopleError(f"{where}: {reason} (HTTP {e.code})") from None
+        raise PeopleError(f"{where}: {printable(reason)} (HTTP {e.code})") from None
     except (urllib.error.URLError, OSError) as e:
         why = getattr(e, "reason", e)
-        raise PeopleError(f"{where}: cannot reach the server ({why})") from None
-    return raw if path.endswith(".jpg") else json.loads(raw)
+        raise PeopleError(f"{where}: cannot reach the server ({printable(why)})") from None
+    if path.endswith(".jpg"):
+        return raw
+    try:
+        answer = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError too
+        answer = None
+    if not isinstance(answer, dict):
+        raise PeopleError(f"{where}: not a livefaces serve answer ({path} is not a JSON object)")
+    return answer
+
+
+#: what a terminal would act on: C0/C1 control characters (newlines, ESC of ANSI sequences),
+#: DEL, line/paragraph separators and the bidirectional overrides that reorder what is shown
 
 
 def _quote(face_id: object) -> str:
@@ -234,19 +248,35 @@ def _unknown(args: argparse.Namespace) -> int:
         raise PeopleError(f"{args.server}: identification is off there (no 'people:' in its "
                           "configuration)")
     faces = info.get("unknown", [])
+    if not isinstance(faces, list) or not all(isinstance(f, dict) for f in faces):
+        raise PeopleError(f"{printable(args.server)}: not a livefaces serve answer (/api/people)")
     if args.save is not None:
-        args.save.mkdir(parents=True, exist_ok=True)
+        if args.save.exists() and not args.save.is_dir():
+            raise InputError(f"--save {printable(args.save)}: not a folder (give a folder for the "
+                             "crops; it is made if missing)")
+        try:
+            args.save.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"--save {printable(args.save)}: cannot make the folder "
+                             f"({printable(e.strerror or e)})") from None
     for f in faces:
-        line = f"{f['id']}  camera {f['camera']}, seen {f['seen']}"
+        line = f"{printable(f.get('id'))}  camera {printable(f.get('camera'))}, seen {printable(f.get('seen'))}"
         if args.save is not None:  # a file name of safe characters, whatever the server says
-            target = args.save / (re.sub(r"[^A-Za-z0-9_.-]", "_", str(f["id"])).lstrip(".") + ".jpg")
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(f.get("id"))).lstrip(".")
+            target = args.save / (safe + ".jpg")
             tmp = target.with_suffix(".jpg.part")
-            tmp.write_bytes(_call(args.server, f"/api/people/unknown/{_quote(f['id'])}.jpg"))
-            tmp.replace(target)  # whole files only
-            line += f"  -> {target}"
-        print(printable(line))
+            data = _call(args.server, f"/api/people/unknown/{_quote(f.get('id'))}.jpg")
+            try:
+                tmp.write_bytes(data)
+                tmp.replace(target)  # whole files only
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise InputError(f"--save: cannot write {printable(target)} "
+                                 f"({printable(e.strerror or e)})") from None
+            line += f"  -> {printable(target)}"
+        print(line)
     say(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "
-        f"'livefaces people name ID NAME --server {args.server}'")
+        f"'livefaces people name ID NAME --server {printable(args.server)}'")
     return EXIT_OK
 
 
@@ -255,8 +285,8 @@ def _name(args: argparse.Namespace) -> int:
 
     check_name(args.name)  # the same rule as the server's, before asking it
     got = _call(args.server, f"/api/people/unknown/{_quote(args.face_id)}", {"name": args.name})
-    print(printable(f"{args.face_id}: added to the people as {got.get('name', args.name)} "
-                    f"({len(got.get('people', []))} known people)"))
+    print(f"{printable(args.face_id)}: added to the people as {printable(got.get('name', args.name))} "
+          f"({len(got.get('people', []))} known people)")
     return EXIT_OK
 
 

@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  detector: engine {d.engine}, device {d.device}, threads {d.threads or 'all'}, "
               f"min face {d.min_face_size:g} px")
         w = cfg.web
-        print(f"  web: http://{w.host}:{w.port}/  token: {'set' if w.token else 'none'}")
+        whost = f"[{w.host}]" if ":" in w.host else w.host
+        every = "  (all interfaces)" if w.host in ("0.0.0.0", "::") else ""
+        print(f"  web: http://{whost}:{w.port}/{every}  token: {'set' if w.token else 'none'}")
         if cfg.mqtt:
             mhost = f"[{cfg.mqtt.host}]" if ":" in cfg.mqtt.host else cfg.mqtt.host  # IPv6
             print(printable(f"  mqtt: {mhost}:{cfg.mqtt.port}  prefix {cfg.mqtt.topic_prefix}/"))
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 server.stop()
                 return EXIT_SETUP
             if server.web is not None:
-                say(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.url}")
+                say(f"livefaces: serving {len(cfg.enabled_cameras)} camera(s) on {server.web.where()}")
             log.info("detector shared by %s", ", ".join(c.name for c in cfg.enabled_cameras))
             if args.duration:
                 stop.wait(args.duration)

@@ -52,7 +52,7 @@ PERSON_FILE = "person.json"
 EMBEDDINGS_FILE = "embeddings.npz"
 #: names: letters, digits, ``_ - .``, not starting with ``.`` or ``-``, at most 64 characters
 #: (they become folder names and MQTT topic levels: no ``/ + #`` or spaces)
-NAME_RE = re.compile(r"^[^\W][\w.-]{0,63}$")
+NAME_RE = re.compile(r"^[^\W_][\w.-]{0,63}$")
 
 
 def default_people_dir() -> Path:
@@ -105,11 +105,25 @@ def check_people_dir(people_dir: Path) -> None:
     check_private(people_dir)
 
 
-def check_private(people_dir: Path) -> None:
+def check_private(people_dir: Path, removing: Path | None = None) -> None:
     """Raise :class:`PeopleError` if ``people_dir`` or anything in it is readable or
-    writable by group or others (the message says the ``chmod`` that fixes it)."""
+    writable by group or others (the message says the ``chmod`` that fixes it), belongs to
+    another user (POSIX: the ``chown``), or is a symbolic link to nothing. ``removing``: a
+    person folder about to be deleted (its dangling links are no obstacle)."""
     paths = [people_dir] + sorted(people_dir.rglob("*"))
+    uid = os.getuid() if hasattr(os, "getuid") else None
     for p in paths:
+        if p.is_symlink() and not p.exists():
+            if removing is not None and p.parent == removing:
+                continue
+            raise PeopleError(f"{p}: a symbolic link to nothing ({os.readlink(p)!r}); remove it "
+                              "or point it at a person folder")
+        owner = p.stat().st_uid
+        if uid is not None and owner != uid:
+            raise PeopleError(
+                f"{p} belongs to another user (uid {owner}; this process runs as uid {uid}); "
+                f"face data must be the user's own: run 'chown -R {uid} {people_dir}' or run "
+                "livefaces as its owner")
         mode = _unsafe(p)
         if mode is not None:
             raise PeopleError(
@@ -192,31 +206,59 @@ class Person:
     embeddings: np.ndarray
 
 
+def _damaged(path: Path, why: str) -> PeopleError:
+    """The one line for a damaged file of a person folder: which file, why, what to do."""
+    name = path.parent.name
+    return PeopleError(f"{path}: damaged person folder ({why}); remove it with 'livefaces "
+                       f"people remove {name}' (or delete {path.parent}) and add the photos again")
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "missing"
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def _read_person(folder: Path) -> Person:
+    meta_file, emb_file = folder / PERSON_FILE, folder / EMBEDDINGS_FILE
     try:
-        meta = json.loads((folder / PERSON_FILE).read_text(encoding="utf-8"))
-        with np.load(folder / EMBEDDINGS_FILE, allow_pickle=False) as z:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: not JSON, not UTF-8
+        raise _damaged(meta_file, _why(e)) from e
+    if not isinstance(meta, dict):
+        raise _damaged(meta_file, f"a JSON {type(meta).__name__}, not an object")
+    try:
+        with np.load(emb_file, allow_pickle=False) as z:
             emb = np.asarray(z["embeddings"], np.float32)
-    except (OSError, ValueError, KeyError) as e:
-        raise PeopleError(f"{folder}: damaged person folder ({e}); remove it with "
-                          f"'livefaces people remove {folder.name}' and add the photos again") from e
-    photos = meta.get("photos") if isinstance(meta, dict) else None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, zlib.error, KeyError, a bare
+        # .npy (no context manager: AttributeError), ValueError...: damaged, whichever it is
+        raise _damaged(emb_file, _why(e)) from e
+    photos = meta.get("photos")
     if meta.get("model") != MODEL_ID:
-        raise PeopleError(f"{folder}: made with another face model ({meta.get('model')!r}); "
+        raise PeopleError(f"{meta_file}: made with another face model ({meta.get('model')!r}); "
                           "remove the person and add the photos again")
     if not isinstance(photos, list) or emb.ndim != 2 or emb.shape != (len(photos), EMBEDDING_SIZE):
-        raise PeopleError(f"{folder}: damaged person folder (embeddings {emb.shape} for "
-                          f"{len(photos) if isinstance(photos, list) else '?'} photos)")
+        raise _damaged(emb_file, f"embeddings {emb.shape} for "
+                                 f"{len(photos) if isinstance(photos, list) else '?'} photos")
     return Person(folder.name, folder, photos, emb)
 
 
 def read_people(root: Path) -> list[Person]:
     """The people of folder ``root``, sorted by name (no permission check: see
-    :func:`check_private`)."""
+    :func:`check_private`). Names on disk follow the rules of :func:`check_name`, as the
+    CLI's: a folder named otherwise (``x+#``, HTML, a leading ``_``) is refused with one
+    line (a :class:`PeopleError` naming it), as a damaged folder is."""
     out = []
     for folder in sorted(root.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue  # our temporary folders, stray files
+        try:
+            check_name(folder.name)
+        except InputError:
+            raise PeopleError(f"{root}: the folder {folder.name!r} is not a person name "
+                              "(letters, digits, '_', '-' or '.', starting with a letter or "
+                              "digit, at most 64 characters); rename or remove that folder") from None
         out.append(_read_person(folder))
     return out
 
@@ -246,8 +288,11 @@ def save_person(root: Path, name: str, new_photos: Sequence[tuple[str, np.ndarra
     if not root.exists():
         _private_dir(root)
     check_private(root)
+    # the whole folder is read first: a damaged person elsewhere stops the add before anything
+    # is written (the gallery reloaded after it would fail with the new person already there)
+    people = {p.name: p for p in read_people(root)}
     old = root / name
-    previous = _read_person(old) if old.is_dir() else None
+    previous = people.get(name)
     tmp = root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     _private_dir(tmp)
     try:
@@ -292,7 +337,8 @@ def remove_person(root: Path, name: str) -> None:
     """Delete ``name`` from ``root``; :class:`PeopleError` if there is no such person."""
     check_name(name)
     folder = root / name
-    if not (folder / PERSON_FILE).is_file():
+    # a damaged person (its person.json a link to nothing, say) can be removed too
+    if folder.is_symlink() or not folder.is_dir() or not os.path.lexists(folder / PERSON_FILE):
         raise PeopleError(f"{name}: no such person in {root}")
     trash = root / f".{name}.{uuid.uuid4().hex[:8]}.old.tmp"
     os.rename(folder, trash)

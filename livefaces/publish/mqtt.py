@@ -41,6 +41,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from ..specs import topic_prefix_problem
+
 log = logging.getLogger(__name__)
 
 EVENT_TYPES_TO_STATUS = ("source.status",)
@@ -65,6 +67,9 @@ class MqttPublisher:
                  password: str | None = None, client_id: str = "livefaces",
                  topic_prefix: str = "livefaces", buffer: int = 1000, keepalive: int = 30,
                  reconnect_min_s: int = 1, reconnect_max_s: int = 30):
+        bad = topic_prefix_problem(topic_prefix)
+        if bad:
+            raise ValueError(f"topic_prefix {topic_prefix!r}: {bad}")
         self.host, self.port = host, int(port)
         self.prefix = topic_prefix.rstrip("/")
         self.availability_topic = f"{self.prefix}/available"

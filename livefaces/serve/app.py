@@ -38,44 +38,80 @@ from .hub import Hub
 log = logging.getLogger(__name__)
 
 
+#: seconds a person stays present on a camera after their last track there ended or lost
+#: their name (``people.absent_after``): a track change, a look away, a scene cut is no leaving
+ABSENT_AFTER_S = 10.0
+
+
 class Presence:
     """Who is on which camera now, from the face events: a name is present on a camera while
     one of its tracks there is identified as that name (``face.identified`` sets or changes a
-    track's name, ``face.lost`` ends the track). Not thread-safe: :class:`PresenceSink`
+    track's name, ``face.lost`` ends the track), and for ``absent_after`` seconds after the
+    last such track ended (a hold-off: the next track of the same person, a moment later,
+    changes nothing; :meth:`tick` reports who left). Not thread-safe: :class:`PresenceSink`
     guards it."""
 
-    def __init__(self, names: tuple[str, ...] | list[str]) -> None:
+    def __init__(self, names: tuple[str, ...] | list[str], absent_after: float = ABSENT_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not absent_after >= 0:
+            raise ValueError(f"absent_after must be >= 0 (got {absent_after})")
         self.names = tuple(names)
+        self.absent_after, self.clock = float(absent_after), clock
         self._tracks: dict[tuple[str, int], str] = {}
+        self._leaving: dict[tuple[str, str], float] = {}  # (camera, name) -> unseen since
         self.last_seen: dict[str, tuple[str, str]] = {}  # name -> (camera, ISO time)
 
-    def here(self, camera: str) -> set[str]:
+    def _tracked(self, camera: str) -> set[str]:
         return {n for (c, _), n in self._tracks.items() if c == camera}
 
+    def here(self, camera: str) -> set[str]:
+        """The names present on ``camera`` (those in their hold-off included)."""
+        return self._tracked(camera) | {n for (c, n) in self._leaving if c == camera}
+
     def update(self, event: dict[str, Any]) -> list[tuple[str, str, bool]]:
-        """The ``(camera, name, present)`` changes ``event`` makes."""
+        """The ``(camera, name, present)`` changes ``event`` makes (and :meth:`tick`'s)."""
         kind = event.get("type")
         if kind not in ("face.identified", "face.updated", "face.lost"):
-            return []
+            return self.tick()
         cam, tid = str(event.get("source")), event.get("track_id")
         name = (event.get("identity") or {}).get("name")
         if isinstance(name, str) and kind != "face.lost":
             self.last_seen[name] = (cam, str(event.get("time")))
         if kind == "face.updated" or not isinstance(tid, int):
-            return []
+            return self.tick()
         before = self.here(cam)
+        tracked_before = self._tracked(cam)
         if kind == "face.lost" or not isinstance(name, str):
             self._tracks.pop((cam, tid), None)
         else:
             self._tracks[(cam, tid)] = name
+        tracked = self._tracked(cam)
+        now = self.clock()
+        for n in tracked:  # seen again within the hold-off: still present, nothing to say
+            self._leaving.pop((cam, n), None)
+        if self.absent_after > 0:
+            for n in tracked_before - tracked:
+                self._leaving.setdefault((cam, n), now)
         after = self.here(cam)
         return ([(cam, n, True) for n in sorted(after - before)]
-                + [(cam, n, False) for n in sorted(before - after)])
+                + [(cam, n, False) for n in sorted(before - after)] + self.tick())
+
+    def tick(self) -> list[tuple[str, str, bool]]:
+        """The ``(camera, name, False)`` of those unseen for ``absent_after`` seconds now."""
+        if not self._leaving:
+            return []
+        now = self.clock()
+        gone = sorted(k for k, t in self._leaving.items() if now - t >= self.absent_after)
+        for k in gone:
+            del self._leaving[k]
+        return [(cam, n, False) for cam, n in gone]
 
     def snapshot(self) -> list[dict[str, Any]]:
         """``[{name, present: [cameras], last_seen, last_camera}]`` for ``/api/people``."""
         where: dict[str, set[str]] = {}
         for (cam, _), n in self._tracks.items():
+            where.setdefault(n, set()).add(cam)
+        for cam, n in self._leaving:
             where.setdefault(n, set()).add(cam)
         return [{"name": n, "present": sorted(where.get(n, ())),
                  "last_seen": self.last_seen.get(n, (None, None))[1],
@@ -114,11 +150,22 @@ class PresenceSink(BaseSink):
     def on_event(self, event: dict[str, Any]) -> None:
         with self._lock:
             changes = self.presence.update(event)
-            if self.publisher is not None:
-                for cam, name, present in changes:
-                    self.publisher.publish_presence(cam, name, present)
+            self._publish(changes)
             if changes or event.get("type") in ("face.identified", "face.updated"):
                 self.hub.put_people(self.presence.snapshot())
+
+    def on_stats(self, stats: PipelineStats) -> None:
+        """About once a second: who has now been unseen for ``absent_after`` seconds."""
+        with self._lock:
+            changes = self.presence.tick()
+            self._publish(changes)
+            if changes:
+                self.hub.put_people(self.presence.snapshot())
+
+    def _publish(self, changes: list[tuple[str, str, bool]]) -> None:
+        if self.publisher is not None:
+            for cam, name, present in changes:
+                self.publisher.publish_presence(cam, name, present)
 
     def close(self) -> None:
         """The run ends: everyone present is marked ``absent`` (before MQTT says offline)."""
@@ -182,7 +229,7 @@ def camera_health(s: SourceStats, last_status: tuple[str | None, int | None, flo
     return "error", s.error or f"camera is {s.status}"
 
 
-def rate_watch(window: float = 5.0, low: float = 0.7, high: float = 0.85,
+def rate_watch(window: float = 5.0, low: float = 0.7, high: float = 0.85, hold: float | None = None,
                clock: Callable[[], float] = time.monotonic) -> Watch:
     """Warns when a camera's verified frames per second fall behind its ``detect_fps``.
 
@@ -191,8 +238,9 @@ def rate_watch(window: float = 5.0, low: float = 0.7, high: float = 0.85,
     still, empty scene that the motion gate let pass on purpose) and the target
     (``min(configured, capture fps)``: a 3 fps camera cannot be checked 5 times a second, that
     is not the detector's fault). A :class:`livefaces.health.Watch`: the mean over ``window``
-    seconds, behind below ``low`` x target, caught up again at ``high`` x target; one WARNING
-    per episode, an INFO at its end.
+    seconds, behind below ``low`` x target, caught up again once at ``high`` x target for
+    ``hold`` seconds (default ``window``: a load swinging across both thresholds is one
+    episode, not one per swing); one WARNING per episode, an INFO at its end.
     """
     return Watch(
         lambda cam, rate, goal: (f"camera {cam}: detector falling behind: {rate:.1f} verified "
@@ -201,7 +249,7 @@ def rate_watch(window: float = 5.0, low: float = 0.7, high: float = 0.85,
                                  "or give it more threads"),
         lambda cam, rate, goal: (f"camera {cam}: detector caught up: {rate:.1f} verified frames/s "
                                  f"of detect_fps {goal:g}"),
-        window=window, low=low, high=high, clock=clock)
+        window=window, low=low, high=high, hold=hold, clock=clock)
 
 
 class CameraServer:
@@ -255,8 +303,8 @@ class CameraServer:
 
             self.identifier = LiveIdentifier(people.folder)
             # before the MQTT publisher: "absent" goes out before "offline" at the end
-            self.presence = PresenceSink(Presence(()), self.hub, [c.name for c in cams],
-                                         self.publisher)
+            self.presence = PresenceSink(Presence((), people.absent_after), self.hub,
+                                         [c.name for c in cams], self.publisher)
             sinks.append(self.presence)
         if self.publisher is not None:
             sinks.append(self.publisher)  # a Sink: events to the broker
@@ -345,7 +393,7 @@ class CameraServer:
         :class:`~livefaces.errors.LiveFacesError` if it cannot)."""
         if self.identifier is not None and self.presence is not None:
             self.identifier.start()
-            self.presence.presence = Presence(self.identifier.names)
+            self.presence.presence = Presence(self.identifier.names, self.presence.presence.absent_after)
         self._on_stats(self.pipeline.stats())
         if self.web is not None:
             self.web.start()

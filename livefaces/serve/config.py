@@ -43,7 +43,7 @@ import yaml
 from ..detect.options import ENGINES, MIN_FACE_SIZE, DetectorOptions
 from ..errors import ConfigError as ConfigError  # its home is errors.py; kept importable here
 from ..redact import redact_url
-from ..specs import source_problem
+from ..specs import source_problem, topic_prefix_problem
 
 #: a config file bigger than this is refused before it is parsed (real ones are a few KiB)
 MAX_FILE_BYTES = 1 << 20
@@ -105,6 +105,14 @@ class WebConfig:
         stream_fps: MJPEG frame-rate cap per browser.
         jpeg_quality: JPEG quality of the live view and snapshots.
         enabled: false: no HTTP server (MQTT only).
+        allowed_hosts: without a token, the host names (the ``Host:`` header, any port) the
+            server answers besides localhost, 127.0.0.1, [::1] and ``host``; any other name is
+            refused with 403 (a web page on another site cannot reach this server through DNS
+            rebinding). With a token every name is answered (the token is the check).
+        idle_timeout: seconds a connection may stay open without sending a complete request
+            (also between keep-alive requests); slow or silent clients are closed.
+        max_connections: open connections at most (also at most half the process's open-file
+            limit); beyond, the oldest connection without a request in progress is closed.
     """
 
     host: str = "127.0.0.1"
@@ -113,10 +121,15 @@ class WebConfig:
     stream_fps: float = 5.0
     jpeg_quality: int = 80
     enabled: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    idle_timeout: float = 10.0
+    max_connections: int = 256
 
     def __repr__(self) -> str:
         return (f"WebConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, "
-                f"stream_fps={self.stream_fps}, jpeg_quality={self.jpeg_quality}, enabled={self.enabled})")
+                f"stream_fps={self.stream_fps}, jpeg_quality={self.jpeg_quality}, enabled={self.enabled}, "
+                f"allowed_hosts={self.allowed_hosts!r}, idle_timeout={self.idle_timeout}, "
+                f"max_connections={self.max_connections})")
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,9 @@ class MqttConfig:
         port: broker port.
         username: user name at the broker.
         password: password at the broker; better given as ``${MQTT_PASSWORD}``.
-        topic_prefix: first topic level (``PREFIX/CAMERA/events``); no ``#``, ``+`` or spaces.
+        topic_prefix: first topic level(s) (``PREFIX/CAMERA/events``); no ``#``, ``+`` or
+            spaces, not starting with ``$`` (the broker's own topics, ``$SYS``: it drops
+            what clients publish there).
         client_id: MQTT client id.
         keepalive: seconds between keep-alive pings.
         buffer: events kept while the broker is away (oldest dropped beyond, counted).
@@ -161,11 +176,15 @@ class PeopleConfig:
             web page's live view and snapshots.
         unknown_crops: how many recent unknown faces are kept in memory (one crop each, never
             written to disk) so that someone can name them on the web page (0: none).
+        absent_after: seconds a person stays ``present`` on a camera after their last track
+            there ended (a new track of them within it changes nothing: no absent/present
+            flapping at every track change); 0: absent at once.
     """
 
     folder: str
     blur_unknown: bool = False
     unknown_crops: int = 8
+    absent_after: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -313,6 +332,22 @@ _thresholds = _Check(_thresholds_conv, {
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
+#: a host name or address as a ``Host:`` header carries it (no port, no brackets)
+HOSTNAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
+
+
+def _hosts_conv(v: Any) -> tuple[Any, str | None]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and HOSTNAME_RE.match(x.strip("[]"))
+                                          for x in v):
+        return None, ("must be a list of host names or addresses (letters, digits, '.', '-', "
+                      "':'; no port), e.g. [cameras.home, 192.168.1.5]")
+    return tuple(x.strip("[]").lower().rstrip(".") for x in v), None
+
+
+_hosts = _Check(_hosts_conv, {"type": "array", "items": {"type": "string",
+                                                          "pattern": HOSTNAME_RE.pattern}})
+
+
 def _optional(conv: _Check) -> _Check:
     def c(v: Any) -> tuple[Any, str | None]:
         return (None, None) if v is None else conv(v)
@@ -336,13 +371,23 @@ WEB_FIELDS = {
     "stream_fps": _num(0, 30, lo_open=True),
     "jpeg_quality": _num(10, 100, integer=True),
     "enabled": _bool,
+    "allowed_hosts": _hosts,
+    "idle_timeout": _num(0.5, 3600),
+    "max_connections": _num(8, 100_000, integer=True),
 }
+def _topic_prefix_conv(v: Any) -> tuple[Any, str | None]:
+    if not isinstance(v, str):
+        return None, "must be a string"
+    bad = topic_prefix_problem(v)
+    return (None, bad) if bad else (v, None)
+
+
 MQTT_FIELDS = {
     "host": _str(no_space=True),
     "port": _num(1, 65535, integer=True),
     "username": _optional(_str()),
     "password": _optional(_str()),
-    "topic_prefix": _str(pattern=re.compile(r"^[^#+\s]+$"), hint="no '#', '+' or spaces"),
+    "topic_prefix": _Check(_topic_prefix_conv, {"type": "string", "pattern": r"^(?!\$)[^#+\s\x00]+$"}),
     "client_id": _str(),
     "keepalive": _num(5, 3600, integer=True),
     "buffer": _num(1, 1_000_000, integer=True),
@@ -364,6 +409,7 @@ PEOPLE_FIELDS = {
     "folder": _str(hint="a people folder made by 'livefaces people add'"),
     "blur_unknown": _bool,
     "unknown_crops": _num(0, 100, integer=True),
+    "absent_after": _num(0, 3600),
 }
 TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector", "people")
 

@@ -30,6 +30,13 @@ of this server without it (never to another host: ``//evil.example/?token=T`` go
 DEBUG) without their query strings, with control characters escaped (no forged log lines);
 :class:`RedactingFilter` redacts tokens in any log line (the CLI installs it).
 
+Without a token only this server's host names are answered (``Host:`` localhost, 127.0.0.1,
+[::1], ``web.host``, ``web.allowed_hosts``; others 403: no DNS rebinding). Wrong tokens are
+limited per client address (:data:`AUTH_FAILURES` in :data:`AUTH_WINDOW_S` seconds, then 429
+with Retry-After) and logged without the token. Connections that send no complete request
+within ``web.idle_timeout`` are closed, at most :attr:`WebServer.connection_cap` stay open
+(the oldest idle one makes room), and repeated warnings are one a minute (:class:`_Once`).
+
 JSON answers are rounded (pixels 0.1, scores 4 decimals, other numbers 2-3) and never contain
 NaN or infinity (``null`` instead).
 """
@@ -37,10 +44,13 @@ NaN or infinity (``null`` instead).
 from __future__ import annotations
 
 import asyncio
+import collections
+import errno
 import hmac
 import json
 import logging
 import math
+import os
 import re
 import sys
 import threading
@@ -63,6 +73,139 @@ _PAGE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
 _BOUNDARY = "livefacesframe"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: host names answered without a token (any port), besides ``web.host`` and ``web.allowed_hosts``
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+#: wrong tokens per client: after AUTH_FAILURES within AUTH_WINDOW_S seconds the client is
+#: answered 429 (with Retry-After) until the oldest of them is AUTH_WINDOW_S old
+AUTH_FAILURES = 10
+AUTH_WINDOW_S = 60.0
+#: a repeated warning (a refused host name, a wrong token, accept() failing) is logged at
+#: most once per this many seconds per kind and client
+LOG_EVERY_S = 60.0
+
+
+def host_name(header: str) -> str | None:
+    """The host name of a ``Host:`` header, lower-case, without port, brackets or a final dot
+    (``[::1]:8780`` -> ``::1``); None when it is malformed."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        name, sep, rest = h[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+    else:
+        before, sep, port = h.rpartition(":")
+        if sep and not port.isdigit():
+            return None
+        name = before if sep else h
+    return name.rstrip(".") or None
+
+
+class _Throttle:
+    """Wrong tokens per client (its IP address) in a sliding window."""
+
+    def __init__(self, limit: int = AUTH_FAILURES, window: float = AUTH_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic, max_clients: int = 4096):
+        self.limit, self.window, self.clock, self.max_clients = limit, window, clock, max_clients
+        self._fails: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> collections.deque[float] | None:
+        q = self._fails.get(client)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._fails[client]
+            return None
+        return q
+
+    def retry_after(self, client: str) -> float:
+        """Seconds ``client`` must wait (0: it may try)."""
+        now = self.clock()
+        q = self._recent(client, now)
+        return q[0] + self.window - now if q is not None and len(q) >= self.limit else 0.0
+
+    def failed(self, client: str) -> int:
+        """Count one wrong token; the client's count in the window."""
+        now = self.clock()
+        q = self._recent(client, now)
+        if q is None:
+            if len(self._fails) >= self.max_clients:  # bounded: forget the stale, then the oldest
+                for c in list(self._fails):
+                    self._recent(c, now)
+                while len(self._fails) >= self.max_clients:
+                    del self._fails[next(iter(self._fails))]
+            q = self._fails[client] = collections.deque()
+        q.append(now)
+        return len(q)
+
+
+class _Once:
+    """``log.warning`` (or ``level``) at most once per :data:`LOG_EVERY_S` per key; the
+    next line of a key says how many were left out meanwhile."""
+
+    def __init__(self, every: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self._last: dict[Any, float] = {}
+        self._skipped: dict[Any, int] = {}
+
+    def __call__(self, key: Any, msg: str, *args: Any, level: int = logging.WARNING,
+                 exc_info: bool = False) -> bool:
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return False
+        if len(self._last) > 4096:
+            self._last = {k: t for k, t in self._last.items() if now - t < self.every}
+            self._skipped = {k: n for k, n in self._skipped.items() if k in self._last}
+        self._last[key] = now
+        skipped = self._skipped.pop(key, 0)
+        if skipped:
+            msg += f" ({skipped} more like it in the last {self.every:g} s not logged)"
+        log.log(level, msg, *args, exc_info=exc_info)
+        return True
+
+
+def open_file_limit() -> int | None:
+    """The process's soft limit of open files (None where unknown)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def reachable_address() -> str | None:
+    """An address of this machine that other machines may reach (the one of its default
+    route), or None (no network). Nothing is sent."""
+    import ipaddress
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: UDP connect only picks the route
+            addr = str(s.getsockname()[0])
+        if not ipaddress.ip_address(addr).is_loopback and addr != "0.0.0.0":
+            return addr
+    except (OSError, ValueError):
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addr = str(info[4][0])
+            if not ipaddress.ip_address(addr).is_loopback:
+                return addr
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def connection_cap(max_connections: int, fd_limit: int | None) -> int:
+    """Connections served at once: ``max_connections``, and at most half the open-file limit
+    (the rest is for cameras, models and the process), at least 4."""
+    return max(4, min(max_connections, fd_limit // 2 if fd_limit else max_connections))
 
 
 _SECRET_PARAM = re.compile(r"(?i)((?:access_|api_|auth_)?token|password|passwd|pwd|secret|api_?key|key)"
@@ -223,11 +366,26 @@ class WebServer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.streams_open = 0
+        #: without a token, the ``Host:`` names answered (DNS rebinding: see _host_mw)
+        bound = config.host.strip("[]").lower().rstrip(".")  # an address, not a Host: header
+        self.allowed_hosts = frozenset({*LOOPBACK_NAMES, *config.allowed_hosts}
+                                       | ({bound} if bound else set()))
+        self._throttle = _Throttle()
+        self._once = _Once()
+        self._busy: dict[Any, int] = {}  # connection (aiohttp's handler) -> requests in progress
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def connection_cap(self) -> int:
+        """Connections (and requests in progress) at most: ``web.max_connections``, at most
+        half the open-file limit as it is now."""
+        return connection_cap(self.config.max_connections, open_file_limit())
 
     # ------------------------------------------------------------------ app
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors_mw, self._auth_mw])
+        app = web.Application(middlewares=[self._errors_mw, self._busy_mw, self._host_mw,
+                                           self._auth_mw])
         r = app.router
         r.add_get("/", self.page)
         r.add_get("/health", self.health)
@@ -252,23 +410,83 @@ class WebServer:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
             raise
-        except Exception:
-            log.exception("internal error on %s %s", _escape_control(request.method), safe_path(request))
+        except Exception as e:
+            # once a minute per route and error: a request repeated in a loop must not write
+            # a traceback per attempt
+            route = request.match_info.route.resource
+            where = route.canonical if route is not None else safe_path(request)
+            self._once(("internal", where, type(e).__name__), "internal error on %s %s",
+                       _escape_control(request.method), safe_path(request), level=logging.ERROR,
+                       exc_info=True)
             return _error(500, "internal error (see the server log)")
+
+    def _credentials(self, request: web.Request) -> list[str]:
+        given = request.headers.get("Authorization", "")
+        cand = [given[7:]] if given.lower().startswith("bearer ") else []
+        cand += [request.cookies.get(COOKIE, ""), request.query.get("token", "")]
+        return [c for c in cand if c]
 
     def _authorised(self, request: web.Request) -> bool:
         if not self._token:
             return True
-        given = request.headers.get("Authorization", "")
-        cand = [given[7:]] if given.lower().startswith("bearer ") else []
-        cand += [request.cookies.get(COOKIE, ""), request.query.get("token", "")]
-        return any(c and hmac.compare_digest(c.encode(), self._token.encode()) for c in cand)
+        token = self._token.encode()
+        return any(hmac.compare_digest(c.encode(), token) for c in self._credentials(request))
+
+    @web.middleware
+    async def _busy_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Counts the requests in progress per connection (a connection with none is idle: the
+        first to close when :attr:`connection_cap` is reached); beyond the cap of requests
+        in progress (MJPEG streams), 503."""
+        conn = request.protocol
+        cap = self.connection_cap
+        if sum(self._busy.values()) >= cap:
+            self._once("busy", "web: %d requests in progress (the connection cap): answering 503", cap)
+            return _error(503, "too many requests in progress; try again later")
+        self._busy[conn] = self._busy.get(conn, 0) + 1
+        try:
+            return await handler(request)
+        finally:
+            n = self._busy.pop(conn, 1) - 1
+            if n > 0:
+                self._busy[conn] = n
+
+    @web.middleware
+    async def _host_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Without a token, only this server's own host names are answered: a page on another
+        site that points its own name at 127.0.0.1 (DNS rebinding) sends ``Host: its.name``
+        and gets 403, so it can neither read the API nor name a face. A request without a
+        ``Host:`` header (HTTP/1.0 tools) is no browser's and is answered."""
+        raw = request.headers.get("Host")
+        if not self._token and raw is not None and host_name(raw) not in self.allowed_hosts:
+            self._once(("host", raw), "web: refused a request for host name %r (%s %s): not one of "
+                       "this server's names; add it to web.allowed_hosts if it is one", raw,
+                       _escape_control(request.method), safe_path(request))
+            return _error(403, "this server does not answer to that host name (add it to "
+                               "web.allowed_hosts, or set a token)")
+        return await handler(request)
 
     @web.middleware
     async def _auth_mw(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/health" or not self._token:
             return await handler(request)
+        client = request.remote or "?"
+        wait = self._throttle.retry_after(client)
+        if wait > 0:
+            resp = _error(429, f"too many wrong tokens from this address; try again in "
+                               f"{math.ceil(wait)} s")
+            resp.headers["Retry-After"] = str(math.ceil(wait))
+            return resp
         if not self._authorised(request):
+            if self._credentials(request):  # a wrong token (none at all is not a guess)
+                n = self._throttle.failed(client)
+                if n == 1:
+                    log.warning("web: a wrong token from %s (%s %s); more from it are not logged, "
+                                "after %d in %g s it is refused (429)", redact(client),
+                                _escape_control(request.method), safe_path(request),
+                                AUTH_FAILURES, AUTH_WINDOW_S)
+                elif n == AUTH_FAILURES:
+                    log.warning("web: %d wrong tokens from %s in %g s: refused (429) until it "
+                                "stops", n, redact(client), AUTH_WINDOW_S)
             return _error(401, "a token is needed: send 'Authorization: Bearer TOKEN' or open "
                                "the page once as /?token=TOKEN")
         if "token" in request.query:  # move it from the URL into a cookie
@@ -405,8 +623,10 @@ class WebServer:
             return _error(404, "identification is off (no 'people:' in the configuration)")
         if request.content_type != "application/json":
             return _error(415, "send JSON: {\"name\": \"...\"}")
-        try:
-            body = await request.json()
+        try:  # bounded: a body sent a byte a minute must not hold a connection for ever
+            body = await asyncio.wait_for(request.json(), self.config.idle_timeout)
+        except asyncio.TimeoutError:
+            return _error(408, "the request body did not arrive in time")
         except ValueError:
             return _error(400, "the body is not JSON")
         name = body.get("name") if isinstance(body, dict) else None
@@ -438,9 +658,23 @@ class WebServer:
 
     @property
     def url(self) -> str:
+        """A URL of the server from this machine (for a wildcard bind: its loopback)."""
         host = self.config.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
         return f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.port}/"
+
+    def where(self) -> str:
+        """Where it listens, for the start-up line: the bound address; for all interfaces
+        (``0.0.0.0``, ``::``) that, an address other machines may reach, and this machine's."""
+        host, port = self.config.host, self.port
+        if host not in ("0.0.0.0", "::", ""):
+            return self.url
+        bound = "[::]" if host == "::" else "0.0.0.0"
+        lan = reachable_address()
+        other = f"http://{'[' + lan + ']' if ':' in lan else lan}:{port}/" if lan else \
+            f"http://THIS-MACHINES-ADDRESS:{port}/"
+        return (f"http://{bound}:{port}/ (all interfaces: from another machine e.g. {other}, "
+                f"from this one {self.url})")
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -462,17 +696,50 @@ class WebServer:
 
     async def _startup(self) -> None:
         self._stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_error)
+        # keepalive_timeout: aiohttp closes a connection idle that long, also one that never
+        # sent a complete request (silent or slow clients; "slowloris")
         self._runner = web.AppRunner(self.make_app(), access_log_class=_AccessLogger,
                                      access_log=log, handle_signals=False, shutdown_timeout=2.0,
-                                     logger=_ServerLog(log))
+                                     logger=_ServerLog(log), keepalive_timeout=self.config.idle_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = site._server
-        socks = getattr(server, "sockets", None) or []
+        http = self._runner.server
+        assert http is not None
+
+        def connection() -> asyncio.BaseProtocol:
+            # at the cap, the oldest connection without a request in progress makes room (a
+            # flood of silent clients cannot lock out /health or the page)
+            open_now, cap = http.connections, self.connection_cap
+            if len(open_now) >= cap:
+                idle = [c for c in open_now if c not in self._busy]
+                for c in idle[:len(open_now) - cap + 1]:
+                    c.force_close()
+                self._once("cap", "web: %d connections open (the cap: web.max_connections, at "
+                           "most half the open-file limit): closing the oldest idle ones",
+                           len(open_now))
+            return http()
+
+        self._server = await loop.create_server(connection, self.config.host or None, self.config.port,
+                                                reuse_address=True)
+        socks: list[Any] = list(getattr(self._server, "sockets", None) or [])
         self.port = socks[0].getsockname()[1] if socks else self.config.port
 
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The event loop's error handler: ``accept()`` out of file descriptors (asyncio logs
+        that with a traceback per attempt, thousands a second) is one warning a minute."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                                                      errno.ENOMEM):
+            self._once("accept", "web: cannot accept connections: %s (open-file limit %s); "
+                       "lower web.max_connections or raise the limit (ulimit -n)",
+                       os.strerror(exc.errno), open_file_limit())
+            return
+        loop.default_exception_handler(context)
+
     async def _cleanup(self) -> None:
+        if self._server is not None:
+            self._server.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
