@@ -260,7 +260,8 @@ def _unknown(args: argparse.Namespace) -> int:
             raise InputError(f"--save {printable(args.save)}: cannot make the folder "
                              f"({printable(e.strerror or e)})") from None
     for f in faces:
-        line = f"{printable(f.get('id'))}  camera {printable(f.get('camera'))}, seen {printable(f.get('seen'))}"
+        line = (f"{printable(f.get('id'))}  camera {printable(f.get('camera'))}, "
+                f"seen {printable(f.get('seen'))}")
         if args.save is not None:  # a file name of safe characters, whatever the server says
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(f.get("id"))).lstrip(".")
             target = args.save / (safe + ".jpg")
