@@ -137,6 +137,26 @@ def test_sighup_finishes_the_recording_and_the_stats(tmp_path):
     assert st["frames"] >= 10 and st["source"].startswith("synthetic")
 
 
+def test_nohup_still_ignores_sighup(tmp_path):
+    """'nohup livefaces watch ...' starts it with SIGHUP ignored: a hang-up must not stop it."""
+    from live_helpers import popen_cli, wait_event
+
+    ev = tmp_path / "ev.jsonl"
+    p = popen_cli("watch", "synthetic:160x120@25", "--events", str(ev),
+                  preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), "no face seen"
+        p.send_signal(signal.SIGHUP)
+        n = len(ev.read_text().splitlines())
+        # still running: more events come (a face.updated a second)
+        assert wait_event(ev, lambda e: e["type"] == "face.updated", 30, start=n), "it stopped"
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Traceback" not in err, err
+
+
 def test_sighup_stops_serve_cleanly_with_mqtt_offline(broker, tmp_path):
     from live_helpers import start_serve_cli
     from test_serve_mqtt import Subscriber
