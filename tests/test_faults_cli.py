@@ -454,6 +454,26 @@ def test_hud_is_a_bar_at_the_bottom_that_leaves_faces_alone(astronaut):
     assert (bar == 255).all(axis=2).sum() > 100  # with white text
 
 
+def test_recording_hud_leaves_the_top_of_the_picture_alone(tmp_path):
+    """watch --record: the synthetic scene's background (70, 90, 110) is untouched at the top
+    left, where the old panel darkened it, and darkened in a bar along the bottom (the face
+    never reaches either)."""
+    import av
+    import numpy as np
+
+    rec = tmp_path / "rec.mp4"
+    r = run_cli("watch", "synthetic:640x360@25", "--record", str(rec), "--max-frames", "40",
+                "--events", str(tmp_path / "ev.jsonl"), "-q", timeout=120)
+    assert r.returncode == 0, r.stderr
+    with av.open(str(rec)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    last = frames[-1].astype(float)  # the HUD is there once the first statistics came
+    bg = np.array([70, 90, 110], float)
+    assert np.abs(last[2:28, 2:200].mean(axis=(0, 1)) - bg).max() < 12, last[2:28, 2:200].mean(axis=(0, 1))
+    bottom = np.median(last[-12:-2].reshape(-1, 3), axis=0)  # the bar (its text is thin)
+    assert (bottom < 0.6 * bg).all() and (bottom > 0.3 * bg).all(), bottom
+
+
 def test_preview_help_says_what_each_colour_means():
     r = run_cli("preview", "--help")
     flat = " ".join(r.stdout.split())
