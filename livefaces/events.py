@@ -10,7 +10,7 @@ Every event is a plain JSON-serialisable dict with these top-level keys (schema
 
 Face events add the track's state (``track_id``, ``box``, ``confidence``, ``landmarks``,
 ``detected``, ``obtained``, ``frame_index``, ``pts``, ``captured``, ``width``, ``height``), ``first_seen``,
-``duration`` (frame capture times: ``first_seen`` is the first frame's ``captured``) and
+``duration`` (frame capture times: ``first_seen`` is the confirming frame's ``captured``) and
 ``before`` (the state at this track's previous event, ``null`` for ``face.appeared``) —
 Frigate's new/update/end pattern; boxes are clipped to the frame. ``source.status`` adds ``before``,
 ``after`` and ``detail``. With live identification, face events also carry ``identity``
@@ -40,8 +40,8 @@ FACE_IDENTIFIED = "face.identified"
 SOURCE_STATUS = "source.status"
 EVENT_TYPES = (FACE_APPEARED, FACE_UPDATED, FACE_LOST, FACE_IDENTIFIED, SOURCE_STATUS)
 #: the command line's minimum score for face events and snapshots (``--event-min-score``): on
-#: the hamilton clip it drops the hands, hair and dark background the detector boxes at
-#: 0.70-0.88 and keeps every face (0.971 and up); docs/events.md
+#: the hamilton clip it drops the 8 tracks of hands, hair and dark background the detector
+#: scores 0.70-0.82 at best and keeps every face (0.988 and up); docs/events.md
 EVENT_MIN_SCORE = 0.9
 #: the events of one track (they carry ``track_id``)
 FACE_EVENTS = (FACE_APPEARED, FACE_UPDATED, FACE_LOST, FACE_IDENTIFIED)
@@ -93,7 +93,7 @@ def face_event(type: str, source: str, track_id: int, state: dict[str, Any],
                seen_wall: float | None = None) -> dict:
     """``face.appeared`` / ``face.updated`` / ``face.lost`` for one track.
 
-    ``first_seen_wall``: capture time (wall clock) of the track's first frame;
+    ``first_seen_wall``: capture time (wall clock) of the frame that confirmed the track;
     ``seen_wall``: capture time of the frame of ``state`` (its ``captured``), so that
     ``duration`` is frame time to frame time (default ``now_wall``: when it is made)."""
     now_wall = time.time() if now_wall is None else now_wall
@@ -155,7 +155,7 @@ class FaceEvents:
     """The face events of ONE source: ``face.appeared`` / ``face.updated`` / ``face.lost``.
 
     Remembers, per confirmed track, the state sent with its previous event (``before``), the
-    capture time of its first frame (``first_seen``) and the last frame on which the detector
+    capture time of the frame that confirmed it (``first_seen``) and the last frame on which the detector
     saw it (what ``face.lost`` reports); ``face.updated`` is rate limited to one per track per
     ``update_interval`` seconds (on the capture clock) and only sent on frames where the
     networks verified the face (detected or refined). Every time in a face event but the
@@ -185,7 +185,7 @@ class FaceEvents:
         self._wall = wall
         self._states: dict[int, dict[str, Any]] = {}  # state sent with the last event per track
         self._state_wall: dict[int, float] = {}  # capture time (wall) of that state's frame
-        self._first_seen: dict[int, float] = {}  # capture time (wall) of the first frame per track
+        self._first_seen: dict[int, float] = {}  # capture time (wall) of the confirming frame per track
         self._waiting: set[int] = set()  # confirmed by the tracker, not yet scored min_score
         self._last_seen: dict[int, tuple[int, Frame, float, TrackSet]] = {}  # newest detection
 

@@ -137,6 +137,26 @@ def test_sighup_finishes_the_recording_and_the_stats(tmp_path):
     assert st["frames"] >= 10 and st["source"].startswith("synthetic")
 
 
+def test_nohup_still_ignores_sighup(tmp_path):
+    """'nohup livefaces watch ...' starts it with SIGHUP ignored: a hang-up must not stop it."""
+    from live_helpers import popen_cli, wait_event
+
+    ev = tmp_path / "ev.jsonl"
+    p = popen_cli("watch", "synthetic:160x120@25", "--events", str(ev),
+                  preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        assert wait_event(ev, lambda e: e["type"] == "face.appeared", 60), "no face seen"
+        p.send_signal(signal.SIGHUP)
+        n = len(ev.read_text().splitlines())
+        # still running: more events come (a face.updated a second)
+        assert wait_event(ev, lambda e: e["type"] == "face.updated", 30, start=n), "it stopped"
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Traceback" not in err, err
+
+
 def test_sighup_stops_serve_cleanly_with_mqtt_offline(broker, tmp_path):
     from live_helpers import start_serve_cli
     from test_serve_mqtt import Subscriber
@@ -432,6 +452,26 @@ def test_hud_is_a_bar_at_the_bottom_that_leaves_faces_alone(astronaut):
     dark = bar.astype(float).mean() / max(astronaut[rows.min():].astype(float).mean(), 1)
     assert HUD_SHOW_THROUGH * 0.8 < dark < 0.9  # ...darkened, the picture showing through
     assert (bar == 255).all(axis=2).sum() > 100  # with white text
+
+
+def test_recording_hud_leaves_the_top_of_the_picture_alone(tmp_path):
+    """watch --record: the synthetic scene's background (70, 90, 110) is untouched at the top
+    left, where the old panel darkened it, and darkened in a bar along the bottom (the face
+    never reaches either)."""
+    import av
+    import numpy as np
+
+    rec = tmp_path / "rec.mp4"
+    r = run_cli("watch", "synthetic:640x360@25", "--record", str(rec), "--max-frames", "40",
+                "--events", str(tmp_path / "ev.jsonl"), "-q", timeout=120)
+    assert r.returncode == 0, r.stderr
+    with av.open(str(rec)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    last = frames[-1].astype(float)  # the HUD is there once the first statistics came
+    bg = np.array([70, 90, 110], float)
+    assert np.abs(last[2:28, 2:200].mean(axis=(0, 1)) - bg).max() < 12, last[2:28, 2:200].mean(axis=(0, 1))
+    bottom = np.median(last[-12:-2].reshape(-1, 3), axis=0)  # the bar (its text is thin)
+    assert (bottom < 0.6 * bg).all() and (bottom > 0.3 * bg).all(), bottom
 
 
 def test_preview_help_says_what_each_colour_means():

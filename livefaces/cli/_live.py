@@ -255,7 +255,8 @@ class Signals:
     with SIGINT ignored, and Python then never raises KeyboardInterrupt). :attr:`signum`
     remembers the first signal, so a command can tell Ctrl-C (exit 130) from a service
     manager's SIGTERM or a hang-up (a requested stop: exit 0). Handlers are only installed
-    from the main thread and are restored on exit.
+    from the main thread and are restored on exit. A SIGTERM or SIGHUP the process was
+    started ignoring (``nohup``) stays ignored.
     """
 
     def __init__(self, stop: Callable[[], None]) -> None:
@@ -268,6 +269,8 @@ class Signals:
     def __enter__(self) -> Signals:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
+                if sig != signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue  # 'nohup livefaces watch ...': a hang-up is to be ignored, as asked
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
