@@ -304,15 +304,17 @@ def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
 
 
 def write_stats(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as one JSON object, atomically (a reader never sees half a file)."""
+    """Write ``data`` as one JSON object: a plain file atomically (a reader never sees half a
+    file), a symlink, device or FIFO (``/dev/stdout``) written through, never replaced
+    (:mod:`livefaces.outfile`)."""
     import json
 
-    tmp = path.with_name(path.name + ".part")
+    from ..outfile import write_output
+
     try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_output(path, json.dumps(data, indent=1) + "\n")
     except OSError as e:
-        raise LiveFacesError(f"{path}: cannot write the statistics ({e.strerror})") from None
+        raise LiveFacesError(f"cannot write the statistics: {e}") from None
 
 
 def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:

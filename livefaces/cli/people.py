@@ -232,9 +232,9 @@ def _unknown(args: argparse.Namespace) -> int:
         line = f"{f['id']}  camera {f['camera']}, seen {f['seen']}"
         if args.save is not None:  # a file name of safe characters, whatever the server says
             target = args.save / (re.sub(r"[^A-Za-z0-9_.-]", "_", str(f["id"])).lstrip(".") + ".jpg")
-            tmp = target.with_suffix(".jpg.part")
-            tmp.write_bytes(_call(args.server, f"/api/people/unknown/{_quote(f['id'])}.jpg"))
-            tmp.replace(target)  # whole files only
+            from ..outfile import write_output  # whole files only; a link is written through
+
+            write_output(target, _call(args.server, f"/api/people/unknown/{_quote(f['id'])}.jpg"))
             line += f"  -> {target}"
         print(line)
     say(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "

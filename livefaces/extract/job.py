@@ -45,6 +45,7 @@ from ..detect import rescale
 from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, OutputError, SourceError
 from ..imageio import make_folder, read_image, write_image
+from ..outfile import write_output
 from ..ringbuffer import Closed, RingBuffer
 from ..types import Faces, face_json
 from .decode import Input, iter_video, plan_inputs
@@ -266,9 +267,7 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
             raise InputError(f"{out_dir} holds an extraction with other settings ({diff}); "
                              "use another --out folder, or the same settings to resume")
     else:
-        tmp = settings_path.with_name(f".{SETTINGS_FILE}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "settings": wanted}, indent=1) + "\n")
-        os.replace(tmp, settings_path)
+        write_output(settings_path, json.dumps({"version": 1, "settings": wanted}, indent=1) + "\n")
 
     done: dict[str, str] = {}  # key -> source as written in the index
     done_path = out_dir / DONE_FILE
@@ -332,13 +331,9 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
                 del segments[part]
         kept = [line for line, seg, ok in lines if ok and (seg is None or seg["part"] in segments)]
         if len(kept) != len(lines):
-            tmp = index_path.with_name(f".{INDEX_FILE}.tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, index_path)
+            write_output(index_path, "".join(kept))
     if parts_path.exists() and len(segments) != len(part_lines):
-        tmp = parts_path.with_name(f".{PARTS_FILE}.tmp")
-        tmp.write_text("".join(json.dumps(rec) + "\n" for rec in segments.values()))
-        os.replace(tmp, parts_path)
+        write_output(parts_path, "".join(json.dumps(rec) + "\n" for rec in segments.values()))
     remove_temp_files(out_dir)  # temp files of a killed run
     return set(done), segments
 

@@ -38,6 +38,8 @@ class RecordSink(BaseSink):
         self._stats = stats
 
     def on_result(self, result: FrameResult) -> None:
+        if self.writer.failed:  # reported once (the runner's error); the file is given up
+            return
         hud = HudInfo.of(self._stats, result.frame.source) if self.hud else None
         t = result.frame.captured if self.result_policy == "drop_oldest" else result.frame.pts
         if self.blur_unknown:
