@@ -133,3 +133,39 @@ def test_a_full_device_or_a_fifo_without_reader_fails_in_one_line_and_stays(tmp_
     r = run_cli("demo", "--out", str(fifo), timeout=60)  # no endless wait for a reader
     assert r.returncode == 3 and "no reader" in r.stderr, r.stderr
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+# -- item 2: detect --annotate never writes over an input, and says where each copy went ----
+def test_annotate_never_writes_over_an_input_and_keeps_the_folders(tmp_path, astronaut):
+    from livefaces.imageio import write_image
+
+    photos = tmp_path / "photos"
+    (photos / "a").mkdir(parents=True)
+    (photos / "b").mkdir()
+    write_image(photos / "a" / "x.png", astronaut)
+    write_image(photos / "b" / "x.png", astronaut)
+    before = {p: p.read_bytes() for p in photos.rglob("*.png")}
+    cases = [([str(photos)], str(photos)),  # the folder itself
+             ([str(photos / "a" / "x.png")], str(photos / "a")),  # the file's own folder
+             (["photos/a/x.png"], "."),  # a relative name, mirrored under DIR
+             ([str(photos / "a" / "x.png"), str(photos / "b")], str(photos / "b"))]
+    for paths, annotate in cases:
+        r = run_cli("detect", *paths, "--annotate", annotate, cwd=tmp_path)
+        assert r.returncode == 2, (paths, annotate, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("livefaces: error: --annotate "), r.stderr
+        assert "would write over the input" in lines[0] and r.stdout == ""
+        assert {p: p.read_bytes() for p in photos.rglob("*.png")} == before, "an input was changed"
+
+    # two files of one name in different folders keep their folders, and each line says where
+    r = run_cli("detect", "photos/a/x.png", "photos/b/x.png", "--annotate", "out", "--json",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["annotated"] for rec in recs] == ["out/photos/a/x.png", "out/photos/b/x.png"]
+    assert all((tmp_path / rec["annotated"]).is_file() for rec in recs)
+    r = run_cli("detect", str(photos), "--annotate", str(tmp_path / "o2"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.relative_to(tmp_path / "o2").as_posix() for p in (tmp_path / "o2").rglob("*.png")) \
+        == ["a/x.png", "b/x.png"]
+    assert f"-> {tmp_path / 'o2' / 'a' / 'x.png'}" in r.stdout
