@@ -169,3 +169,75 @@ def test_annotate_never_writes_over_an_input_and_keeps_the_folders(tmp_path, ast
     assert sorted(p.relative_to(tmp_path / "o2").as_posix() for p in (tmp_path / "o2").rglob("*.png")) \
         == ["a/x.png", "b/x.png"]
     assert f"-> {tmp_path / 'o2' / 'a' / 'x.png'}" in r.stdout
+
+
+# -- item 3: extract's crop paths are unique per input and stable across runs ---------------
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+
+
+def _assert_own_crops(out: Path) -> list[dict]:
+    """Every row names its own crop file (no two rows, no two inputs share one)."""
+    rows = _rows(out)
+    crops = [r["crop"] for r in rows]
+    assert len(crops) == len(set(crops)), f"crop paths shared: {sorted(crops)}"
+    assert all((out / c).is_file() for c in crops)
+    return rows
+
+
+def test_extract_crop_names_never_collide_within_or_across_runs(detector, tmp_path, astronaut,
+                                                               grace_hopper):
+    from test_extract import make_clip
+
+    from livefaces.extract import extract
+    from livefaces.imageio import read_image, write_image
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_image(tmp_path / "a" / "x.jpg", astronaut)
+    write_image(tmp_path / "b" / "x.jpg", grace_hopper)
+    out = tmp_path / "o"
+    extract([tmp_path / "a" / "x.jpg"], out, detector=detector)
+    first = _rows(out)
+    kept = {r["crop"]: (out / r["crop"]).read_bytes() for r in first}
+    extract([tmp_path / "b" / "x.jpg"], out, detector=detector)  # a second run, same name
+    rows = _assert_own_crops(out)
+    assert {r["source"] for r in rows} == {str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg")}
+    assert {c: (out / c).read_bytes() for c in kept} == kept, "the first run's crop was overwritten"
+    crop_of = {Path(r["source"]).parent.name: r["crop"] for r in rows}
+    a_crop, b_crop = (read_image(out / crop_of[d]) for d in ("a", "b"))
+    assert np.abs(a_crop.astype(int) - b_crop.astype(int)).mean() > 10  # two faces, two files
+    # stable: a rerun naming both, in the other order, skips them and changes nothing
+    extract([tmp_path / "b" / "x.jpg", tmp_path / "a" / "x.jpg"], out, detector=detector)
+    assert _rows(out) == rows
+
+    # one run: a folder photos/ holding 000000.jpg, and a video photos.mp4
+    (tmp_path / "photos").mkdir()
+    write_image(tmp_path / "photos" / "000000.jpg", astronaut)
+    make_clip(tmp_path / "photos.mp4", [grace_hopper], frames=3)
+    for order in ([tmp_path / "photos", tmp_path / "photos.mp4"],
+                  [tmp_path / "photos.mp4", tmp_path / "photos"]):
+        o = tmp_path / f"o{len(list(tmp_path.glob('o*')))}"
+        report = extract(order, o, detector=detector)
+        assert report.failed == [] and report.done == 2
+        rows = _assert_own_crops(o)
+        assert {r["source"] for r in rows} == {str(tmp_path / "photos" / "000000.jpg"),
+                                               str(tmp_path / "photos.mp4")}
+        assert len(rows) == 4  # one face in the photo, one in each of the 3 frames
+
+
+def test_extract_crop_names_never_collide_with_ray_local(tmp_path, astronaut, grace_hopper):
+    pytest.importorskip("ray")
+    from test_extract import make_clip
+
+    from livefaces.imageio import write_image
+
+    (tmp_path / "photos").mkdir()
+    write_image(tmp_path / "photos" / "000000.jpg", astronaut)
+    make_clip(tmp_path / "photos.mp4", [grace_hopper], frames=3)
+    out = tmp_path / "o"
+    r = run_cli("extract", str(tmp_path / "photos.mp4"), str(tmp_path / "photos"), "--out", str(out),
+                "--ray", "local", "--workers", "1", "--progress", "off", timeout=240)
+    assert r.returncode == 0, r.stderr
+    rows = _assert_own_crops(out)
+    assert len(rows) == 4 and len({r["source"] for r in rows}) == 2

@@ -17,8 +17,13 @@ Output folder layout::
                        (named, as ``types.face_json``), crop
     DIR/done.jsonl     one line per finished input (what a rerun skips)
     DIR/parts.jsonl    Ray runs only: one line per finished segment of a video not done yet
+    DIR/names.jsonl    one line per input ever seen: its output <name> (kept on every rerun)
     DIR/<name>/NNNNNN_K.jpg  crops of video <name>, frame NNNNNN, face K (by confidence)
     DIR/<name>_K.jpg         crops of image <name>
+
+``<name>``: the file's stem, or ``FOLDER/PATH/STEM`` for a file found in a folder; one taken by
+another input of this folder (any run), or whose crops could meet another's (a folder
+``photos/`` holding ``000000.jpg`` beside ``photos.mp4``), gets ``-2``, ``-3``...
 
 Crash/Ctrl-C safety: crops are written to a temp name and renamed; index lines are written
 whole and flushed; an input is listed in ``done.jsonl`` only after all its lines and crops
@@ -30,10 +35,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -44,7 +50,7 @@ from ..avio import count_frames
 from ..detect import rescale
 from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, OutputError, SourceError
-from ..imageio import make_folder, read_image, write_image
+from ..imageio import IMAGE_SUFFIXES, make_folder, read_image, write_image
 from ..outfile import write_output
 from ..ringbuffer import Closed, RingBuffer
 from ..types import Faces, face_json
@@ -58,6 +64,7 @@ SETTINGS_FILE = "extract.json"
 INDEX_FILE = "index.jsonl"
 DONE_FILE = "done.jsonl"
 PARTS_FILE = "parts.jsonl"
+NAMES_FILE = "names.jsonl"
 
 #: Seconds every blocking ring call waits before re-checking the stop event.
 POLL_S = 0.1
@@ -184,6 +191,88 @@ class _End:
 _Item = _Frame | _End  # what the decoder hands the detect loop, in decode order
 _Result = tuple[_Frame, Faces] | _End  # what the detect loop hands the writer
 
+
+
+# -- crop names: unique per input, stable across runs ------------------------------------------
+def _clashes(name: str, kind: str, videos: set[str], images: set[str],
+             digit_dirs: set[str], named_like_crops: set[str]) -> bool:
+    """Whether crops of an input called ``name`` (of ``kind``) could land on crops of one of
+    the names already taken: a video ``V`` writes ``V/NNNNNN_K.ext``, an image ``I`` writes
+    ``I_K.ext``. So two videos or two images of one name meet, and so do a video ``V`` and an
+    image ``V/NNNNNN`` (a folder ``V/`` holding ``000000.jpg`` beside a video ``V.mp4``)."""
+    if kind == "video":
+        if name in videos or name in digit_dirs:
+            return True
+        m = re.fullmatch(r"(.*)_\d+\.(?:jpg|png)", name)  # V itself named like a crop
+        return m is not None and m.group(1) in images
+    if name in images or name in named_like_crops:
+        return True
+    parent, _, leaf = name.rpartition("/")
+    return bool(parent) and leaf.isdigit() and parent in videos
+
+
+def assign_names(out_dir: Path, plan: list[Input]) -> list[Input]:
+    """``plan`` with each input's output name (:attr:`Input.name`, under which its crops go)
+    made unique among every input this output folder ever had, and stable: an input (by its
+    absolute path, :attr:`Input.key`) keeps the name it got first, recorded in ``names.jsonl``
+    (appended and fsynced before any crop is written). A new input whose name is taken, or
+    whose crops could land on another input's (see :func:`_clashes`), gets ``NAME-2``,
+    ``NAME-3``... Folders made before ``names.jsonl`` existed seed it from ``done.jsonl``."""
+    claimed: dict[str, tuple[str, str]] = {}  # key -> (name, kind)
+    done_path, names_path = out_dir / DONE_FILE, out_dir / NAMES_FILE
+    for path, seeded in ((done_path, True), (names_path, False)):
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+                kind = ("image" if Path(rec["source"]).suffix.lower() in IMAGE_SUFFIXES
+                        else "video") if seeded else rec["kind"]
+                claimed[rec["key"]] = (str(rec["name"]), str(kind))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                continue  # an incomplete last line
+    videos = {n for n, k in claimed.values() if k == "video"}
+    images = {n for n, k in claimed.values() if k != "video"}
+
+    def digit_dir(name: str) -> str | None:
+        parent, _, leaf = name.rpartition("/")
+        return parent if parent and leaf.isdigit() else None
+
+    def crop_like(name: str) -> str | None:
+        m = re.fullmatch(r"(.*)_\d+\.(?:jpg|png)", name)
+        return m.group(1) if m else None
+
+    digit_dirs = {d for n in images if (d := digit_dir(n)) is not None}
+    named_like_crops = {c for n in videos if (c := crop_like(n)) is not None}
+    out: list[Input] = []
+    new: list[str] = []
+    for inp in plan:
+        have = claimed.get(inp.key)
+        if have is not None and have[1] == inp.kind:
+            out.append(replace(inp, name=have[0]))
+            continue
+        name, n = inp.name, 2
+        while _clashes(name, inp.kind, videos, images, digit_dirs, named_like_crops):
+            name, n = f"{inp.name}-{n}", n + 1
+        claimed[inp.key] = (name, inp.kind)
+        if inp.kind == "video":
+            videos.add(name)
+            if (c := crop_like(name)) is not None:
+                named_like_crops.add(c)
+        else:
+            images.add(name)
+            if (d := digit_dir(name)) is not None:
+                digit_dirs.add(d)
+        new.append(json.dumps({"key": inp.key, "name": name, "kind": inp.kind,
+                               "source": inp.source}) + "\n")
+        out.append(replace(inp, name=name))
+    if new:
+        try:
+            with names_path.open("a", encoding="utf-8") as f:
+                append_lines(f, new)
+        except OSError as e:
+            raise OutputError(f"{names_path}: cannot write ({e.strerror or e})") from None
+    return out
 
 
 # -- one frame's output: shared by the threads here and the Ray workers (cluster.py) ----------
@@ -581,6 +670,7 @@ def extract(
                              "its engine from options.detector")
     make_folder(out, "the crops and index.jsonl")
     done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
+    plan = assign_names(out, plan)
     todo = [inp for inp in plan if inp.key not in done_keys]
     report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
     if not todo:
