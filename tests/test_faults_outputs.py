@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -241,3 +242,81 @@ def test_extract_crop_names_never_collide_with_ray_local(tmp_path, astronaut, gr
     assert r.returncode == 0, r.stderr
     rows = _assert_own_crops(out)
     assert len(rows) == 4 and len({r["source"] for r in rows}) == 2
+
+
+# -- item 4: a damaged or truncated video is a failed input, and leaves nothing -----------------
+def _faststart_clip(path: Path, face: np.ndarray, frames: int = 48) -> bytes:
+    """An H.264 MP4 with its index first (faststart, as phones and web video have it): a
+    truncated copy still opens and the header still lists every frame."""
+    import av
+
+    small = cv2.resize(face, (120, 120), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        s = out.add_stream("libx264", rate=24, options={"preset": "veryfast", "g": "12"})
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for i in range(frames):
+            img = np.full((240, 320, 3), 90, np.uint8)
+            x = 10 + 3 * i
+            img[60:180, x:x + 120] = small
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def damaged_clips(tmp_path_factory, astronaut) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("damaged")
+    data = _faststart_clip(root / "good.mp4", astronaut)
+    (root / "half.mp4").write_bytes(data[: len(data) // 2])
+    noisy = bytearray(data)
+    mid = len(data) // 2
+    noisy[mid:mid + 4000] = np.random.default_rng(7).integers(0, 256, 4000, np.uint8).tobytes()
+    (root / "noisy.mp4").write_bytes(bytes(noisy))
+    return {"good": root / "good.mp4", "half": root / "half.mp4", "noisy": root / "noisy.mp4"}
+
+
+def _check_damaged_run(r: subprocess.CompletedProcess, out: Path, clips: dict[str, Path]) -> None:
+    assert r.returncode == 1, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("livefaces: error: ")]
+    assert len(errors) == 2 and "Traceback" not in r.stderr, r.stderr
+    half = next(e for e in errors if str(clips["half"]) in e)
+    noisy = next(e for e in errors if str(clips["noisy"]) in e)
+    assert "truncated or damaged" in half and "of the 48" in half
+    assert "damaged: decoding failed after frame " in noisy and "of the 48" in noisy
+    rows = _rows(out)
+    assert rows and {r["source"] for r in rows} == {str(clips["good"])}, "rows of a failed input"
+    done = [json.loads(line)["source"] for line in (out / "done.jsonl").read_text().splitlines()]
+    assert done == [str(clips["good"])]
+    crops = {p.relative_to(out).as_posix() for p in out.rglob("*.jpg")}
+    assert crops == {r["crop"] for r in rows}, "crops of a failed input left behind"
+
+
+def test_extract_a_damaged_or_truncated_video_is_a_failed_input(damaged_clips, tmp_path):
+    c = damaged_clips
+    out = tmp_path / "o"
+    r = run_cli("extract", str(c["good"]), str(c["half"]), str(c["noisy"]), "--out", str(out),
+                "--progress", "off")
+    _check_damaged_run(r, out, c)
+
+
+def test_extract_on_ray_a_damaged_or_truncated_video_is_a_failed_input(damaged_clips, tmp_path):
+    pytest.importorskip("ray")
+    c = damaged_clips
+    out = tmp_path / "o"
+    r = run_cli("extract", str(c["good"]), str(c["half"]), str(c["noisy"]), "--out", str(out),
+                "--progress", "off", "--ray", "local", "--workers", "1", "--segment-seconds", "0.5",
+                timeout=240)
+    _check_damaged_run(r, out, c)
+
+
+def test_watch_a_damaged_or_truncated_video_exits_1_saying_how_far(damaged_clips):
+    for name in ("half", "noisy"):
+        r = run_cli("watch", str(damaged_clips[name]), "--events", os.devnull, "-q")
+        assert r.returncode == 1, (name, r.stderr)
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith("livefaces: error: ") and "Traceback" not in r.stderr
+        assert ("of the 48 frames its header lists" in line) if name == "half" else ("after " in line)
+    r = run_cli("watch", str(damaged_clips["good"]), "--events", os.devnull, "-q")
+    assert r.returncode == 0, r.stderr

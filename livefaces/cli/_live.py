@@ -317,6 +317,30 @@ def write_stats(path: Path, data: dict[str, Any]) -> None:
         raise LiveFacesError(f"cannot write the statistics: {e}") from None
 
 
+def _file_path(p: Any) -> Path | None:
+    """The path of the pipeline's (first) source when it is a video file read once."""
+    src = p.cameras[0].source
+    path = getattr(src, "path", None)
+    if not isinstance(path, Path) or getattr(src, "loop", True) or not path.is_file():
+        return None
+    return path
+
+
+def _cut_short(p: Any, frames: int) -> str | None:
+    """A file that ended (no limit, no stop) before the frames its header lists: truncated
+    or damaged (the decoder stopped without an error). One frame of slack, as extract."""
+    path = _file_path(p)
+    if path is None or getattr(p, "limit_reached", False):
+        return None
+    from ..avio import count_frames
+
+    declared = count_frames(path)
+    if declared is None or frames >= declared - 1:
+        return None
+    return (f"{p.cameras[0].source.name}: truncated or damaged: it ends after {frames} of the "
+            f"{declared} frames its header lists")
+
+
 def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
     """Stop ``p`` (2 s), write ``stats``, report, and choose the exit code."""
     p.stop(2.0)
@@ -340,8 +364,15 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
     if interrupted:
         return EXIT_INTERRUPTED
     if s.status == Status.FAILED:
-        error(s.error or f"{s.name}: failed")
+        why = s.error or f"{s.name}: failed"
+        if _file_path(p) is not None and s.frames_captured:  # say how far it got
+            why += f" (after {s.frames_captured} frames)"
+        error(why)
         return EXIT_SETUP if cannot_start else EXIT_PARTIAL
+    short = _cut_short(p, s.frames_captured) if s.status == Status.ENDED else None
+    if short is not None:
+        error(short)
+        return EXIT_PARTIAL
     if any(sk.error for sk in st.sinks):
         return EXIT_PARTIAL
     return EXIT_OK

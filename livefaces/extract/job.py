@@ -193,6 +193,35 @@ _Result = tuple[_Frame, Faces] | _End  # what the detect loop hands the writer
 
 
 
+# -- damaged and truncated videos: a failed input, saying how far it got ---------------------
+def damaged(source: str, last: int, declared: int | None, reason: str) -> str:
+    """The message of a video whose decoding failed after frame ``last`` (``reason``: the
+    decoder's one line)."""
+    of = f" of the {declared} its header lists" if declared else ""
+    why = reason.split(": ", 1)[1] if reason.startswith(f"{source}: ") else reason
+    why = why.replace("not a video FFmpeg can read (damaged, truncated or another kind of file)",
+                      "unreadable data")
+    return (f"{source}: damaged: decoding failed after frame {last}{of} ({why}); none of its "
+            f"faces were kept")
+
+
+def cut_short(source: str, last: int, stride: int, declared: int | None,
+              end: int | None = None) -> str | None:
+    """The message of a video that ended before the frames its header lists (truncated or
+    damaged: the decoder stopped without an error), ``None`` when it did not. ``last``: the
+    index of the last frame decoded (every ``stride``-th one is seen; -1: none); ``end``: the
+    frame the decoding should have reached (default ``declared``; a segment's end on a
+    cluster). One frame of slack, for headers that round."""
+    end = declared if end is None else end
+    if end is None or last + stride >= end - 1:
+        return None
+    if declared is None:
+        return (f"{source}: truncated or damaged: it ends after frame {max(last, 0)}, before "
+                f"frame {end - 1}; none of its faces were kept")
+    return (f"{source}: truncated or damaged: it ends after frame {max(last, 0)} of the "
+            f"{declared} its header lists; none of its faces were kept")
+
+
 # -- crop names: unique per input, stable across runs ------------------------------------------
 def _clashes(name: str, kind: str, videos: set[str], images: set[str],
              digit_dirs: set[str], named_like_crops: set[str]) -> bool:
@@ -357,7 +386,17 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
                              "use another --out folder, or the same settings to resume")
     else:
         write_output(settings_path, json.dumps({"version": 1, "settings": wanted}, indent=1) + "\n")
+    return clean_out_dir(out_dir, keep_segments)
 
+
+def clean_out_dir(out_dir: Path, keep_segments: bool = False,
+                  drop: frozenset[str] = frozenset()) -> tuple[set[str], dict[str, dict]]:
+    """Leave in ``out_dir`` only what belongs to inputs done (and, with ``keep_segments``,
+    segments done of videos not done yet, except those of the inputs whose keys are in
+    ``drop``: failed ones): index lines of other inputs, torn lines, their crops and temp
+    files go. Return the keys of the inputs done and the segments kept (see
+    :func:`_prepare_out_dir`). Run before a job (what an interrupted one left) and after one
+    with failed inputs, so ``index.jsonl`` never holds rows of an input that is not done."""
     done: dict[str, str] = {}  # key -> source as written in the index
     done_path = out_dir / DONE_FILE
     if done_path.exists():
@@ -375,7 +414,7 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
         for line in part_lines:
             try:
                 rec = json.loads(line)
-                if rec["key"] not in done:
+                if rec["key"] not in done and rec["key"] not in drop:
                     segments[rec["part"]] = {k: rec[k] for k in ("part", "key", "source", "first",
                                                                  "end", "frames", "faces")}
             except (json.JSONDecodeError, KeyError, TypeError):
@@ -418,13 +457,39 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
         for part, rec in list(segments.items()):
             if seen.get(part, 0) != rec["faces"]:
                 del segments[part]
-        kept = [line for line, seg, ok in lines if ok and (seg is None or seg["part"] in segments)]
-        if len(kept) != len(lines):
-            write_output(index_path, "".join(kept))
+        keep = [ok and (seg is None or seg["part"] in segments) for _, seg, ok in lines]
+        if not all(keep):
+            write_output(index_path, "".join(line for (line, _, _), k in zip(lines, keep) if k))
+            _remove_crops(out_dir, [line for (line, _, _), k in zip(lines, keep) if not k],
+                          [line for (line, _, _), k in zip(lines, keep) if k])
     if parts_path.exists() and len(segments) != len(part_lines):
         write_output(parts_path, "".join(json.dumps(rec) + "\n" for rec in segments.values()))
     remove_temp_files(out_dir)  # temp files of a killed run
     return set(done), segments
+
+
+def _remove_crops(out_dir: Path, dropped: list[str], kept: list[str]) -> None:
+    """Delete the crops of the ``dropped`` index lines that no ``kept`` line names (inside
+    ``out_dir`` only)."""
+    def crop(line: str) -> str | None:
+        try:
+            c = json.loads(line).get("crop")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return c if isinstance(c, str) else None
+
+    keep = {crop(line) for line in kept}
+    root = out_dir.resolve()
+    for line in dropped:
+        c = crop(line)
+        if c is None or c in keep:
+            continue
+        path = (out_dir / c).resolve()
+        if root in path.parents:
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 def remove_temp_files(out_dir: Path) -> None:
@@ -458,10 +523,19 @@ def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: RingBuf
                         return
                     count = 1
                 else:
-                    for index, pts, rgb in iter_video(inp.path, options.stride, stop):
-                        if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):
-                            return
-                        count += 1
+                    declared, last = count_frames(inp.path), -1
+                    try:
+                        for index, pts, rgb in iter_video(inp.path, options.stride, stop):
+                            if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):
+                                return
+                            count, last = count + 1, index
+                    except SourceError as e:
+                        if last < 0:
+                            raise
+                        error = damaged(inp.source, last, declared, str(e))
+                    else:
+                        if not stop.is_set():
+                            error = cut_short(inp.source, last, options.stride, declared)
             except (SourceError, ImageReadError) as e:
                 error = str(e)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the job
@@ -625,6 +699,41 @@ class _Job:
             self.report.seconds = time.monotonic() - start
 
 
+def _drop_failed(out: Path, todo: list[Input], report: ExtractReport, keep_segments: bool) -> None:
+    """After a run with failed inputs: their index lines, crops and segments go (a damaged
+    video read half way leaves nothing), so every row of ``index.jsonl`` is of an input done
+    (or, on a cluster, of a segment done of a video that did not fail)."""
+    if not report.failed:
+        return
+    failed = {source for source, _ in report.failed}
+    gone = [i for i in todo if i.source in failed]
+    clean_out_dir(out, keep_segments, frozenset(i.key for i in gone))
+    for inp in gone:  # crops a cluster's write tasks made for rows never committed
+        _remove_crops_of(out, inp)
+
+
+def _remove_crops_of(out: Path, inp: Input) -> None:
+    """Delete every crop file of ``inp`` (its name is its own: :func:`assign_names`)."""
+    if inp.kind == "video":
+        folder, pattern = out / inp.name, re.compile(r"\d{6,}_\d+\.(?:jpg|png)")
+    else:
+        folder = (out / inp.name).parent
+        pattern = re.compile(re.escape(Path(inp.name).name) + r"_\d+\.(?:jpg|png)")
+    if not folder.is_dir():
+        return
+    for f in folder.iterdir():
+        if pattern.fullmatch(f.name):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+    if inp.kind == "video":
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
 def extract(
     inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -689,6 +798,7 @@ def extract(
         except ImportError as e:
             raise InputError(f"--ray needs Ray: pip install 'livefaces[ray]' ({e})") from None
         run_on_cluster(out, todo, segments, options, cluster, report, progress, stop)
+        _drop_failed(out, todo, report, keep_segments=True)
         return report
     if detector is None:
         from ..detect.engine import make_engine
@@ -697,6 +807,7 @@ def extract(
     report.engine = str(getattr(detector, "provider", type(detector).__name__))
     job = _Job(out, todo, options, detector, report, progress, stop)
     job.run()
+    _drop_failed(out, todo, report, keep_segments=False)
     if job.writer.error is not None:
         if isinstance(job.writer.error, OSError):
             raise OutputError(f"cannot write into {out}: {job.writer.error}") from job.writer.error
