@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -320,3 +321,43 @@ def test_watch_a_damaged_or_truncated_video_exits_1_saying_how_far(damaged_clips
         assert ("of the 48 frames its header lists" in line) if name == "half" else ("after " in line)
     r = run_cli("watch", str(damaged_clips["good"]), "--events", os.devnull, "-q")
     assert r.returncode == 0, r.stderr
+
+
+# -- item 5: at the end of an input the recording is waited for; one left unfinished is exit 1 --
+def _watch_with_slow_recorder(args: list[str], close_delay: float, sink_budget: float | None,
+                              timeout: float = 120) -> subprocess.CompletedProcess:
+    """``livefaces watch ARGS`` in a subprocess whose recorder takes ``close_delay`` s more to
+    close (an encoder behind under load), and whose sinks get ``sink_budget`` s to finish
+    (None: the default)."""
+    code = (
+        "import sys, time\n"
+        "import livefaces.avio as a, livefaces.pipeline as p\n"
+        "orig = a.AVWriter.close\n"
+        f"def slow(self):\n    time.sleep({close_delay})\n    orig(self)\n"
+        "a.AVWriter.close = slow\n"
+        + (f"p.SINK_CLOSE_S = {sink_budget}\n" if sink_budget is not None else "")
+        + "from livefaces.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-c", code, "watch", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_the_end_of_a_file_waits_for_a_slow_recording(tmp_path, damaged_clips):
+    rec = tmp_path / "out.mp4"
+    r = _watch_with_slow_recorder([str(damaged_clips["good"]), "--realtime", "--events", os.devnull,
+                                   "--record", str(rec), "-q"], close_delay=3.0, sink_budget=None)
+    assert r.returncode == 0, r.stderr
+    assert rec.is_file() and not list(tmp_path.glob("*.part*")), r.stderr
+    from livefaces.avio import probe_frames
+
+    assert probe_frames(rec) >= 40
+
+
+def test_a_recording_left_unfinished_is_exit_1_with_a_message(tmp_path, damaged_clips):
+    rec = tmp_path / "out.mp4"
+    r = _watch_with_slow_recorder([str(damaged_clips["good"]), "--events", os.devnull,
+                                   "--record", str(rec), "-q"], close_delay=6.0, sink_budget=0.5)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"the recording was not finalised: {tmp_path / 'out.part.mp4'} is incomplete" in r.stderr

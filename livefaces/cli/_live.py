@@ -342,7 +342,9 @@ def _cut_short(p: Any, frames: int) -> str | None:
 
 
 def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
-    """Stop ``p`` (2 s), write ``stats``, report, and choose the exit code."""
+    """Stop ``p`` (2 s for capture and detection, then up to ``SINK_CLOSE_S`` for the outputs
+    to finish), write ``stats``, report, and choose the exit code: an output left unfinished
+    (``OUT.part.mp4``) or failed is exit 1, with one line each."""
     p.stop(2.0)
     st = p.stats()
     if stats is not None:
@@ -358,6 +360,11 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
+    unfinished = [left for sink in getattr(p, "sinks", ())
+                  if callable(getattr(sink, "unfinished", None)) and (left := sink.unfinished())]
+    for left in unfinished:
+        error(f"the recording was not finalised: {left} is incomplete (it plays up to its "
+              "last fragment)")
     cannot_start = s.status == Status.FAILED and s.frames_captured == 0
     if not quiet and not cannot_start:  # a source that never started: its error line says all
         say(summary(st))
@@ -373,6 +380,6 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
     if short is not None:
         error(short)
         return EXIT_PARTIAL
-    if any(sk.error for sk in st.sinks):
+    if any(sk.error for sk in st.sinks) or unfinished:
         return EXIT_PARTIAL
     return EXIT_OK

@@ -46,5 +46,13 @@ class RecordSink(BaseSink):
             result = blur_unknown(result)
         self.writer.write(render_result(result, hud, names=names_of(result)), t)
 
+    def unfinished(self) -> str | None:
+        """The ``.part`` file this sink leaves unfinished (not closed yet, or its writing
+        failed), if there is one; ``None`` when the recording is complete or never began."""
+        w = self.writer
+        if w.through or not os.path.exists(w.part_path):
+            return None
+        return w.part_path
+
     def close(self) -> None:
         self.writer.close()
