@@ -361,3 +361,46 @@ def test_a_recording_left_unfinished_is_exit_1_with_a_message(tmp_path, damaged_
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert f"the recording was not finalised: {tmp_path / 'out.part.mp4'} is incomplete" in r.stderr
+
+
+# -- item 6: a recording's write error stops that sink with one line; nothing grows ------------
+def test_a_recording_whose_writes_fail_holds_no_frames(tmp_path):
+    """A full disk, simulated for any user by a file size limit (RLIMIT_FSIZE: writes past it
+    fail with EFBIG): every write after the first failure fails at once, and the error holds
+    no pile of frames (raising one exception object again and again grew its traceback, and
+    every frame it referenced: a full disk grew 'watch --record' by ~34 MB/s)."""
+    code = (
+        "import json, resource, signal, traceback, numpy as np\n"
+        "from livefaces.avio import AVWriter\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (32768, resource.RLIM_INFINITY))\n"
+        f"w = AVWriter({str(tmp_path / 'rec.mp4')!r})\n"
+        "rng = np.random.default_rng(1)\n"
+        "errors, depths = [], []\n"
+        "for i in range(250):\n"
+        "    try:\n"
+        "        w.write(rng.integers(0, 256, (120, 160, 3), np.uint8), i / 25)\n"
+        "    except OSError as e:\n"
+        "        errors.append(str(e)); depths.append(len(traceback.extract_tb(e.__traceback__)))\n"
+        "print(json.dumps({'errors': errors[:1], 'n': len(errors), 'depths': depths}))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] > 100 and "cannot write" in out["errors"][0], out
+    assert max(out["depths"]) <= 3, out["depths"]
+
+
+def test_a_recording_onto_a_full_device_stops_in_one_line(tmp_path):
+    full = char_device(tmp_path, "full", 7)
+    link = tmp_path / "rec.mp4"
+    link.symlink_to(full)  # a full disk, as a path: writes fail with ENOSPC
+    r = run_cli("watch", "synthetic:160x120@25", "--max-frames", "150", "--events", os.devnull,
+                "--record", str(link))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if "No space left on device" in line]
+    assert 1 <= len(errors) <= 2, r.stderr  # the moment it failed, and the exit's reason
+    assert stat.S_ISCHR(full.stat().st_mode) and link.is_symlink()
+    assert not list(tmp_path.glob("*.part*"))
