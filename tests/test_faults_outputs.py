@@ -404,3 +404,35 @@ def test_a_recording_onto_a_full_device_stops_in_one_line(tmp_path):
     assert 1 <= len(errors) <= 2, r.stderr  # the moment it failed, and the exit's reason
     assert stat.S_ISCHR(full.stat().st_mode) and link.is_symlink()
     assert not list(tmp_path.glob("*.part*"))
+
+
+# -- item 7: extract on a full disk: one line, exit 3, no temp file; a rerun finishes ----------
+def _run_with_file_limit(limit: int, *args: str) -> subprocess.CompletedProcess:
+    """``livefaces ARGS`` where no file may grow past ``limit`` bytes (RLIMIT_FSIZE: writes
+    past it fail with EFBIG, as on a full disk, for any user)."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-m", "livefaces", *args], capture_output=True,
+                          text=True, timeout=120, env=env, preexec_fn=limited)
+
+
+@pytest.mark.parametrize("limit", [0, 1500])  # full from the start; full after a few files
+def test_extract_on_a_full_disk_is_one_line_exit_3_and_no_temp_file(tmp_path, damaged_clips, limit):
+    out = tmp_path / "o"
+    args = ("extract", str(damaged_clips["good"]), "--out", str(out), "--progress", "off")
+    r = _run_with_file_limit(limit, *args)
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("livefaces: error: "), r.stderr
+    assert "File too large" in lines[0]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    r = run_cli(*args)  # room again: the rerun finishes
+    assert r.returncode == 0, r.stderr
+    rows = _assert_own_crops(out)
+    assert len(rows) == 48
