@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -246,19 +247,19 @@ def test_extract_crop_names_never_collide_with_ray_local(tmp_path, astronaut, gr
 
 
 # -- item 4: a damaged or truncated video is a failed input, and leaves nothing -----------------
-def _faststart_clip(path: Path, face: np.ndarray, frames: int = 48) -> bytes:
+def _faststart_clip(path: Path, face: np.ndarray, frames: int = 48, size: int = 120) -> bytes:
     """An H.264 MP4 with its index first (faststart, as phones and web video have it): a
     truncated copy still opens and the header still lists every frame."""
     import av
 
-    small = cv2.resize(face, (120, 120), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
     with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
         s = out.add_stream("libx264", rate=24, options={"preset": "veryfast", "g": "12"})
         s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
         for i in range(frames):
             img = np.full((240, 320, 3), 90, np.uint8)
-            x = 10 + 3 * i
-            img[60:180, x:x + 120] = small
+            x = (10 + 3 * i) % (320 - size)
+            img[(240 - size) // 2:(240 + size) // 2, x:x + size] = small
             for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
         for packet in s.encode():
@@ -436,3 +437,40 @@ def test_extract_on_a_full_disk_is_one_line_exit_3_and_no_temp_file(tmp_path, da
     assert r.returncode == 0, r.stderr
     rows = _assert_own_crops(out)
     assert len(rows) == 48
+
+
+# -- item 8: snapshot names: the source's short name + track + frame, unique, never replaced --
+def test_snapshot_names_are_short_readable_and_unique(tmp_path, grace_hopper):
+    deep = tmp_path / "some_rather_long_folder_name" / "and_another_one_below_it"
+    deep.mkdir(parents=True)
+    clip = deep / "astro clip.mp4"
+    _faststart_clip(clip, grace_hopper, frames=36, size=220)
+    snaps = tmp_path / "snaps"
+    args = ("watch", str(clip), "-q", "--events", os.devnull, "--snapshots", str(snaps))
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    first = sorted(p.name for p in snaps.glob("*.jpg"))
+    assert first and all(re.fullmatch(r"astro_clip_track\d{6}_frame\d{8}\.jpg", n) for n in first), first
+    before = {n: (snaps / n).read_bytes() for n in first}
+    r = run_cli(*args)  # a second run into the same folder replaces none of them
+    assert r.returncode == 0, r.stderr
+    assert {n: (snaps / n).read_bytes() for n in first} == before
+    again = sorted(p.name for p in snaps.glob("*.jpg") if p.name not in before)
+    assert again == [n.replace(".jpg", "-2.jpg") for n in first]
+
+    # two sources of one short name in one sink (serve's cameras) stay apart
+    from test_media_faults import _marks
+
+    from livefaces.publish.snapshots import SnapshotSink
+    from livefaces.types import Faces, Frame, FrameResult
+
+    sink = SnapshotSink(tmp_path / "two")
+    for src in ("rtsp://***@cam1/live", "/a/cam1_live.mp4"):
+        img = np.full((300, 300, 3), 100, np.uint8)
+        faces = Faces(np.array([[50, 50, 170, 170]], np.float32), np.array([0.99], np.float32),
+                      np.array([_marks(50, 50, 120)], np.float32))
+        sink.on_result(FrameResult(Frame(img, src, 3, 0.0, 0.0), faces, True,
+                                   np.array([1], np.int64), np.array([True])))
+    sink.close()
+    assert sorted(p.name for p in sink.written) == ["cam1_live-2_track000001_frame00000003.jpg",
+                                                    "cam1_live_track000001_frame00000003.jpg"]

@@ -120,7 +120,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--snapshots", type=Path, metavar="DIR",
                    help="save one crop per face track into DIR: its best view (largest, most "
                         "confident, most frontal) over its first second; faces under 40 px are "
-                        "skipped")
+                        "skipped. Named SOURCE_trackID_frameN.jpg (SOURCE: the file's name or "
+                        "the stream's host and path, short); an existing file is never replaced")
     g.add_argument("--update-interval", type=float, default=1.0, metavar="S",
                    help="at most one face.updated event per face every S seconds (default: 1)")
     g.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
