@@ -380,6 +380,19 @@ def count_frames(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
+def declared_frames(path: str | os.PathLike[str]) -> int | None:
+    """The frame count a file's header lists for its first video stream (MP4/MOV sample
+    tables, AVI), ``None`` where it lists none (Matroska/WebM, MPEG-TS: :func:`count_frames`
+    estimates those from the duration, too loosely to call a file short). Used to tell a
+    truncated or damaged file, which decodes fewer frames without an error."""
+    try:
+        with av.open(os.fspath(path)) as container:
+            n = container.streams.video[0].frames
+            return int(n) if n else None
+    except Exception:  # noqa: BLE001 - unknown is an answer here
+        return None
+
+
 def probe_frames(path: str | os.PathLike[str]) -> int:
     """Decode every video frame of a file and count them (tests, checks)."""
     inp = AVInput(os.fspath(path), live=False)

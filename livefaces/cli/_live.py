@@ -333,9 +333,9 @@ def _cut_short(p: Any, frames: int) -> str | None:
     path = _file_path(p)
     if path is None or getattr(p, "limit_reached", False):
         return None
-    from ..avio import count_frames
+    from ..avio import declared_frames
 
-    declared = count_frames(path)
+    declared = declared_frames(path)
     if declared is None or frames >= declared - 1:
         return None
     return (f"{p.cameras[0].source.name}: truncated or damaged: it ends after {frames} of the "

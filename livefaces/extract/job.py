@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from ..align import align_face, crop_box
-from ..avio import count_frames
+from ..avio import count_frames, declared_frames
 from ..detect import rescale
 from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, OutputError, SourceError
@@ -523,7 +523,7 @@ def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: RingBuf
                         return
                     count = 1
                 else:
-                    declared, last = count_frames(inp.path), -1
+                    declared, last = declared_frames(inp.path), -1
                     try:
                         for index, pts, rgb in iter_video(inp.path, options.stride, stop):
                             if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..avio import count_frames, decode_range, scan_pts
+from ..avio import count_frames, declared_frames, decode_range, scan_pts
 from ..errors import ImageReadError, InputError, SourceError
 from ..imageio import read_image
 from .decode import Input, iter_video
@@ -135,10 +135,12 @@ def plan_parts(todo: list[Input], stride: int, cluster: ClusterOptions,
                 flush_images()
             continue
         scanned = scan_pts(inp.path)
-        n = count_frames(inp.path)
-        if scanned is None or len(scanned[0]) < 2 or (n is not None and len(scanned[0]) < n - 1):
+        declared = declared_frames(inp.path)
+        if scanned is None or len(scanned[0]) < 2 or (declared is not None
+                                                      and len(scanned[0]) < declared - 1):
             # not splittable, or fewer packets than the header lists (a truncated file):
             # decoded whole, which finds and reports the damage (job.cut_short)
+            n = count_frames(inp.path)
             parts.append(Part(inp.key, "video", (i,), frames=None if n is None else -(-n // stride)))
             continue
         pts, tb = scanned
@@ -212,10 +214,10 @@ def part_frames(spec: str, stride: int) -> Iterator[dict]:
                 elif p["kind"] == "segment":
                     end = p["first"] + len(p["pts"])
                     frames = _checked(decode_range(path, p["pts"], p["first"], stride), source,
-                                      count_frames(path), stride, end)
+                                      declared_frames(path), stride, end)
                 else:
-                    frames = _checked(iter_video(Path(path), stride), source, count_frames(path),
-                                      stride)
+                    frames = _checked(iter_video(Path(path), stride), source,
+                                      declared_frames(path), stride)
                 for index, pts, rgb in frames:
                     rgb = np.ascontiguousarray(rgb)
                     yield {**base, "frame": index, "pts": math.nan if pts is None else pts,
