@@ -44,14 +44,15 @@ def writes_through(path: str | os.PathLike[str]) -> bool:
     return not stat.S_ISREG(st.st_mode)
 
 
-def open_through(path: str | os.PathLike[str]) -> int:
+def open_through(path: str | os.PathLike[str], *, append: bool = False) -> int:
     """A file descriptor open for writing on what ``path`` names (following symlinks, no
-    temp file), blocking writes. A FIFO without a reader fails at once (no endless wait).
-    Raises :class:`OutputError`, one line naming the file."""
+    temp file; created if missing; truncated, or with ``append`` appended to), blocking
+    writes. A FIFO without a reader fails at once (no endless wait). Raises
+    :class:`OutputError`, one line naming the file."""
     p = os.fspath(path)
+    mode = os.O_APPEND if append else os.O_TRUNC
     try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC,
-                     0o666)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | mode | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     except OSError as e:
         if e.errno == errno.ENXIO:
             raise OutputError(f"{p}: a FIFO with no reader (start the reader first)") from None

@@ -474,3 +474,17 @@ def test_snapshot_names_are_short_readable_and_unique(tmp_path, grace_hopper):
     sink.close()
     assert sorted(p.name for p in sink.written) == ["cam1_live-2_track000001_frame00000003.jpg",
                                                     "cam1_live_track000001_frame00000003.jpg"]
+
+
+def test_events_into_a_fifo_reach_its_reader_and_without_one_fail_at_once(tmp_path):
+    fifo = FifoReader(tmp_path / "events")
+    r = run_cli("watch", "synthetic:160x120@25", "--max-frames", "5", "--events", str(fifo.path), "-q")
+    data = fifo.result()
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["type"] for line in data.decode().splitlines()][0] == "source.status"
+    nobody = tmp_path / "nobody"
+    os.mkfifo(nobody)
+    r = run_cli("watch", "synthetic:160x120@25", "--max-frames", "5", "--events", str(nobody),
+                timeout=60)  # was: blocked forever in open()
+    assert r.returncode == 3 and "no reader" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and stat.S_ISFIFO(nobody.stat().st_mode)
