@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.error
 import numpy as np
 
 from .errors import EndOfStream, NotVideoError, OutputError, SourceError, StalledError
+from .outfile import open_through, writes_through
 from .redact import redact_text, redact_url
 from .specs import file_problem
 
@@ -234,16 +236,22 @@ class AVWriter:
     ``keyframe_interval`` s plus the encoder's few frames of look-ahead (measured with the
     defaults, synthetic 640x360 at 25 fps, SIGKILL after 4 s: 0.8-0.9 s lost). :meth:`close`
     flushes the rest and renames the file to ``path``, so a file under the final name is
-    always complete. Fragmented MP4 is standard ISO BMFF; FFmpeg/PyAV play and seek it (tested;
-    the trailer adds an ``mfra`` index), as do players with fragmented-MP4 support.
+    always complete. A ``path`` that is a symlink, a device or a FIFO is written through
+    instead (no ``.part`` name, no rename: :mod:`livefaces.outfile`), so ``/dev/null``, a
+    pipe's reader or a link's target gets the stream. Fragmented MP4 is standard ISO BMFF;
+    FFmpeg/PyAV play and seek it (tested; the trailer adds an ``mfra`` index), as do players
+    with fragmented-MP4 support.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fps: float = 25.0, codec: str = "libx264",
                  crf: int = 23, preset: str = "veryfast", keyframe_interval: float = 1.0) -> None:
         self.path = os.fspath(path)
         root, ext = os.path.splitext(self.path)
+        #: a symlink, device or FIFO is written through, never replaced (livefaces.outfile)
+        self.through = writes_through(self.path)
         #: where frames go until :meth:`close` renames the file to :attr:`path`
-        self.part_path = f"{root}.part{ext or '.mp4'}"
+        self.part_path = self.path if self.through else f"{root}.part{ext or '.mp4'}"
+        self._file: Any = None  # the file object written through
         self._fps = fps
         self._codec = codec
         self._options = ({"crf": str(crf), "preset": preset, "forced-idr": "1"}
@@ -262,12 +270,18 @@ class AVWriter:
         """Append one ``(H, W, 3)`` uint8 RGB frame shown at ``t`` seconds (any origin)."""
         h, w = rgb.shape[:2]
         if self._error is not None:
-            raise self._error
+            # a new exception each time: raising one object again grows its traceback,
+            # and every frame it holds (a full disk once grew a recording process 34 MB/s)
+            raise OutputError(str(self._error))
         if self._container is None:
             try:
-                self._container = av.open(self.part_path, mode="w", format="mp4",
+                if self.through:
+                    self._file = os.fdopen(open_through(self.path), "wb")
+                target: Any = self._file if self.through else self.part_path
+                self._container = av.open(target, mode="w", format="mp4",
                                           options=dict(FRAGMENTED_MP4))
             except (av.error.FFmpegError, OSError) as e:
+                self._close_file()
                 raise _write_error(self.path, e) from None
             s = self._container.add_stream(self._codec, rate=Fraction(self._fps).limit_denominator(1000),
                                            options=self._options)
@@ -317,7 +331,21 @@ class AVWriter:
                 container.close()
             except Exception:  # noqa: BLE001 - the write error is the one to report
                 pass
+        self._close_file()
         return self._error
+
+    def _close_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
+
+    @property
+    def failed(self) -> bool:
+        """True once a write failed (every later :meth:`write` raises the same error)."""
+        return self._error is not None
 
     def close(self) -> None:
         """Flush the encoder, write the last fragment and index, move the file to :attr:`path`.
@@ -333,9 +361,14 @@ class AVWriter:
                 for packet in self._stream.encode(None):
                     container.mux(packet)
             finally:
-                container.close()
-            os.replace(self.part_path, self.path)
+                try:
+                    container.close()
+                finally:
+                    self._close_file()
+            if not self.through:
+                os.replace(self.part_path, self.path)
         except (av.error.FFmpegError, OSError) as e:
+            self._close_file()
             raise _write_error(self.path, e) from None
 
 
@@ -366,6 +399,19 @@ def count_frames(path: str | os.PathLike[str]) -> int | None:
     except Exception:  # noqa: BLE001 - unknown is an answer here
         return None
     return None
+
+
+def declared_frames(path: str | os.PathLike[str]) -> int | None:
+    """The frame count a file's header lists for its first video stream (MP4/MOV sample
+    tables, AVI), ``None`` where it lists none (Matroska/WebM, MPEG-TS: :func:`count_frames`
+    estimates those from the duration, too loosely to call a file short). Used to tell a
+    truncated or damaged file, which decodes fewer frames without an error."""
+    try:
+        with av.open(os.fspath(path)) as container:
+            n = container.streams.video[0].frames
+            return int(n) if n else None
+    except Exception:  # noqa: BLE001 - unknown is an answer here
+        return None
 
 
 def probe_frames(path: str | os.PathLike[str]) -> int:

@@ -3,7 +3,6 @@ folders they go in."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageReadError, OutputError
+from .outfile import write_output
 from .specs import file_problem
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = MAX_PIXELS
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
-    """Encode ``rgb`` to ``path`` (format from the suffix), atomically (temp file + rename).
+    """Encode ``rgb`` to ``path`` (format from the suffix), by the rule of
+    :mod:`livefaces.outfile`: a plain file atomically (temp file + rename), a symlink, device
+    or FIFO written through (never replaced).
 
     Raises :class:`OutputError` (an ``OSError``), one line naming the file, when it cannot be
     encoded or written."""
@@ -237,14 +239,7 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     if not ok:
         raise OutputError(f"{p}: OpenCV cannot encode images of type {p.suffix!r}; "
                           "use .jpg, .png, .webp, .bmp or .tiff")
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, p)
-    except OSError as e:
-        with contextlib.suppress(OSError):  # no temp file, or no folder to hold one
-            tmp.unlink()
-        raise OutputError(f"{p}: cannot write ({_why(p.parent, e)})") from e
+    write_output(p, buf.tobytes())
 
 
 def make_folder(path: str | os.PathLike[str], purpose: str) -> Path:

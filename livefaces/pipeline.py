@@ -333,6 +333,11 @@ class Camera:
 
 
 
+#: Seconds :meth:`Pipeline.stop` gives the sinks, after capture and detection stopped, to
+#: write what they were handed and close (a recording's queue and its last fragment).
+SINK_CLOSE_S = 30.0
+
+
 class Pipeline:
     """Sources → one shared detector (batched) + a tracker per source → sinks.
 
@@ -451,10 +456,20 @@ class Pipeline:
         with self._cond:
             self._cond.notify_all()
 
-    def stop(self, timeout: float = 2.0) -> bool:
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks, in the order given."""
+        return tuple(r.sink for r in self._runners)
+
+    def stop(self, timeout: float = 2.0, *, sinks_timeout: float | None = None) -> bool:
         """Stop every thread and close every sink (recordings finalised); True if everything
-        ended within ``timeout`` seconds (threads left over are daemons and die with the
-        process)."""
+        ended in time (threads left over are daemons and die with the process).
+
+        Capture and detection get ``timeout`` seconds; then each sink gets what is left of
+        ``sinks_timeout`` (default :data:`SINK_CLOSE_S`) to write what it was handed and
+        close: at the end of a file, a recording behind a slow encoder still has its queue
+        to write and its last fragment to flush. A sink that does not finish in time gets
+        :attr:`SinkStats.error` (its output may be incomplete, e.g. ``OUT.part.mp4``)."""
         deadline = time.monotonic() + timeout
         self.request_stop()
         ok = True
@@ -465,13 +480,20 @@ class Pipeline:
             self._thread.join(max(0.0, deadline - time.monotonic() - 0.3 * timeout))
             ok &= not self._thread.is_alive()
         self._push_stats()  # the final numbers (a summary, a last HUD frame)
+        budget = SINK_CLOSE_S if sinks_timeout is None else sinks_timeout
+        sinks_deadline = max(deadline, time.monotonic() + budget)
         for r in self._runners:
-            ok &= r.close(max(0.05, deadline - time.monotonic()))
+            if not r.close(max(0.05, sinks_deadline - time.monotonic())):
+                ok = False
+                r.errors += 1
+                r.error = r.error or (f"did not finish within {budget:g} s of the end; its "
+                                      "output may be incomplete")
         if self.identifier is not None:
             ok &= self.identifier.close(max(0.2, deadline - time.monotonic()))
         self._done.set()
         if not ok:
-            log.warning("some threads did not stop within %.1f s", timeout)
+            log.warning("some threads did not stop within %.1f s (sinks: %.1f s)", timeout,
+                        budget)
         return ok
 
     def run(self) -> PipelineStats:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "livefaces"
 
-GROUND = {"types", "errors", "ringbuffer", "meter", "geometry", "redact", "specs",
+GROUND = {"types", "errors", "ringbuffer", "meter", "geometry", "redact", "specs", "outfile",
           "detect.options"}  # plain settings data (imports errors only), kept beside the engines
 TOOLBOX = {"render", "align", "blur"}
 ADAPTERS = {"avio", "imageio", "window"}

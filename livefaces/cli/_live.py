@@ -131,7 +131,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--snapshots", type=Path, metavar="DIR",
                    help="save one crop per face track into DIR: its best view (largest, most "
                         "confident, most frontal) over its first second; faces under 40 px are "
-                        "skipped")
+                        "skipped. Named SOURCE_trackID_frameN.jpg (SOURCE: the file's name or "
+                        "the stream's host and path, short); an existing file is never replaced")
     g.add_argument("--event-min-score", type=SCORE, default=EVENT_MIN_SCORE, metavar="S",
                    help="a face track gets events and a snapshot only once the detector scores it "
                         "at least S (default: %(default)g; separate from --thresholds, which "
@@ -332,19 +333,47 @@ def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
 
 
 def write_stats(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as one JSON object, atomically (a reader never sees half a file)."""
+    """Write ``data`` as one JSON object: a plain file atomically (a reader never sees half a
+    file), a symlink, device or FIFO (``/dev/stdout``) written through, never replaced
+    (:mod:`livefaces.outfile`)."""
     import json
 
-    tmp = path.with_name(path.name + ".part")
+    from ..outfile import write_output
+
     try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_output(path, json.dumps(data, indent=1) + "\n")
     except OSError as e:
-        raise LiveFacesError(f"{path}: cannot write the statistics ({e.strerror})") from None
+        raise LiveFacesError(f"cannot write the statistics: {e}") from None
+
+
+def _file_path(p: Any) -> Path | None:
+    """The path of the pipeline's (first) source when it is a video file read once."""
+    src = p.cameras[0].source
+    path = getattr(src, "path", None)
+    if not isinstance(path, Path) or getattr(src, "loop", True) or not path.is_file():
+        return None
+    return path
+
+
+def _cut_short(p: Any, frames: int) -> str | None:
+    """A file that ended (no limit, no stop) before the frames its header lists: truncated
+    or damaged (the decoder stopped without an error). One frame of slack, as extract."""
+    path = _file_path(p)
+    if path is None or getattr(p, "limit_reached", False):
+        return None
+    from ..avio import declared_frames
+
+    declared = declared_frames(path)
+    if declared is None or frames >= declared - 1:
+        return None
+    return (f"{p.cameras[0].source.name}: truncated or damaged: it ends after {frames} of the "
+            f"{declared} frames its header lists")
 
 
 def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
-    """Stop ``p`` (2 s), write ``stats``, report, and choose the exit code."""
+    """Stop ``p`` (2 s for capture and detection, then up to ``SINK_CLOSE_S`` for the outputs
+    to finish), write ``stats``, report, and choose the exit code: an output left unfinished
+    (``OUT.part.mp4``) or failed is exit 1, with one line each."""
     p.stop(2.0)
     st = p.stats()
     if stats is not None:
@@ -360,14 +389,26 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
+    unfinished = [left for sink in getattr(p, "sinks", ())
+                  if callable(getattr(sink, "unfinished", None)) and (left := sink.unfinished())]
+    for left in unfinished:
+        error(f"the recording was not finalised: {left} is incomplete (it plays up to its "
+              "last fragment)")
     cannot_start = s.status == Status.FAILED and s.frames_captured == 0
     if not quiet and not cannot_start:  # a source that never started: its error line says all
         say(summary(st))
     if interrupted:
         return EXIT_INTERRUPTED
     if s.status == Status.FAILED:
-        error(s.error or f"{s.name}: failed")
+        why = s.error or f"{s.name}: failed"
+        if _file_path(p) is not None and s.frames_captured:  # say how far it got
+            why += f" (after {s.frames_captured} frames)"
+        error(why)
         return EXIT_SETUP if cannot_start else EXIT_PARTIAL
-    if any(sk.error for sk in st.sinks):
+    short = _cut_short(p, s.frames_captured) if s.status == Status.ENDED else None
+    if short is not None:
+        error(short)
+        return EXIT_PARTIAL
+    if any(sk.error for sk in st.sinks) or unfinished:
         return EXIT_PARTIAL
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -15,6 +16,7 @@ from ..render import annotate
 from ._common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    EXIT_USAGE,
     ProgressLine,
     add_detector_arguments,
     add_max_pixels_argument,
@@ -57,14 +59,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or globs")
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
     p.add_argument("--annotate", type=Path, metavar="DIR",
-                   help="write copies with boxes, landmarks and scores drawn into DIR")
+                   help="write copies with boxes, landmarks and scores drawn into DIR, at the "
+                        "path each image has in the folder named (a file named by a relative "
+                        "path: that path; else its name, _1, _2... when names meet); each "
+                        "summary line (--json: 'annotated') says where its copy went. A DIR "
+                        "where a copy would write over an input is refused (exit 2)")
     add_max_pixels_argument(p)
     add_people_argument(p, default_env=False)
     add_detector_arguments(p)
 
 
 def _annotated_path(out_dir: Path, root: Path | None, path: Path, used: set[Path]) -> Path:
-    rel = path.relative_to(root) if root is not None else Path(path.name)
+    """Where the annotated copy of ``path`` goes: its path inside the folder it was found in
+    (``root``), or the path as named when that is relative and stays below the current
+    folder, under ``out_dir``; else its name alone. Two inputs that would meet get ``_1``,
+    ``_2``... (the summary line and ``--json``'s ``annotated`` say where each went)."""
+    if root is not None:
+        rel = path.relative_to(root)
+    elif not path.is_absolute() and ".." not in path.parts:
+        rel = path
+    else:
+        rel = Path(path.name)
     target = out_dir / rel
     n = 1
     while target in used:  # two inputs with the same name: keep both
@@ -72,6 +87,32 @@ def _annotated_path(out_dir: Path, root: Path | None, path: Path, used: set[Path
         n += 1
     used.add(target)
     return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _overwritten_input(targets: list[Path], inputs: list[Path]) -> tuple[Path, Path] | None:
+    """``(target, input)`` of the first annotated copy that would land on an input file."""
+    by_real: dict[str, Path] = {}
+    for p in inputs:
+        try:
+            by_real[os.path.realpath(p)] = p
+        except OSError:
+            continue
+    for t in targets:
+        hit = by_real.get(os.path.realpath(t))
+        if hit is not None:
+            return t, hit
+        if t.exists():  # a hard link to an input
+            for p in inputs:
+                if _same_file(t, p):
+                    return t, p
+    return None
 
 
 def _progress_text(done: int, total: int, start: float) -> str:
@@ -104,8 +145,17 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     used: set[Path] = set()
     items = list(expand_paths(args.paths))
+    targets: list[Path | None] = [None] * len(items)
+    if args.annotate:  # never write over an input: refused before any work (exit 2)
+        targets = [_annotated_path(args.annotate, root, path, used) for _, root, path in items]
+        clash = _overwritten_input([t for t in targets if t is not None],
+                                   [path for _, _, path in items])
+        if clash is not None:
+            error(f"--annotate {args.annotate}: the annotated copy {clash[0]} would write over "
+                  f"the input {clash[1]}; choose a folder that holds no input")
+            return EXIT_USAGE
     progress, start = ProgressLine(len(items) > 1 and sys.stderr.isatty()), time.monotonic()
-    for done, (given, root, path) in enumerate(items):
+    for done, (given, _root, path) in enumerate(items):
         if done:
             progress.show(_progress_text(done, len(items), start))
         try:
@@ -123,17 +173,18 @@ def run(args: argparse.Namespace) -> int:
             names = [m.name for m in matches]
             for d, m in zip(dicts, matches):
                 d["identity"] = m.to_json()
+        target = targets[done]
         if args.json:
             rec = {"source": given, "width": image.shape[1], "height": image.shape[0],
-                   "faces": dicts}
+                   "faces": dicts, **({"annotated": str(target)} if target is not None else {})}
             sys.stdout.write(json.dumps(rec) + "\n")
             sys.stdout.flush()
         else:
             best = f" (best {faces.scores.max():.3f})" if len(faces) else ""
             who = f": {', '.join(n or 'unknown' for n in names)}" if names else ""
-            print(printable(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}{who}"))
-        if args.annotate:
-            target = _annotated_path(args.annotate, root, path, used)
+            where = f" -> {target}" if target is not None else ""
+            print(printable(f"{given}: {len(faces)} face{'s' if len(faces) != 1 else ''}{best}{who}{where}"))
+        if target is not None:
             try:
                 make_folder(target.parent, "the annotated copies")
                 write_image(target, annotate(image, faces, names=names))

@@ -265,15 +265,9 @@ def _unknown(args: argparse.Namespace) -> int:
         if args.save is not None:  # a file name of safe characters, whatever the server says
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(f.get("id"))).lstrip(".")
             target = args.save / (safe + ".jpg")
-            tmp = target.with_suffix(".jpg.part")
-            data = _call(args.server, f"/api/people/unknown/{_quote(f.get('id'))}.jpg")
-            try:
-                tmp.write_bytes(data)
-                tmp.replace(target)  # whole files only
-            except OSError as e:
-                tmp.unlink(missing_ok=True)
-                raise InputError(f"--save: cannot write {printable(target)} "
-                                 f"({printable(e.strerror or e)})") from None
+            from ..outfile import write_output  # whole files only; a link is written through
+
+            write_output(target, _call(args.server, f"/api/people/unknown/{_quote(f.get('id'))}.jpg"))
             line += f"  -> {printable(target)}"
         print(line)
     say(f"{len(faces)} unknown face{'s' if len(faces) != 1 else ''} kept; name one with "

@@ -15,11 +15,12 @@ budget), track, and write one JSON event per line — face.appeared, face.update
 (rate-limited), face.lost and source.status — flushed per line, so pipes and 'tail -f' see
 them at once. Live sources reconnect by themselves after errors and stalls.
 
-Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops cleanly within 2 s (recordings
-and --stats are finalised); a second Ctrl-C quits at once. If the reader of '--events -'
-goes away ('| head -1'), it stops at once, silently, with exit code 141. At the end one
-summary line goes to stderr: latency for live sources, throughput for files and folders (not
-paced). Event format: docs/events.md.
+Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops capture and detection within 2 s,
+then gives the outputs up to 30 s to finish (recordings and --stats are finalised; one left
+unfinished is exit 1); a second Ctrl-C quits at once. If the reader of '--events -' goes away
+('| head -1'), it stops at once, silently, with exit code 141. At the end one summary line
+goes to stderr: latency for live sources, throughput for files and folders (not paced).
+Event format: docs/events.md.
 """
 EPILOG = SOURCE_HELP + """
 examples:

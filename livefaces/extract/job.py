@@ -17,8 +17,13 @@ Output folder layout::
                        (named, as ``types.face_json``), crop
     DIR/done.jsonl     one line per finished input (what a rerun skips)
     DIR/parts.jsonl    Ray runs only: one line per finished segment of a video not done yet
+    DIR/names.jsonl    one line per input ever seen: its output <name> (kept on every rerun)
     DIR/<name>/NNNNNN_K.jpg  crops of video <name>, frame NNNNNN, face K (by confidence)
     DIR/<name>_K.jpg         crops of image <name>
+
+``<name>``: the file's stem, or ``FOLDER/PATH/STEM`` for a file found in a folder; one taken by
+another input of this folder (any run), or whose crops could meet another's (a folder
+``photos/`` holding ``000000.jpg`` beside ``photos.mp4``), gets ``-2``, ``-3``...
 
 Crash/Ctrl-C safety: crops are written to a temp name and renamed; index lines are written
 whole and flushed; an input is listed in ``done.jsonl`` only after all its lines and crops
@@ -30,21 +35,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from ..align import align_face, crop_box
-from ..avio import count_frames
+from ..avio import count_frames, declared_frames
 from ..detect import rescale
 from ..detect.options import DetectorOptions
 from ..errors import ImageReadError, InputError, OutputError, SourceError
-from ..imageio import MAX_PIXELS, make_folder, read_image, write_image
+from ..imageio import IMAGE_SUFFIXES, MAX_PIXELS, make_folder, read_image, write_image
+from ..outfile import write_output
 from ..ringbuffer import Closed, RingBuffer
 from ..specs import file_problem
 from ..types import Faces, face_json
@@ -58,6 +65,7 @@ SETTINGS_FILE = "extract.json"
 INDEX_FILE = "index.jsonl"
 DONE_FILE = "done.jsonl"
 PARTS_FILE = "parts.jsonl"
+NAMES_FILE = "names.jsonl"
 
 #: Seconds every blocking ring call waits before re-checking the stop event.
 POLL_S = 0.1
@@ -192,6 +200,117 @@ _Result = tuple[_Frame, Faces] | _End  # what the detect loop hands the writer
 
 
 
+# -- damaged and truncated videos: a failed input, saying how far it got ---------------------
+def damaged(source: str, last: int, declared: int | None, reason: str) -> str:
+    """The message of a video whose decoding failed after frame ``last`` (``reason``: the
+    decoder's one line)."""
+    of = f" of the {declared} its header lists" if declared else ""
+    why = reason.split(": ", 1)[1] if reason.startswith(f"{source}: ") else reason
+    why = why.replace("not a video FFmpeg can read (damaged, truncated or another kind of file)",
+                      "unreadable data")
+    return (f"{source}: damaged: decoding failed after frame {last}{of} ({why}); none of its "
+            f"faces were kept")
+
+
+def cut_short(source: str, last: int, stride: int, declared: int | None,
+              end: int | None = None) -> str | None:
+    """The message of a video that ended before the frames its header lists (truncated or
+    damaged: the decoder stopped without an error), ``None`` when it did not. ``last``: the
+    index of the last frame decoded (every ``stride``-th one is seen; -1: none); ``end``: the
+    frame the decoding should have reached (default ``declared``; a segment's end on a
+    cluster). One frame of slack, for headers that round."""
+    end = declared if end is None else end
+    if end is None or last + stride >= end - 1:
+        return None
+    if declared is None:
+        return (f"{source}: truncated or damaged: it ends after frame {max(last, 0)}, before "
+                f"frame {end - 1}; none of its faces were kept")
+    return (f"{source}: truncated or damaged: it ends after frame {max(last, 0)} of the "
+            f"{declared} its header lists; none of its faces were kept")
+
+
+# -- crop names: unique per input, stable across runs ------------------------------------------
+def _clashes(name: str, kind: str, videos: set[str], images: set[str],
+             digit_dirs: set[str], named_like_crops: set[str]) -> bool:
+    """Whether crops of an input called ``name`` (of ``kind``) could land on crops of one of
+    the names already taken: a video ``V`` writes ``V/NNNNNN_K.ext``, an image ``I`` writes
+    ``I_K.ext``. So two videos or two images of one name meet, and so do a video ``V`` and an
+    image ``V/NNNNNN`` (a folder ``V/`` holding ``000000.jpg`` beside a video ``V.mp4``)."""
+    if kind == "video":
+        if name in videos or name in digit_dirs:
+            return True
+        m = re.fullmatch(r"(.*)_\d+\.(?:jpg|png)", name)  # V itself named like a crop
+        return m is not None and m.group(1) in images
+    if name in images or name in named_like_crops:
+        return True
+    parent, _, leaf = name.rpartition("/")
+    return bool(parent) and leaf.isdigit() and parent in videos
+
+
+def assign_names(out_dir: Path, plan: list[Input]) -> list[Input]:
+    """``plan`` with each input's output name (:attr:`Input.name`, under which its crops go)
+    made unique among every input this output folder ever had, and stable: an input (by its
+    absolute path, :attr:`Input.key`) keeps the name it got first, recorded in ``names.jsonl``
+    (appended and fsynced before any crop is written). A new input whose name is taken, or
+    whose crops could land on another input's (see :func:`_clashes`), gets ``NAME-2``,
+    ``NAME-3``... Folders made before ``names.jsonl`` existed seed it from ``done.jsonl``."""
+    claimed: dict[str, tuple[str, str]] = {}  # key -> (name, kind)
+    done_path, names_path = out_dir / DONE_FILE, out_dir / NAMES_FILE
+    for path, seeded in ((done_path, True), (names_path, False)):
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+                kind = ("image" if Path(rec["source"]).suffix.lower() in IMAGE_SUFFIXES
+                        else "video") if seeded else rec["kind"]
+                claimed[rec["key"]] = (str(rec["name"]), str(kind))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                continue  # an incomplete last line
+    videos = {n for n, k in claimed.values() if k == "video"}
+    images = {n for n, k in claimed.values() if k != "video"}
+
+    def digit_dir(name: str) -> str | None:
+        parent, _, leaf = name.rpartition("/")
+        return parent if parent and leaf.isdigit() else None
+
+    def crop_like(name: str) -> str | None:
+        m = re.fullmatch(r"(.*)_\d+\.(?:jpg|png)", name)
+        return m.group(1) if m else None
+
+    digit_dirs = {d for n in images if (d := digit_dir(n)) is not None}
+    named_like_crops = {c for n in videos if (c := crop_like(n)) is not None}
+    out: list[Input] = []
+    new: list[str] = []
+    for inp in plan:
+        have = claimed.get(inp.key)
+        if have is not None and have[1] == inp.kind:
+            out.append(replace(inp, name=have[0]))
+            continue
+        name, n = inp.name, 2
+        while _clashes(name, inp.kind, videos, images, digit_dirs, named_like_crops):
+            name, n = f"{inp.name}-{n}", n + 1
+        claimed[inp.key] = (name, inp.kind)
+        if inp.kind == "video":
+            videos.add(name)
+            if (c := crop_like(name)) is not None:
+                named_like_crops.add(c)
+        else:
+            images.add(name)
+            if (d := digit_dir(name)) is not None:
+                digit_dirs.add(d)
+        new.append(json.dumps({"key": inp.key, "name": name, "kind": inp.kind,
+                               "source": inp.source}) + "\n")
+        out.append(replace(inp, name=name))
+    if new:
+        try:
+            with names_path.open("a", encoding="utf-8") as f:
+                append_lines(f, new)
+        except OSError as e:
+            raise OutputError(f"{names_path}: cannot write ({e.strerror or e})") from None
+    return out
+
+
 # -- one frame's output: shared by the threads here and the Ray workers (cluster.py) ----------
 def crop_name(inp: Input, index: int, k: int, image_format: str) -> str:
     """Where face ``k`` of frame ``index`` of ``inp`` goes, relative to the output folder."""
@@ -273,10 +392,18 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
             raise InputError(f"{out_dir} holds an extraction with other settings ({diff}); "
                              "use another --out folder, or the same settings to resume")
     else:
-        tmp = settings_path.with_name(f".{SETTINGS_FILE}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "settings": wanted}, indent=1) + "\n")
-        os.replace(tmp, settings_path)
+        write_output(settings_path, json.dumps({"version": 1, "settings": wanted}, indent=1) + "\n")
+    return clean_out_dir(out_dir, keep_segments)
 
+
+def clean_out_dir(out_dir: Path, keep_segments: bool = False,
+                  drop: frozenset[str] = frozenset()) -> tuple[set[str], dict[str, dict]]:
+    """Leave in ``out_dir`` only what belongs to inputs done (and, with ``keep_segments``,
+    segments done of videos not done yet, except those of the inputs whose keys are in
+    ``drop``: failed ones): index lines of other inputs, torn lines, their crops and temp
+    files go. Return the keys of the inputs done and the segments kept (see
+    :func:`_prepare_out_dir`). Run before a job (what an interrupted one left) and after one
+    with failed inputs, so ``index.jsonl`` never holds rows of an input that is not done."""
     done: dict[str, str] = {}  # key -> source as written in the index
     done_path = out_dir / DONE_FILE
     if done_path.exists():
@@ -294,7 +421,7 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
         for line in part_lines:
             try:
                 rec = json.loads(line)
-                if rec["key"] not in done:
+                if rec["key"] not in done and rec["key"] not in drop:
                     segments[rec["part"]] = {k: rec[k] for k in ("part", "key", "source", "first",
                                                                  "end", "frames", "faces")}
             except (json.JSONDecodeError, KeyError, TypeError):
@@ -337,17 +464,39 @@ def _prepare_out_dir(out_dir: Path, options: ExtractOptions,
         for part, rec in list(segments.items()):
             if seen.get(part, 0) != rec["faces"]:
                 del segments[part]
-        kept = [line for line, seg, ok in lines if ok and (seg is None or seg["part"] in segments)]
-        if len(kept) != len(lines):
-            tmp = index_path.with_name(f".{INDEX_FILE}.tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, index_path)
+        keep = [ok and (seg is None or seg["part"] in segments) for _, seg, ok in lines]
+        if not all(keep):
+            write_output(index_path, "".join(line for (line, _, _), k in zip(lines, keep) if k))
+            _remove_crops(out_dir, [line for (line, _, _), k in zip(lines, keep) if not k],
+                          [line for (line, _, _), k in zip(lines, keep) if k])
     if parts_path.exists() and len(segments) != len(part_lines):
-        tmp = parts_path.with_name(f".{PARTS_FILE}.tmp")
-        tmp.write_text("".join(json.dumps(rec) + "\n" for rec in segments.values()))
-        os.replace(tmp, parts_path)
+        write_output(parts_path, "".join(json.dumps(rec) + "\n" for rec in segments.values()))
     remove_temp_files(out_dir)  # temp files of a killed run
     return set(done), segments
+
+
+def _remove_crops(out_dir: Path, dropped: list[str], kept: list[str]) -> None:
+    """Delete the crops of the ``dropped`` index lines that no ``kept`` line names (inside
+    ``out_dir`` only)."""
+    def crop(line: str) -> str | None:
+        try:
+            c = json.loads(line).get("crop")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return c if isinstance(c, str) else None
+
+    keep = {crop(line) for line in kept}
+    root = out_dir.resolve()
+    for line in dropped:
+        c = crop(line)
+        if c is None or c in keep:
+            continue
+        path = (out_dir / c).resolve()
+        if root in path.parents:
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 def remove_temp_files(out_dir: Path) -> None:
@@ -381,11 +530,20 @@ def _decode_worker(inputs: list[Input], options: ExtractOptions, frames: RingBuf
                         return
                     count = 1
                 else:
-                    for index, pts, rgb in iter_video(inp.path, options.stride, stop,
-                                                      options.max_pixels):
-                        if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):
-                            return
-                        count += 1
+                    declared, last = declared_frames(inp.path), -1
+                    try:
+                        for index, pts, rgb in iter_video(inp.path, options.stride, stop,
+                                                          options.max_pixels):
+                            if not frames.put(_Frame(inp, index, pts, rgb, small(rgb)), stop=stop):
+                                return
+                            count, last = count + 1, index
+                    except SourceError as e:
+                        if last < 0:
+                            raise
+                        error = damaged(inp.source, last, declared, str(e))
+                    else:
+                        if not stop.is_set():
+                            error = cut_short(inp.source, last, options.stride, declared)
             except (SourceError, ImageReadError) as e:
                 error = str(e)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the job
@@ -549,6 +707,41 @@ class _Job:
             self.report.seconds = time.monotonic() - start
 
 
+def _drop_failed(out: Path, todo: list[Input], report: ExtractReport, keep_segments: bool) -> None:
+    """After a run with failed inputs: their index lines, crops and segments go (a damaged
+    video read half way leaves nothing), so every row of ``index.jsonl`` is of an input done
+    (or, on a cluster, of a segment done of a video that did not fail)."""
+    if not report.failed:
+        return
+    failed = {source for source, _ in report.failed}
+    gone = [i for i in todo if i.source in failed]
+    clean_out_dir(out, keep_segments, frozenset(i.key for i in gone))
+    for inp in gone:  # crops a cluster's write tasks made for rows never committed
+        _remove_crops_of(out, inp)
+
+
+def _remove_crops_of(out: Path, inp: Input) -> None:
+    """Delete every crop file of ``inp`` (its name is its own: :func:`assign_names`)."""
+    if inp.kind == "video":
+        folder, pattern = out / inp.name, re.compile(r"\d{6,}_\d+\.(?:jpg|png)")
+    else:
+        folder = (out / inp.name).parent
+        pattern = re.compile(re.escape(Path(inp.name).name) + r"_\d+\.(?:jpg|png)")
+    if not folder.is_dir():
+        return
+    for f in folder.iterdir():
+        if pattern.fullmatch(f.name):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+    if inp.kind == "video":
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
 def extract(
     inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -594,6 +787,7 @@ def extract(
                              "its engine from options.detector")
     make_folder(out, "the crops and index.jsonl")
     done_keys, segments = _prepare_out_dir(out, options, keep_segments=cluster is not None)
+    plan = assign_names(out, plan)
     todo = [inp for inp in plan if inp.key not in done_keys]
     report = ExtractReport(out_dir=out, inputs=len(plan), skipped=len(plan) - len(todo))
     if not todo:
@@ -613,6 +807,7 @@ def extract(
         except ImportError as e:
             raise InputError(f"--ray needs Ray: pip install 'livefaces[ray]' ({e})") from None
         run_on_cluster(out, todo, segments, options, cluster, report, progress, stop)
+        _drop_failed(out, todo, report, keep_segments=True)
         return report
     if detector is None:
         from ..detect.engine import make_engine
@@ -621,6 +816,7 @@ def extract(
     report.engine = str(getattr(detector, "provider", type(detector).__name__))
     job = _Job(out, todo, options, detector, report, progress, stop)
     job.run()
+    _drop_failed(out, todo, report, keep_segments=False)
     if job.writer.error is not None:
         if isinstance(job.writer.error, OSError):
             raise OutputError(f"cannot write into {out}: {job.writer.error}") from job.writer.error

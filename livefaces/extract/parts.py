@@ -30,11 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..avio import count_frames, decode_range, scan_pts
+from ..avio import count_frames, declared_frames, decode_range, scan_pts
 from ..errors import ImageReadError, InputError, SourceError
 from ..imageio import MAX_PIXELS, read_image
 from .decode import Input, iter_video
-from .job import DONE_FILE, INDEX_FILE, PARTS_FILE, ExtractReport, Progress, append_lines, done_line
+from .job import (
+    DONE_FILE,
+    INDEX_FILE,
+    PARTS_FILE,
+    ExtractReport,
+    Progress,
+    append_lines,
+    cut_short,
+    damaged,
+    done_line,
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,11 @@ def plan_parts(todo: list[Input], stride: int, cluster: ClusterOptions,
                 flush_images()
             continue
         scanned = scan_pts(inp.path)
-        if scanned is None or len(scanned[0]) < 2:
+        declared = declared_frames(inp.path)
+        if scanned is None or len(scanned[0]) < 2 or (declared is not None
+                                                      and len(scanned[0]) < declared - 1):
+            # not splittable, or fewer packets than the header lists (a truncated file):
+            # decoded whole, which finds and reports the damage (job.cut_short)
             n = count_frames(inp.path)
             parts.append(Part(inp.key, "video", (i,), frames=None if n is None else -(-n // stride)))
             continue
@@ -164,6 +178,26 @@ def segments_of(parts: list[Part], done_segments: dict[str, dict],
 
 
 # -- worker side: a part's frames -----------------------------------------------------------
+def _checked(frames: Iterator[tuple[int, float | None, np.ndarray]], source: str,
+             declared: int | None, stride: int,
+             end: int | None = None) -> Iterator[tuple[int, float | None, np.ndarray]]:
+    """``frames`` of a video, raising :class:`SourceError` that says how far it got when the
+    decoder fails part way or the frames end before ``end`` (default: ``declared``, the
+    frames its header lists): a damaged or truncated file, as the single-machine job says."""
+    last = -1
+    try:
+        for item in frames:
+            last = item[0]
+            yield item
+    except SourceError as e:
+        if last < 0:
+            raise
+        raise SourceError(damaged(source, last, declared, str(e))) from None
+    short = cut_short(source, last, stride, declared, end)
+    if short is not None:
+        raise SourceError(short)
+
+
 def part_frames(spec: str, stride: int, max_pixels: int | None = MAX_PIXELS) -> Iterator[dict]:
     """The rows a decode task makes of a part (from :meth:`Part.spec`): one per frame to
     detect on (``image``: RGB bytes, ``h``, ``w``), one with ``frame`` -1 and ``error`` for an
@@ -178,10 +212,13 @@ def part_frames(spec: str, stride: int, max_pixels: int | None = MAX_PIXELS) -> 
                 if kind == "image":
                     frames: Iterator = iter([(0, None, read_image(path, max_pixels))])
                 elif p["kind"] == "segment":
-                    frames = decode_range(path, p["pts"], p["first"], stride,
-                                          max_pixels=max_pixels)
+                    end = p["first"] + len(p["pts"])
+                    frames = _checked(decode_range(path, p["pts"], p["first"], stride,
+                                                   max_pixels=max_pixels), source,
+                                      declared_frames(path), stride, end)
                 else:
-                    frames = iter_video(Path(path), stride, max_pixels=max_pixels)
+                    frames = _checked(iter_video(Path(path), stride, max_pixels=max_pixels), source,
+                                      declared_frames(path), stride)
                 for index, pts, rgb in frames:
                     rgb = np.ascontiguousarray(rgb)
                     yield {**base, "frame": index, "pts": math.nan if pts is None else pts,

@@ -8,7 +8,8 @@ import os
 import sys
 from typing import IO, Any
 
-from ..errors import LiveFacesError
+from ..errors import LiveFacesError, OutputError
+from ..outfile import open_through
 from . import BaseSink, OutputClosed, OutputFailed
 
 
@@ -30,11 +31,13 @@ class JsonlPublisher(BaseSink):
             self._f = sys.stdout
             self._where = "stdout"
         else:
-            try:
-                self._f = open(os.fspath(target), "a", encoding="utf-8")  # type: ignore[arg-type]  # noqa: SIM115
-            except OSError as e:
-                raise LiveFacesError(f"{target}: cannot open for writing ({e.strerror}); check the "
-                                     f"folder exists and is writable") from None
+            try:  # a FIFO with no reader fails at once instead of blocking (outfile)
+                fd = open_through(target, append=True)  # type: ignore[arg-type]
+            except OutputError as e:
+                if "no reader" in str(e):
+                    raise
+                raise LiveFacesError(f"{e}; check the folder exists and is writable") from None
+            self._f = os.fdopen(fd, "a", encoding="utf-8")
             self._own = True
             self._where = os.fspath(target)  # type: ignore[arg-type]
         self.written = 0

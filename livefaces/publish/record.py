@@ -38,11 +38,21 @@ class RecordSink(BaseSink):
         self._stats = stats
 
     def on_result(self, result: FrameResult) -> None:
+        if self.writer.failed:  # reported once (the runner's error); the file is given up
+            return
         hud = HudInfo.of(self._stats, result.frame.source) if self.hud else None
         t = result.frame.captured if self.result_policy == "drop_oldest" else result.frame.pts
         if self.blur_unknown:
             result = blur_unknown(result)
         self.writer.write(render_result(result, hud, names=names_of(result)), t)
+
+    def unfinished(self) -> str | None:
+        """The ``.part`` file this sink leaves unfinished (not closed yet, or its writing
+        failed), if there is one; ``None`` when the recording is complete or never began."""
+        w = self.writer
+        if w.through or not os.path.exists(w.part_path):
+            return None
+        return w.part_path
 
     def close(self) -> None:
         self.writer.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,33 @@ from . import BaseSink
 MIN_SNAPSHOT_SIZE = 40
 #: Default time (seconds of stream time) a new track is watched for its best view.
 SNAPSHOT_WINDOW = 1.0
+
+
+def short_name(source: str) -> str:
+    """A readable file-name part for a source: a file's or folder's name without its suffix
+    (``clips/short_hamilton_clip.mp4`` -> ``short_hamilton_clip``), a stream's host and last
+    path part (``rtsp://***@cam1:554/live/main`` -> ``cam1_main``; credentials never appear),
+    ``webcam0`` for a webcam number, ``synthetic_640x360_25``; a pipeline's ``#2`` (a second
+    source of one name) becomes ``_2``. Letters, digits, ``.``, ``_`` and ``-`` only, at most
+    40 characters."""
+    name, tag = source, ""
+    head, sep, tail = source.rpartition("#")
+    if sep and tail.isdigit():
+        name, tag = head, f"_{tail}"
+    if "://" in name:
+        rest = name.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+        host, _, path = rest.partition("/")
+        host = host.rsplit("@", 1)[-1]  # no user:password
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host  # no port
+        last = PurePosixPath(path).stem if path.strip("/") else ""
+        name = f"{host}_{last}" if last else host
+    elif name.isdigit():
+        name = f"webcam{name}"
+    else:
+        p = PurePosixPath(name.rstrip("/"))
+        name = p.stem if p.suffix and ":" not in p.name else p.name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:40].strip("._-")
+    return (slug or "source") + tag
 
 
 def crop_with_margin(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
@@ -83,6 +110,10 @@ class _Pending:
 class SnapshotSink(BaseSink):
     """Writes ``DIR/<source>_track<ID>_frame<N>.jpg``: one crop per track, the best view of
     its first ``window`` seconds (see the module docs); ``N`` is the frame it comes from.
+    ``<source>`` is the source's :func:`short_name` (``short_hamilton_clip_track000002_
+    frame00000031.jpg``); two sources of one short name get ``-2``, ``-3``... (the first
+    source keeps it), and a file already there (an earlier run) is never replaced: the new
+    one gets ``-2``, ``-3``... before ``.jpg``.
 
     Args:
         folder: where the JPEGs go (created).
@@ -106,8 +137,10 @@ class SnapshotSink(BaseSink):
         self.window = float(window)
         self.min_score = float(min_score)
         self._newest: dict[str, int] = {}  # track ids only grow: the newest id per source
+        self._short: dict[str, str] = {}  # source -> its short name, unique in this sink
         self._pending: dict[tuple[str, int], _Pending] = {}
         self.written: list[Path] = []
+        self._recent: set[Path] = set()  # written by this sink (the file may be gone since)
         self.result_policy = "wait"
         self.result_queue = 16
 
@@ -163,9 +196,24 @@ class SnapshotSink(BaseSink):
         if pend.crop is None:
             return
         src, tid = key
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", src).strip("_")[-60:] or "source"
-        path = self.folder / f"{slug}_track{tid:06d}_frame{pend.frame_index:08d}.jpg"
+        stem = f"{self._short_of(src)}_track{tid:06d}_frame{pend.frame_index:08d}"
+        path, n = self.folder / f"{stem}.jpg", 2
+        while path.exists() or path in self._recent:  # never over an earlier snapshot
+            path, n = self.folder / f"{stem}-{n}.jpg", n + 1
         write_image(path, pend.crop)
+        self._recent.add(path)
         self.written.append(path)
         if len(self.written) > 10000:
             del self.written[:5000]
+            self._recent = set(self.written)
+
+    def _short_of(self, source: str) -> str:
+        short = self._short.get(source)
+        if short is None:
+            base, n = short_name(source), 2
+            taken = set(self._short.values())
+            short = base
+            while short in taken:
+                short, n = f"{base}-{n}", n + 1
+            self._short[source] = short
+        return short

@@ -414,7 +414,7 @@ class CameraServer:
         t0 = time.monotonic()
         ok = True
         if self._pipeline_started:
-            ok = self.pipeline.stop(timeout * 0.6)
+            ok = self.pipeline.stop(timeout * 0.6, sinks_timeout=timeout * 0.6)  # its budget, as before
         else:
             if self.publisher is not None:
                 self.publisher.close()
