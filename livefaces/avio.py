@@ -406,6 +406,8 @@ def declared_frames(path: str | os.PathLike[str]) -> int | None:
     tables, AVI), ``None`` where it lists none (Matroska/WebM, MPEG-TS: :func:`count_frames`
     estimates those from the duration, too loosely to call a file short). Used to tell a
     truncated or damaged file, which decodes fewer frames without an error."""
+    if file_problem(path) is not None:  # a FIFO would block here; the reader says why
+        return None
     try:
         with av.open(os.fspath(path)) as container:
             n = container.streams.video[0].frames
