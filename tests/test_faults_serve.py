@@ -137,17 +137,45 @@ def test_wrong_tokens_are_rate_limited_per_client_and_logged_without_the_token(h
 # --------------------------------------------------------------------------- 3. slow clients
 
 
+def _serve_with_fd_limit(cfg: Path, limit: int):  # noqa: ANN202
+    """``livefaces serve --config cfg`` under an open-file limit (live_helpers.start_serve_cli
+    with a preexec): ``(proc, stderr lines, set once it serves, [its URL])``."""
+    import subprocess
+    import sys
+    import threading
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livefaces", "serve", "--config", str(cfg)], cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, errors="backslashreplace",
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    lines: list[str] = []
+    url: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            m = re.search(r"serving \d+ camera\(s\) on (http://\S+)", line)
+            if m:
+                url.append(m.group(1))
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, lines, ready, url
+
+
 def test_silent_and_slow_clients_neither_starve_serve_nor_flood_its_log(tmp_path: Path):
     cfg = tmp_path / "serve.yaml"
     cfg.write_text("cameras:\n  cam: synthetic:160x120@5\ndefaults:\n  detect_fps: 1\n"
                    "web:\n  port: 0\n  idle_timeout: 1\n")
 
-    proc, lines, ready, url, _ = start_serve_cli("serve", "--config", str(cfg))
+    proc, lines, ready, url = _serve_with_fd_limit(cfg, 128)  # as in a container, `ulimit -n 128`
     socks: list[socket.socket] = []
     try:
         assert ready.wait(120), "".join(lines)
-        # as in a container with a small `ulimit -n` (the server reads its limit as it starts)
-        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (128, 128))
         port = int(url[0].rsplit(":", 1)[1].strip("/"))
         for i in range(150):  # more than the process has file descriptors for
             c = socket.socket()

@@ -38,7 +38,10 @@ per-camera status; a JSON API (/api/cameras, /api/events?since=, snapshots); /he
 Cameras come from a YAML file (--config; see docs/serve.md) or from the command line as
 [NAME=]URL items. Binds 127.0.0.1 unless told otherwise; any other address needs a token
 (--token, $LIVEFACES_TOKEN or web.token), sent as 'Authorization: Bearer TOKEN' or by
-opening the page once as http://HOST:PORT/?token=TOKEN (it is then kept in a cookie).
+opening the page once as http://HOST:PORT/?token=TOKEN (it is then kept in a cookie);
+10 wrong tokens a minute from one address are answered 429. Without a token only the
+server's own host names are answered (localhost, 127.0.0.1, [::1], the bound host, and
+web.allowed_hosts), so other web sites cannot reach it through DNS rebinding.
 Camera passwords are never shown: not on the page, in the API, logs or metrics."""
 EPILOG = """\
 examples:

@@ -112,7 +112,8 @@ class WebConfig:
         idle_timeout: seconds a connection may stay open without sending a complete request
             (also between keep-alive requests); slow or silent clients are closed.
         max_connections: open connections at most (also at most half the process's open-file
-            limit); beyond, the oldest connection without a request in progress is closed.
+            limit, less one accept burst); beyond, the oldest connection without a request in
+            progress is closed.
     """
 
     host: str = "127.0.0.1"

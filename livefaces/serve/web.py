@@ -202,10 +202,19 @@ def reachable_address() -> str | None:
     return None
 
 
-def connection_cap(max_connections: int, fd_limit: int | None) -> int:
+def accept_backlog(fd_limit: int | None) -> int:
+    """The listen backlog, which is also how many connections asyncio accepts in one go
+    before any can be closed: 100, less under a small open-file limit (an eighth of it)."""
+    return 100 if not fd_limit else max(8, min(100, fd_limit // 8))
+
+
+def connection_cap(max_connections: int, fd_limit: int | None, backlog: int = 0) -> int:
     """Connections served at once: ``max_connections``, and at most half the open-file limit
-    (the rest is for cameras, models and the process), at least 4."""
-    return max(4, min(max_connections, fd_limit // 2 if fd_limit else max_connections))
+    less one accept burst (``backlog``; the rest is for cameras, models and the process), at
+    least 4."""
+    if not fd_limit:
+        return max(4, max_connections)
+    return max(4, min(max_connections, fd_limit // 2 - backlog))
 
 
 _SECRET_PARAM = re.compile(r"(?i)((?:access_|api_|auth_)?token|password|passwd|pwd|secret|api_?key|key)"
@@ -374,12 +383,13 @@ class WebServer:
         self._once = _Once()
         self._busy: dict[Any, int] = {}  # connection (aiohttp's handler) -> requests in progress
         self._server: asyncio.AbstractServer | None = None
+        self._backlog = accept_backlog(open_file_limit())
 
     @property
     def connection_cap(self) -> int:
         """Connections (and requests in progress) at most: ``web.max_connections``, at most
         half the open-file limit as it is now."""
-        return connection_cap(self.config.max_connections, open_file_limit())
+        return connection_cap(self.config.max_connections, open_file_limit(), self._backlog)
 
     # ------------------------------------------------------------------ app
 
@@ -720,8 +730,9 @@ class WebServer:
                            len(open_now))
             return http()
 
+        self._backlog = accept_backlog(open_file_limit())
         self._server = await loop.create_server(connection, self.config.host or None, self.config.port,
-                                                reuse_address=True)
+                                                reuse_address=True, backlog=self._backlog)
         socks: list[Any] = list(getattr(self._server, "sockets", None) or [])
         self.port = socks[0].getsockname()[1] if socks else self.config.port
 
