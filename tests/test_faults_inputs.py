@@ -491,3 +491,17 @@ def test_preview_plays_a_file_at_its_frame_rate(rotated_clips, tmp_path):
     assert paced["live"] is True and paced["wall_seconds"] >= 0.9, paced
     fast = preview("--no-realtime")
     assert fast["live"] is False and fast["captured"] == 30, fast
+
+
+def test_a_looping_image_folder_reports_a_bad_image_once(shared, tmp_path):
+    """serve loops folder cameras (25 frames/s): a bad image was logged on every pass."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(shared / IVAN, folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not a jpeg at all")
+    r = run_cli("watch", str(folder), "--loop", "--max-frames", "12", "--events", "/dev/null",
+                "-q", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"livefaces: WARNING: skipping {folder / 'b.jpg'}: not an image livefaces "
+                        f"can read (damaged, or not one of JPEG, PNG, GIF, BMP, WebP, TIFF, JPEG "
+                        f"2000, AVIF, PNM/PAM/PFM, Sun raster, Radiance HDR)\n")
