@@ -255,6 +255,20 @@ def test_image_size_of_every_real_photo(shared):
         assert image_size(data) == (stored.shape[1], stored.shape[0]), p
 
 
+def test_a_file_too_large_for_any_image_within_the_limit_is_not_read(shared, tmp_path):
+    """A small valid JPEG followed by 2 GB (a sparse file: no disk used): it used to be read
+    whole into memory, then decoded. Nothing past its first megabyte is read now."""
+    big = jpeg_claiming(tmp_path / "big.jpg", 16, 16)
+    with open(big, "r+b") as f:
+        f.truncate(2 << 30)
+    rc, out, err, peak = run_peak("detect", str(big), str(shared / IVAN))
+    assert rc == 1 and out.count("1 face") == 1, err
+    assert err == (f"livefaces: error: {big}: 2,147,483,648 bytes is more than any image of at "
+                   f"most 100,000,000 pixels takes (not read); raise --max-pixels if the image "
+                   f"is real\n")
+    assert peak < 700, peak
+
+
 # --- 3. FIFOs (and other special files) never block a reader -----------------------------------
 
 @pytest.fixture
