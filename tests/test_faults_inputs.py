@@ -269,6 +269,19 @@ def test_a_file_too_large_for_any_image_within_the_limit_is_not_read(shared, tmp
     assert peak < 700, peak
 
 
+def test_videos_with_frames_over_the_limit_are_refused_before_decoding(shared, tmp_path):
+    """The same limit for video files (FFmpeg decodes frames up to 268 million pixels: one
+    16000x16000 MJPEG frame is 768 MB as RGB): from the stream's header, one line."""
+    clip = shared / HAMILTON  # 640x360 = 230,400 pixels
+    why = (f"{clip}: frames of 640x360 pixels are over the limit of 200,000 pixels (not "
+           f"decoded); raise it with --max-pixels if the video is real")
+    r = run_cli("extract", str(clip), "--out", str(tmp_path / "o"), "--max-pixels", "200K",
+                "--progress", "off", timeout=60)
+    assert r.returncode == 1 and f"livefaces: error: {why}\n" in r.stderr, r.stderr
+    r = run_cli("watch", str(clip), "--max-pixels", "200K", "--events", "/dev/null", timeout=60)
+    assert r.returncode == 3 and r.stderr.endswith(f"livefaces: error: {why}\n"), r.stderr
+
+
 # --- 3. FIFOs (and other special files) never block a reader -----------------------------------
 
 @pytest.fixture
