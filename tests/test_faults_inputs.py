@@ -138,10 +138,9 @@ def run_peak(*args: str, timeout: float = 180) -> tuple[int, str, str, float]:
         return proc.returncode, fo.read(), fe.read(), usage.ru_maxrss / 1024
 
 
-@pytest.fixture
-def bombs(tmp_path) -> list[Path]:
-    d = tmp_path / "bombs"
-    d.mkdir()
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("bombs")
     return [png_bomb(d / "png30k.png", 30000, 30000),      # 875 KB, 900 MP
             jpeg_claiming(d / "jpeg20k.jpg", 20000, 20000),  # 400 MP claimed
             jpeg_claiming(d / "jpeg65k.jpg", 65500, 65500)]  # OpenCV itself throws on it
@@ -190,6 +189,8 @@ def test_extract_watch_and_people_add_refuse_bombs(shared, bombs, tmp_path):
     failed input, the photo extracted), watch of an image folder (bombs skipped), people add
     (all or nothing: refused, nothing written)."""
     folder = tmp_path / "bombs"
+    folder.mkdir()
+    bombs = [Path(shutil.copy(b, folder / b.name)) for b in bombs]
     shutil.copy(shared / IVAN, folder / "ivan.jpg")
     rc, _, err, peak = run_peak("extract", str(folder), "--out", str(tmp_path / "out"),
                                 "--progress", "off")
