@@ -175,6 +175,15 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+#: bytes read before the header is parsed (enough for every header but JPEG's after a huge
+#: EXIF or ICC block: then the rest is read and parsed again)
+_HEAD = 1 << 20
+
+
+def _too_many(size: tuple[int, int], max_pixels: int | None) -> bool:
+    return max_pixels is not None and size[0] * size[1] > max_pixels
+
+
 def read_image(path: str | os.PathLike[str], max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to ``(H, W, 3)`` uint8 **RGB** (alpha dropped, gray expanded).
 
@@ -182,6 +191,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = MAX_PIXELS
     at most ``max_pixels`` (``None``: no limit): a small file can claim a huge image (a
     decompression bomb: an 875 KB PNG of 30 000 x 30 000 pixels took 15 GB to decode).
     Only the formats of :data:`KNOWN_FORMATS` are decoded (their header says the size).
+    A file larger than any image within the limit takes (16 bytes a pixel, 4 float channels,
+    plus 64 MB) is not read.
 
     Raises :class:`ImageReadError` (an ``OSError``) naming the file if it is missing, not a
     regular file (a FIFO, a device: they could block forever), unreadable, empty, too large
@@ -192,24 +203,36 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = MAX_PIXELS
     if problem is not None:
         raise ImageReadError(f"{p}: {problem}")
     try:
-        # A checked regular file: reading cannot block. (np.fromfile + cv2.imdecode, unlike
-        # cv2.imread, handle any path encoding.)
+        # A checked regular file: reading cannot block. (Reading the bytes + cv2.imdecode,
+        # unlike cv2.imread, handles any path encoding.) The header first: nothing more is
+        # read of a file that claims too many pixels, or is too large to be an image within
+        # the limit (a video renamed .jpg).
         with open(p, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the check
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # swapped since the check
                 raise ImageReadError(f"{p}: is not a regular file")
-            data = f.read()
+            data = f.read(_HEAD)
+            size = image_size(data)
+            if size is None or not _too_many(size, max_pixels):
+                if max_pixels is not None and st.st_size > max_pixels * 16 + (64 << 20):
+                    raise ImageReadError(
+                        f"{p}: {st.st_size:,} bytes is more than any image of at most "
+                        f"{max_pixels:,} pixels takes (not read); raise --max-pixels if the "
+                        f"image is real")
+                data += f.read()
+                if size is None:
+                    size = image_size(data)  # a header past the first bytes (large EXIF)
     except OSError as e:
         if isinstance(e, ImageReadError):
             raise
         raise ImageReadError(f"{p}: cannot read ({e.strerror or e})") from e
     if not data:
         raise ImageReadError(f"{p}: empty file (0 bytes)")
-    size = image_size(data)
     if size is None:
         raise ImageReadError(f"{p}: not an image livefaces can read (damaged, or not one of "
                              f"{KNOWN_FORMATS})")
     w, h = size
-    if max_pixels is not None and w * h > max_pixels:
+    if _too_many(size, max_pixels):
         raise ImageReadError(f"{p}: {w}x{h} pixels is over the limit of {max_pixels:,} pixels "
                              f"(not decoded); raise it with --max-pixels if the image is real")
     try:

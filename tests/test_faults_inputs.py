@@ -21,8 +21,6 @@ import pytest
 from conftest import ROOT, run_cli
 
 IVAN = "media/ipazc__mtcnn/tests/images/ivan.jpg"
-GRACE = "media/pypi__matplotlib/matplotlib/mpl-data/sample_data/grace_hopper.jpg"
-
 HAMILTON = "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
 
 
@@ -114,11 +112,12 @@ def jpeg_claiming(path: Path, w: int, h: int) -> Path:
 def run_peak(*args: str, timeout: float = 180) -> tuple[int, str, str, float]:
     """``python -m livefaces ARGS``: ``(exit code, stdout, stderr, peak RSS in MB)`` of that
     one process (``wait4``'s rusage). Its address space is capped at 8 GB, so that a bomb that
-    does get decoded fails in it instead of calling the OOM killer onto the machine."""
+    does get decoded fails in it instead of calling the OOM killer onto the machine (with few
+    malloc arenas: on a many-core machine each thread's arena reserves 64 MB of it)."""
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_ARENA_MAX="2")
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
         proc = subprocess.Popen([sys.executable, "-m", "livefaces", *args], stdout=fo,
                                 stderr=fe, env=env, preexec_fn=cap)
@@ -138,10 +137,9 @@ def run_peak(*args: str, timeout: float = 180) -> tuple[int, str, str, float]:
         return proc.returncode, fo.read(), fe.read(), usage.ru_maxrss / 1024
 
 
-@pytest.fixture
-def bombs(tmp_path) -> list[Path]:
-    d = tmp_path / "bombs"
-    d.mkdir()
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("bombs")
     return [png_bomb(d / "png30k.png", 30000, 30000),      # 875 KB, 900 MP
             jpeg_claiming(d / "jpeg20k.jpg", 20000, 20000),  # 400 MP claimed
             jpeg_claiming(d / "jpeg65k.jpg", 65500, 65500)]  # OpenCV itself throws on it
@@ -190,6 +188,8 @@ def test_extract_watch_and_people_add_refuse_bombs(shared, bombs, tmp_path):
     failed input, the photo extracted), watch of an image folder (bombs skipped), people add
     (all or nothing: refused, nothing written)."""
     folder = tmp_path / "bombs"
+    folder.mkdir()
+    bombs = [Path(shutil.copy(b, folder / b.name)) for b in bombs]
     shutil.copy(shared / IVAN, folder / "ivan.jpg")
     rc, _, err, peak = run_peak("extract", str(folder), "--out", str(tmp_path / "out"),
                                 "--progress", "off")
@@ -253,6 +253,33 @@ def test_image_size_of_every_real_photo(shared):
         stored = cv2.imdecode(np.frombuffer(data, np.uint8),
                               cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         assert image_size(data) == (stored.shape[1], stored.shape[0]), p
+
+
+def test_a_file_too_large_for_any_image_within_the_limit_is_not_read(shared, tmp_path):
+    """A small valid JPEG followed by 2 GB (a sparse file: no disk used): it used to be read
+    whole into memory, then decoded. Nothing past its first megabyte is read now."""
+    big = jpeg_claiming(tmp_path / "big.jpg", 16, 16)
+    with open(big, "r+b") as f:
+        f.truncate(2 << 30)
+    rc, out, err, peak = run_peak("detect", str(big), str(shared / IVAN))
+    assert rc == 1 and out.count("1 face") == 1, err
+    assert err == (f"livefaces: error: {big}: 2,147,483,648 bytes is more than any image of at "
+                   f"most 100,000,000 pixels takes (not read); raise --max-pixels if the image "
+                   f"is real\n")
+    assert peak < 700, peak
+
+
+def test_videos_with_frames_over_the_limit_are_refused_before_decoding(shared, tmp_path):
+    """The same limit for video files (FFmpeg decodes frames up to 268 million pixels: one
+    16000x16000 MJPEG frame is 768 MB as RGB): from the stream's header, one line."""
+    clip = shared / HAMILTON  # 640x360 = 230,400 pixels
+    why = (f"{clip}: frames of 640x360 pixels are over the limit of 200,000 pixels (not "
+           f"decoded); raise it with --max-pixels if the video is real")
+    r = run_cli("extract", str(clip), "--out", str(tmp_path / "o"), "--max-pixels", "200K",
+                "--progress", "off", timeout=60)
+    assert r.returncode == 1 and f"livefaces: error: {why}\n" in r.stderr, r.stderr
+    r = run_cli("watch", str(clip), "--max-pixels", "200K", "--events", "/dev/null", timeout=60)
+    assert r.returncode == 3 and r.stderr.endswith(f"livefaces: error: {why}\n"), r.stderr
 
 
 # --- 3. FIFOs (and other special files) never block a reader -----------------------------------
@@ -491,3 +518,17 @@ def test_preview_plays_a_file_at_its_frame_rate(rotated_clips, tmp_path):
     assert paced["live"] is True and paced["wall_seconds"] >= 0.9, paced
     fast = preview("--no-realtime")
     assert fast["live"] is False and fast["captured"] == 30, fast
+
+
+def test_a_looping_image_folder_reports_a_bad_image_once(shared, tmp_path):
+    """serve loops folder cameras (25 frames/s): a bad image was logged on every pass."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(shared / IVAN, folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not a jpeg at all")
+    r = run_cli("watch", str(folder), "--loop", "--max-frames", "12", "--events", "/dev/null",
+                "-q", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"livefaces: WARNING: skipping {folder / 'b.jpg'}: not an image livefaces "
+                        f"can read (damaged, or not one of JPEG, PNG, GIF, BMP, WebP, TIFF, JPEG "
+                        f"2000, AVIF, PNM/PAM/PFM, Sun raster, Radiance HDR)\n")

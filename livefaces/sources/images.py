@@ -19,7 +19,7 @@ class ImageFolderSource:
 
     ``pts`` is ``index / fps``; unreadable images, images over ``max_pixels`` (checked in
     the header, before decoding) and special files (a FIFO would block forever) are skipped
-    (and logged). ``loop`` starts over at the end; ``realtime`` paces frames at ``fps``.
+    (and logged, once each). ``loop`` starts over at the end; ``realtime`` paces frames at ``fps``.
 
     ``stills`` tells the pipeline the frames are independent photos, not a video: each one
     goes through the detector and its faces get fresh track ids (nothing is carried from one
@@ -41,6 +41,7 @@ class ImageFolderSource:
         self._pos = 0
         self._index = 0
         self._t0: float | None = None
+        self._warned: set[str] = set()  # images already reported as skipped
 
     def open(self, open_timeout: float = 10.0, stall_timeout: float = 10.0) -> None:
         paths = list(walk_files(self.folder, IMAGE_SUFFIXES))
@@ -67,7 +68,9 @@ class ImageFolderSource:
                 break
             except ImageReadError as e:
                 bad += 1
-                log.warning("skipping %s", e)
+                if str(path) not in self._warned:  # once: a looping folder repeats it forever
+                    self._warned.add(str(path))
+                    log.warning("skipping %s", e)
         pts = self._index / self.fps
         if self.realtime:
             now = time.monotonic()
