@@ -263,6 +263,15 @@ def read_people(root: Path) -> list[Person]:
     return out
 
 
+def person_embeddings(root: Path, name: str) -> np.ndarray:
+    """The embeddings ``(N, 128)`` of ``name`` in people folder ``root``; none (``(0, 128)``)
+    when the folder or the person does not exist yet."""
+    folder = root / name
+    if not (folder / PERSON_FILE).is_file():
+        return np.zeros((0, EMBEDDING_SIZE), np.float32)
+    return _read_person(folder).embeddings
+
+
 def _private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, exist_ok=True)
     if os.name == "posix":
