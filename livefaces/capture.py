@@ -60,6 +60,11 @@ class CaptureOptions:
     max_retries: int | None = None
 
 
+def _os_error(src: FrameSource, e: OSError) -> str:
+    """One line for an error of the system (not of the source) while opening or reading."""
+    return f"{src.name}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+
+
 class CaptureWorker:
     """Reads ``source`` into ``ring`` on its own thread until EOF, failure or ``stop``.
 
@@ -106,7 +111,7 @@ class CaptureWorker:
             except Exception:  # noqa: BLE001 - a broken callback must not kill capture
                 log.exception("status callback failed")
 
-    def _give_up(self, e: SourceError, failures: int) -> bool:
+    def _give_up(self, e: OSError, failures: int) -> bool:
         """After ``e`` (opening failed, or the connection died): stop trying for good?"""
         opts, src = self.options, self.source
         if not src.live:
@@ -127,8 +132,9 @@ class CaptureWorker:
                           else Status.RECONNECTING, detail)
                 try:
                     src.open(opts.open_timeout, opts.stall_timeout)
-                except SourceError as e:
-                    detail = self.error = str(e)
+                except OSError as e:  # SourceError, or the system's (EMFILE: out of file
+                    # descriptors, ENOMEM...): reported, retried with backoff like a refused one
+                    detail = self.error = str(e) if isinstance(e, SourceError) else _os_error(src, e)
                     failures += 1
                     if self._give_up(e, failures):
                         final = Status.FAILED
@@ -143,8 +149,8 @@ class CaptureWorker:
                 except EndOfStream:
                     final, detail = Status.ENDED, None
                     return
-                except SourceError as e:
-                    detail = self.error = str(e)
+                except OSError as e:
+                    detail = self.error = str(e) if isinstance(e, SourceError) else _os_error(src, e)
                     failures = 1 if self.frames > frames_before else failures + 1
                     if self._give_up(e, failures):
                         final = Status.FAILED

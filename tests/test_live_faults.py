@@ -341,3 +341,53 @@ def test_preview_window_has_the_frame_size_under_x(frame, window):
     assert r.returncode == 0, r.stderr
     geo = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in r.stdout.splitlines())}
     assert (int(geo["Width"]), int(geo["Height"])) == window, r.stdout  # was 400×300
+
+
+class _OutOfDescriptors:
+    """A live source whose system runs out of file descriptors (EMFILE) while it opens, twice,
+    then works: serve saw its capture thread crash with a traceback, the camera dead for good."""
+
+    live = True
+    name = "busy"
+
+    def __init__(self) -> None:
+        self.opens = self.frames = 0
+
+    def open(self, open_timeout: float, stall_timeout: float) -> None:
+        import errno
+
+        self.opens += 1
+        if self.opens <= 2:
+            raise OSError(errno.EMFILE, "Too many open files", "/some/sample.jpg")
+
+    def read(self):  # noqa: ANN201
+        from livefaces.types import Frame
+
+        time.sleep(0.01)
+        self.frames += 1
+        return Frame(np.zeros((8, 8, 3), np.uint8), self.name, self.frames, None, time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_os_error_while_opening_is_retried_not_a_crash(caplog):
+    import logging
+
+    statuses: list[tuple[str, str | None]] = []
+    stop = threading.Event()
+    ring: RingBuffer = RingBuffer(4, "drop_oldest")
+    src = _OutOfDescriptors()
+    w = CaptureWorker(src, ring, stop,  # type: ignore[arg-type]
+                      CaptureOptions(retry_at_start=True, backoff_initial=0.05, backoff_max=0.1),
+                      on_status=lambda n, b, a, d: statuses.append((a, d)))
+    with caplog.at_level(logging.WARNING):
+        w.start()
+        deadline = time.monotonic() + 10
+        while w.status != "connected" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+        assert w.join(5)
+    assert src.opens == 3 and "connected" in [a for a, _ in statuses], statuses
+    assert any(d == "busy: Too many open files (/some/sample.jpg)" for _, d in statuses), statuses
+    assert not [r for r in caplog.records if "crashed" in r.getMessage()]
