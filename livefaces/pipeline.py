@@ -44,7 +44,7 @@ from .capture import CaptureOptions, CaptureWorker
 from .detect.engine import Engine
 from .detect.rescale import detect_scaled, refine
 from .errors import SourceError
-from .events import FACE_EVENTS, FACE_LOST, FaceEvents, status_event
+from .events import EVENT_MIN_SCORE, FACE_EVENTS, FACE_LOST, FaceEvents, status_event
 from .health import Watch
 from .meter import Latency, RateMeter
 from .motion import MotionDetector, MotionOptions
@@ -114,7 +114,8 @@ class Camera:
                  notify: threading.Condition,
                  on_status: Callable[[Camera, Status | None, Status, str | None], None],
                  clock: Callable[[], float], gate: GateOptions | None = None,
-                 motion: MotionOptions | None = None) -> None:
+                 motion: MotionOptions | None = None,
+                 event_min_score: float = EVENT_MIN_SCORE) -> None:
         self.source = source
         self.name = source.name
         self.options = options
@@ -140,7 +141,8 @@ class Camera:
             topts = replace(topts, max_carried=MAX_CARRIED)
         self.tracker = Tracker(topts)
         self.events = FaceEvents(self.name, update_interval if options.update_interval is None
-                                 else options.update_interval, clock=clock)
+                                 else options.update_interval, clock=clock,
+                                 min_score=event_min_score)
         # live sources: motion (for the gate) and scene cuts (always: no track, name or
         # unblurred face may cross a cut, gated or not)
         self.motion = MotionDetector(motion or MotionOptions()) if self.live else None
@@ -351,6 +353,9 @@ class Pipeline:
         tracker: tracker options (cameras without their own).
         update_interval: at most one ``face.updated`` per track per this many seconds
             (cameras without their own).
+        event_min_score: a track gets events only once the detector scored it at least this
+            (default :data:`~livefaces.events.EVENT_MIN_SCORE`, 0.9: hands, hair or a microphone
+            the detector boxes score lower than faces; 0 keeps every track; docs/events.md).
         max_frames: stop after this many results (all sources together).
         duration: stop after this many seconds.
         source_options: keyword arguments for :func:`open_source` when specs are given.
@@ -374,6 +379,7 @@ class Pipeline:
                  duration: float | None = None, source_options: dict[str, Any] | None = None,
                  gate: GateOptions | None = None, motion: MotionOptions | None = None,
                  stats_interval: float = 1.0, identifier: Any = None,
+                 event_min_score: float = EVENT_MIN_SCORE,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not sources:
             raise ValueError("Pipeline needs at least one source")
@@ -417,7 +423,7 @@ class Pipeline:
             cam = Camera(src, opts, capture=self.capture_options, tracker=self.tracker_options,
                          update_interval=update_interval, stop=self._stop, notify=self._cond,
                          on_status=self._on_status, clock=clock, gate=self.gate,
-                         motion=self.motion_options)
+                         motion=self.motion_options, event_min_score=event_min_score)
             self.policy.register(name, cam.schedule)
             if identifier is not None:
                 cam.votes = identifier.camera(name)

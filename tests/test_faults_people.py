@@ -39,3 +39,35 @@ def test_people_add_skips_a_photo_it_has_already(tmp_path, grace_hopper):
     assert r.returncode == 0, r.stderr
     assert "nothing added" in r.stdout and "skipped 2 already there" in r.stdout, r.stdout
     assert _count(people) == 1
+
+
+def test_the_library_and_serve_default_to_the_event_min_score(shared):
+    """``Pipeline`` (so ``livefaces.stream()`` and ``serve``) gives events only to tracks the
+    detector scored >= 0.9, as ``watch`` does: on the hamilton clip the hands and the
+    microphone (0.70-0.82) made events in serve."""
+    from livefaces.events import EVENT_MIN_SCORE
+    from livefaces.pipeline import Pipeline
+    from livefaces.publish import BaseSink
+
+    class Keep(BaseSink):
+        def __init__(self) -> None:
+            self.events: list[dict] = []
+
+        def on_event(self, e: dict) -> None:
+            self.events.append(e)
+
+    def best_scores(**kw) -> dict[int, float]:  # noqa: ANN003
+        keep = Keep()
+        clip = shared / "media/ageitgey__face_recognition/examples/short_hamilton_clip.mp4"
+        with Pipeline([str(clip)], sinks=[keep], max_frames=120, **kw) as p:
+            p.wait(120)
+        best: dict[int, float] = {}
+        for e in keep.events:
+            if e["type"].startswith("face."):
+                best[e["track_id"]] = max(best.get(e["track_id"], 0.0), e["confidence"])
+        return best
+
+    every = best_scores(event_min_score=0.0)
+    assert any(s < EVENT_MIN_SCORE for s in every.values()), every  # not vacuous
+    default = best_scores()
+    assert default and all(s >= EVENT_MIN_SCORE for s in default.values()), default

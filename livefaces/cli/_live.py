@@ -226,9 +226,7 @@ def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: D
     p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
                  update_interval=args.update_interval, max_frames=args.max_frames,
                  duration=args.duration, gate=gate, motion=motion, stats_interval=HUD_INTERVAL,
-                 identifier=identifier)
-    for cam in p.cameras:  # events only for tracks scored --event-min-score (docs/events.md)
-        cam.events.min_score = args.event_min_score
+                 identifier=identifier, event_min_score=args.event_min_score)
     return p, source.live
 
 
