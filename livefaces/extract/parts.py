@@ -179,12 +179,15 @@ def segments_of(parts: list[Part], done_segments: dict[str, dict],
 
 # -- worker side: a part's frames -----------------------------------------------------------
 def _checked(frames: Iterator[tuple[int, float | None, np.ndarray]], source: str,
-             declared: int | None, stride: int,
-             end: int | None = None) -> Iterator[tuple[int, float | None, np.ndarray]]:
+             declared: int | None, stride: int, end: int | None = None,
+             first: int = 0) -> Iterator[tuple[int, float | None, np.ndarray]]:
     """``frames`` of a video, raising :class:`SourceError` that says how far it got when the
     decoder fails part way or the frames end before ``end`` (default: ``declared``, the
-    frames its header lists): a damaged or truncated file, as the single-machine job says."""
-    last = -1
+    frames its header lists): a damaged or truncated file, as the single-machine job says.
+    ``first``: the frame a segment starts at: one whose very first frame fails is still a file
+    damaged after frame ``first - 1`` (only a failure before the file's first frame is the
+    reader's own "not a video" line)."""
+    last = first - 1
     try:
         for item in frames:
             last = item[0]
@@ -215,7 +218,7 @@ def part_frames(spec: str, stride: int, max_pixels: int | None = MAX_PIXELS) -> 
                     end = p["first"] + len(p["pts"])
                     frames = _checked(decode_range(path, p["pts"], p["first"], stride,
                                                    max_pixels=max_pixels), source,
-                                      declared_frames(path), stride, end)
+                                      declared_frames(path), stride, end, first=p["first"])
                 else:
                     frames = _checked(iter_video(Path(path), stride, max_pixels=max_pixels), source,
                                       declared_frames(path), stride)
