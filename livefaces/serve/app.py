@@ -31,7 +31,7 @@ from ..pipeline import CameraOptions, Pipeline, SourceStats
 from ..publish import BaseSink, Sink
 from ..schedule import GateOptions, PerCameraRate
 from ..sources import open_source
-from ..types import FrameResult, PipelineStats, Status
+from ..types import FrameResult, Identifier, PipelineStats, Status
 from .config import ServeConfig
 from .hub import Hub
 
@@ -296,7 +296,7 @@ class CameraServer:
             self.publisher = MqttPublisher(m.host, m.port, username=m.username, password=m.password,
                                            client_id=m.client_id, topic_prefix=m.topic_prefix,
                                            buffer=m.buffer, keepalive=m.keepalive)
-        self.identifier: Any = None
+        self.identifier: Identifier | None = None
         self.presence: PresenceSink | None = None
         if people is not None:
             from ..identify.live import LiveIdentifier
