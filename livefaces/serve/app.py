@@ -136,7 +136,7 @@ class CameraServer:
         self.hub = Hub(config.cameras, jpeg_quality=config.web.jpeg_quality,
                        blur_unknown=bool(people and people.blur_unknown),
                        unknown_crops=people.unknown_crops if people else 0)
-        det_min = min(c.min_face_size for c in cams)
+        det_min = config.detector.min_face_size  # the smallest of the cameras' (config.smallest_face)
         if detector is None:
             from ..detect.engine import make_engine
 
