@@ -63,7 +63,17 @@ from .schedule import (
 )
 from .sources import FrameSource, open_source
 from .track import Track, Tracker, TrackerOptions
-from .types import Faces, Frame, FrameResult, PipelineStats, SinkStats, SourceStats, Status
+from .types import (
+    Faces,
+    Frame,
+    FrameResult,
+    Identifier,
+    PipelineStats,
+    SinkStats,
+    SourceStats,
+    Status,
+    TrackIdentities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +187,7 @@ class Camera:
         self.check_rate = RateMeter()  # verified, or skipped by the motion gate
         self.output_rate = RateMeter()
         self.latency = Latency()  # capture → result handed to the sinks
-        self.votes: Any = None  # the identifier's TrackVotes of this camera (live identification)
+        self.votes: TrackIdentities | None = None  # this camera's side of live identification
 
     def with_identity(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Face events get their track's ``identity``; a lost track's votes are forgotten."""
@@ -378,7 +388,7 @@ class Pipeline:
                  update_interval: float = 1.0, max_frames: int | None = None,
                  duration: float | None = None, source_options: dict[str, Any] | None = None,
                  gate: GateOptions | None = None, motion: MotionOptions | None = None,
-                 stats_interval: float = 1.0, identifier: Any = None,
+                 stats_interval: float = 1.0, identifier: Identifier | None = None,
                  event_min_score: float = EVENT_MIN_SCORE,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not sources:

@@ -1,7 +1,8 @@
 """Removing secrets from source names before they reach logs, events, errors or metrics.
 
 The one URL redaction of livefaces (ground floor, no livefaces imports): sources, avio, serve
-and the CLI all call :func:`redact_url` / :func:`redact_text` from here.
+and the CLI all call :func:`redact_url` / :func:`redact_text` from here, and serve's log
+filter :func:`redact_params`; :data:`SECRET_PARAMS` is the one list of secret parameter names.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ _PLAIN_USER = re.compile(r"[A-Za-z0-9._~%+-]{1,64}")
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 _SECRET_PARAM_RE = re.compile(
     r"(?i)([?&;](?:[^=&;#]*(?:" + "|".join(SECRET_PARAMS) + r"))[^=&;#]*=)[^&;#]*")
+#: ``NAME=VALUE`` (or ``NAME%3DVALUE``, encoded once) anywhere in free text, NAME holding one
+#: of :data:`SECRET_PARAMS`
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)([A-Za-z0-9_.-]*(?:" + "|".join(SECRET_PARAMS) + r")[A-Za-z0-9_.-]*)(=|%3D)([^&\s;#]*)")
 
 
 def redact_url(url: str) -> str:
@@ -69,3 +74,13 @@ def redact_text(text: str, secret_url: str | None = None) -> str:
     if secret_url:
         text = text.replace(secret_url, redact_url(secret_url))
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def redact_params(text: str) -> str:
+    """``text`` (a log line, a request path) with the value of every secret-looking
+    ``NAME=VALUE`` or ``NAME%3DVALUE`` in it replaced by ``***``, URL or not.
+
+    >>> redact_params("GET /api/snapshot?cam=a&access_token=abc 200")
+    'GET /api/snapshot?cam=a&access_token=*** 200'
+    """
+    return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)

@@ -353,9 +353,9 @@ class PipelineStats:
     uptime: float
     cpu_seconds: float = 0.0
     """process CPU time (user + system) since the pipeline started"""
-    identify: Any = None
-    """live identification's counters (:class:`~livefaces.identify.live.IdentifyStats`:
-    requested, dropped, embedded, errors, embed_ms, people, alive), None without it"""
+    identify: IdentifyStats | None = None
+    """live identification's counters (:class:`IdentifyStats`: requested, dropped, embedded,
+    errors, embed_ms, people, alive), None without it"""
 
     def source(self, name: str | None = None) -> SourceStats:
         """The stats of source ``name`` (default: the first)."""
@@ -391,3 +391,81 @@ class FrameSource(Protocol):
 
     def close(self) -> None:
         """Release the device/connection; safe to call twice."""
+
+
+# -- live identification: what the pipeline and serve see of it (livefaces.identify.live) ----
+@dataclass(frozen=True)
+class Identified:
+    """A track's settled name changed (``face.identified``): ``previous`` was announced
+    before (None: unknown)."""
+
+    camera: str
+    track_id: int
+    identity: Identity
+    previous: str | None
+
+
+@dataclass(frozen=True)
+class IdentifyStats:
+    """Counters of the identifier (no embedding, no name of a face).
+
+    ``requested``: embeddings queued; ``dropped``: refused by the full queue (its policy is
+    drop-newest); ``embedded``: results back; ``errors``: failed embeddings; ``embed_ms``:
+    mean worker time per face; ``people``: enrolled names; ``alive``: the worker process
+    runs."""
+
+    requested: int
+    dropped: int
+    embedded: int
+    errors: int
+    embed_ms: float | None
+    people: int
+    alive: bool
+
+
+class TrackIdentities(Protocol):
+    """The identities of ONE camera's tracks (called by that camera's detect loop only)."""
+
+    def observe(self, result: FrameResult, now: float) -> None:
+        """Ask for embeddings of the faces of ``result`` that are due."""
+
+    def identities(self, result: FrameResult) -> tuple[Identity, ...]:
+        """Per face of ``result``, its track's identity."""
+
+    def identity(self, track_id: int) -> Identity:
+        """The identity of one track (unknown if it has none)."""
+
+    def forget(self, track_id: int) -> None:
+        """The track ended: drop its votes."""
+
+
+class Identifier(Protocol):
+    """Live identification as the pipeline and serve use it
+    (:class:`~livefaces.identify.live.LiveIdentifier`).
+
+    Attributes:
+        names: the enrolled people.
+    """
+
+    names: tuple[str, ...]
+
+    def start(self) -> Identifier:
+        """Ready to identify (a no-op when started); raises
+        :class:`~livefaces.errors.LiveFacesError` when it cannot start."""
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Stop within ``timeout`` s; False when that needed force."""
+
+    def camera(self, name: str) -> TrackIdentities:
+        """The identities of camera ``name``'s tracks."""
+
+    def poll(self) -> list[Identified]:
+        """Results that came back (never waits): the tracks whose settled name changed."""
+
+    def stats(self) -> IdentifyStats:
+        """Its counters."""
+
+    def enrol(self, name: str, crop: np.ndarray, face: Faces, timeout: float = 15.0
+              ) -> tuple[str, ...]:
+        """Add ``face`` (one row, in pixels of ``crop``) to person ``name``; the enrolled
+        names after it."""

@@ -1,8 +1,8 @@
 """Write docs/config.schema.json, the JSON Schema of ``livefaces serve``'s config file.
 
-The schema is generated from the one model the loader uses (livefaces/serve/config.py:
-``config_schema()``), so run this after changing a setting; a test checks the committed file
-equals what this writes.
+The schema is generated from the one model the loader uses (``config_schema()`` in
+livefaces/serve/config/schema.py), so run this after changing a setting; a test checks the
+committed file equals what this writes.
 
     python scripts/make_config_schema.py           # (re)write docs/config.schema.json
     python scripts/make_config_schema.py --check   # exit 1 if the committed file is stale

@@ -98,3 +98,89 @@ def test_every_module_is_in_a_layer_the_map_names():
         g = _group(module)
         if g and not g.startswith("__"):
             assert f"`{g.split('.')[0]}" in doc, f"{module}: its group {g} is not in docs/architecture.md"
+
+
+def _module_level_imports() -> dict[str, set[str]]:
+    """module -> the livefaces modules it imports outside any function body (at the top, in
+    ``if TYPE_CHECKING:`` and in ``try:`` blocks), each resolved to a module of the package
+    (``from livefaces.types import Faces`` -> ``livefaces.types``; ``from . import x``
+    -> ``livefaces.<package>.x`` when ``x`` is a module, else the package)."""
+    modules: dict[str, tuple[Path, list[str]]] = {}
+    for path in PKG.rglob("*.py"):
+        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        name_parts = parts[:-1] if is_pkg else parts
+        modules[".".join(name_parts)] = (path, name_parts if is_pkg else name_parts[:-1])
+
+    def resolve(target: str) -> str:
+        while target not in modules and "." in target:
+            target = target.rsplit(".", 1)[0]
+        return target
+
+    def outside_functions(node: ast.AST):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            yield child
+            yield from outside_functions(child)
+
+    out: dict[str, set[str]] = {}
+    for module, (path, package) in modules.items():
+        found: set[str] = set()
+        for node in outside_functions(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if not target.startswith("livefaces"):
+                    continue
+                names = [f"{target}.{a.name}" for a in node.names]
+                found.update(resolve(n) for n in names)
+            elif isinstance(node, ast.Import):
+                found.update(resolve(a.name) for a in node.names if a.name.startswith("livefaces"))
+        out[module] = found - {module}
+    return out
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    """Module-level imports (including those under ``if TYPE_CHECKING:``: a type is a
+    dependency too) form no cycle, so every module can be read and loaded bottom up.
+
+    Imports inside a function body are left out: they run when the function is called,
+    after every module has loaded, and are kept for optional extras and heavy libraries
+    (``extract.job`` -> ``extract.cluster`` and Ray, ``pipeline`` -> ``identify.live``,
+    the lazy ``livefaces.Pipeline``). They still obey the layer rules above."""
+    graph = _module_level_imports()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan: strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)

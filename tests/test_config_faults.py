@@ -13,9 +13,9 @@ from conftest import run_cli
 
 from livefaces.cli._live import demo_clip
 from livefaces.errors import SourceError
+from livefaces.redact import redact_text, redact_url
 from livefaces.serve.config import ConfigError, build_config, parse_config
 from livefaces.sources import open_source, source_problem
-from livefaces.sources.redact import redact_text, redact_url
 
 PW = "s3cretPW"
 

@@ -92,6 +92,32 @@ def test_writer_into_a_missing_folder_raises_output_error_naming_the_file(tmp_pa
         raise OutputError("x")
 
 
+def test_a_camera_default_has_one_home(tmp_path):
+    """detect_fps, idle_interval and the shared engine's face size: written once, read by the
+    file, the command line and the live pipeline alike."""
+    from livefaces.schedule import GateOptions
+    from livefaces.serve.config import (
+        DETECT_FPS,
+        CameraConfig,
+        ServeConfig,
+        build_config,
+        parse_config,
+        smallest_face,
+    )
+
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"")
+    cam = CameraConfig("a", "rtsp://h/x")
+    assert cam.detect_fps == DETECT_FPS
+    assert cam.idle_interval == GateOptions().idle_interval  # serve's camera = watch's default
+    assert build_config(sources=[str(clip)]).cameras[0].detect_fps == DETECT_FPS
+    assert parse_config("cameras: {a: rtsp://h/x}").cameras[0].detect_fps == DETECT_FPS
+    cams = (CameraConfig("a", "rtsp://h/x", min_face_size=60),
+            CameraConfig("b", "rtsp://h/y", min_face_size=30, enabled=False),
+            CameraConfig("c", "rtsp://h/z", min_face_size=45))
+    assert smallest_face(cams) == 45 == ServeConfig(cameras=cams).detector.min_face_size
+
+
 # --------------------------------------------------------------------------- redaction
 
 
@@ -102,11 +128,14 @@ def test_one_url_redaction_on_the_ground_floor():
     import livefaces.avio
     import livefaces.redact
     import livefaces.serve.config
+    import livefaces.serve.web
     import livefaces.sources
-    import livefaces.sources.redact
 
     assert livefaces.sources.redact_url is livefaces.redact.redact_url
-    assert livefaces.sources.redact.redact_text is livefaces.redact.redact_text
+    # one list of secret parameter names: serve's log filter uses it too
+    assert livefaces.serve.web.redact_params is livefaces.redact.redact_params
+    line = "GET /a?session=s1&sig=s2&api_key=s3&passwd=s4&auth_token%3Ds5 200"
+    assert not any(f"s{i}" in livefaces.serve.web.redact(line) for i in range(1, 6))
     assert livefaces.serve.config.redact_url is livefaces.redact.redact_url
     # avio (PyAV) is below the feature modules: it must not reach into sources for this
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(livefaces.avio)))

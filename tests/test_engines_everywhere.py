@@ -295,12 +295,12 @@ def test_extract_writer_failure_ends_the_run(photos, tmp_path, detector, monkeyp
     """A writer that fails (disk full, say) closes its ring: the detect loop stops at once
     instead of waiting on a ring nobody drains, and the error reaches the caller."""
     from livefaces.errors import LiveFacesError
-    from livefaces.extract import ExtractOptions, extract, job
+    from livefaces.extract import ExtractOptions, extract, output
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(job, "write_image", full)
+    monkeypatch.setattr(output, "write_image", full)
     t0 = time.monotonic()
     with pytest.raises(LiveFacesError, match="No space left"):
         extract([photos], tmp_path / "o", ExtractOptions(batch_size=1), detector=detector)

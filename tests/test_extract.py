@@ -231,8 +231,9 @@ def test_crop_box_margin_follows_facenet(astronaut):
 def test_cluster_parts_cover_every_frame_once_around_finished_segments(media):
     """A re-run with another segment length plans only the frames finished segments do not
     cover (no Ray needed: planning is plain Python)."""
+    from livefaces.extract import ClusterOptions
     from livefaces.extract.decode import plan_inputs
-    from livefaces.extract.parts import ClusterOptions, plan_parts
+    from livefaces.extract.parts import plan_parts
 
     todo = plan_inputs([str(media["long"])])  # 240 frames at 12 fps
     first = plan_parts(todo, 3, ClusterOptions(segment_seconds=5), {})

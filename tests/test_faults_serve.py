@@ -524,7 +524,7 @@ def test_presence_does_not_flap_at_a_track_change(broker):
     from test_serve_mqtt import Subscriber
 
     from livefaces.publish.mqtt import MqttPublisher
-    from livefaces.serve.app import Presence, PresenceSink
+    from livefaces.serve.presence import Presence, PresenceSink
 
     sub = Subscriber(broker.port, client_id="presence-sub")
     assert sub.subscribed.wait(10)

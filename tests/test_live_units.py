@@ -10,10 +10,10 @@ import pytest
 
 from livefaces.errors import SourceError
 from livefaces.events import SCHEMA, face_state, make_event, status_event
+from livefaces.redact import redact_text
 from livefaces.ringbuffer import Closed, RingBuffer
 from livefaces.schedule import Adaptive, EveryN
 from livefaces.sources import open_source, redact_url
-from livefaces.sources.redact import redact_text
 from livefaces.track import Tracker
 from livefaces.types import Faces, Frame
 

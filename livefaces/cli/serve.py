@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker for events")
     g.add_argument("--people", metavar="DIR",
                    help="recognise the people of this folder (people.folder; the identify extra)")
-    g.add_argument("--detect-fps", type=POSITIVE, default=5.0, metavar="F",
+    g.add_argument("--detect-fps", type=POSITIVE, metavar="F",  # default: serve.config.DETECT_FPS
                    help="detections per second per camera, for command-line sources (default 5)")
     g.add_argument("--min-face", type=MIN_FACE, default=MIN_FACE_SIZE, metavar="PX",
                    help=f"smallest face in pixels, for command-line sources (default {MIN_FACE_SIZE:g})")
@@ -88,9 +88,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The validated config: the same call for --check-config and for starting (no drift)."""
     from ..detect.engine import engine_problem
-    from ..serve.config import build_config
+    from ..serve.config import DETECT_FPS, build_config
 
-    return build_config(args.config, args.sources, detect_fps=args.detect_fps,
+    fps = DETECT_FPS if args.detect_fps is None else args.detect_fps
+    return build_config(args.config, args.sources, detect_fps=fps,
                         min_face_size=args.min_face, host=args.host, port=args.port,
                         token=args.token, mqtt=args.mqtt, engine=args.engine,
                         device=args.device, threads=args.threads, engine_check=engine_problem,

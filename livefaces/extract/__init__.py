@@ -6,7 +6,8 @@
     extract(["movie.mp4"], "faces/", cluster="local")   # on Ray (the ray extra): cluster.py
 """
 
-from .job import ExtractOptions, ExtractReport, Progress, extract
-from .parts import ClusterOptions
+from .job import extract
+from .options import ClusterOptions, ExtractOptions
+from .output import ExtractReport, Progress
 
 __all__ = ["ClusterOptions", "ExtractOptions", "ExtractReport", "Progress", "extract"]

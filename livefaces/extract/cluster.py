@@ -38,8 +38,9 @@ from ..detect import rescale
 from ..errors import InputError, LiveFacesError
 from ..types import face_json
 from .decode import Input
-from .job import ExtractOptions, ExtractReport, Progress, face_crops, remove_temp_files, write_crops
-from .parts import ClusterOptions, Ledger, Part, part_frames, plan_parts
+from .options import ClusterOptions, ExtractOptions
+from .output import ExtractReport, Progress, face_crops, remove_temp_files, write_crops
+from .parts import Ledger, Part, part_frames, plan_parts
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from ..avio import count_frames, declared_frames, decode_range, scan_pts
-from ..errors import ImageReadError, InputError, SourceError
+from ..errors import ImageReadError, SourceError
 from ..imageio import MAX_PIXELS, read_image
 from .decode import Input, iter_video
-from .job import (
+from .options import ClusterOptions
+from .output import (
     DONE_FILE,
     INDEX_FILE,
     PARTS_FILE,
@@ -45,53 +46,6 @@ from .job import (
     damaged,
     done_line,
 )
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """Where and how a run goes on a Ray cluster (``extract(..., cluster=...)``).
-
-    Attributes:
-        address: ``"local"`` starts a Ray cluster on this machine for the run and stops it
-            after; ``"auto"`` joins the cluster this machine belongs to (``ray start``);
-            ``"ray://host:10001"`` joins through Ray Client. An already connected Ray session
-            (``ray.init`` done by the caller) is used as it is and left connected.
-        workers: detector actors (each loads the engine once); ``None``: one per GPU when the
-            cluster has GPUs and the engine may use CUDA, else the cluster's CPUs minus one.
-        cpus_per_worker: CPUs each CPU detector actor reserves (and its ONNX threads unless
-            ``detector.threads`` is set).
-        gpus_per_worker: GPUs each detector actor reserves when it runs on CUDA.
-        segment_seconds: length of a video segment (a part), aligned to the stride.
-        images_per_part: images decoded by one task.
-        cpus: logical CPUs of a ``local`` cluster (``None``: cores + 1: decoding and writing
-            tasks beside one detector per core).
-        object_store_mb: object store of a ``local`` cluster (``None``: Ray's default).
-    """
-
-    address: str = "local"
-    workers: int | None = None
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 1.0
-    segment_seconds: float = 60.0
-    images_per_part: int = 64
-    cpus: int | None = None
-    object_store_mb: int | None = None
-
-    def check(self) -> None:
-        if not self.address:
-            raise InputError("the Ray address is empty: use local, auto or ray://HOST:PORT")
-        if self.workers is not None and self.workers < 1:
-            raise InputError(f"workers must be 1 or more, got {self.workers}")
-        if self.cpus_per_worker <= 0 or self.gpus_per_worker <= 0:
-            raise InputError("cpus and gpus per worker must be more than 0")
-        if self.segment_seconds <= 0:
-            raise InputError(f"segment length must be more than 0 s, got {self.segment_seconds}")
-        if self.images_per_part < 1:
-            raise InputError(f"images per part must be 1 or more, got {self.images_per_part}")
-        if self.cpus is not None and self.cpus < 1:
-            raise InputError(f"cpus must be 1 or more, got {self.cpus}")
-        if self.object_store_mb is not None and self.object_store_mb < 80:
-            raise InputError(f"the object store needs at least 80 MB, got {self.object_store_mb}")
 
 
 @dataclass(frozen=True)
@@ -139,7 +93,7 @@ def plan_parts(todo: list[Input], stride: int, cluster: ClusterOptions,
         if scanned is None or len(scanned[0]) < 2 or (declared is not None
                                                       and len(scanned[0]) < declared - 1):
             # not splittable, or fewer packets than the header lists (a truncated file):
-            # decoded whole, which finds and reports the damage (job.cut_short)
+            # decoded whole, which finds and reports the damage (output.cut_short)
             n = count_frames(inp.path)
             parts.append(Part(inp.key, "video", (i,), frames=None if n is None else -(-n // stride)))
             continue

@@ -63,6 +63,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..redact import redact_params
 from .config import WebConfig, is_loopback
 from .hub import Hub
 
@@ -217,8 +218,6 @@ def connection_cap(max_connections: int, fd_limit: int | None, backlog: int = 0)
     return max(4, min(max_connections, fd_limit // 2 - backlog))
 
 
-_SECRET_PARAM = re.compile(r"(?i)((?:access_|api_|auth_)?token|password|passwd|pwd|secret|api_?key|key)"
-                           r"(=|%3D)([^&\s;#]*)")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -240,7 +239,7 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = (), keep_newlines: 
     for sec in secrets:
         if sec:
             text = text.replace(sec, "***")
-    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = redact_params(text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}***", text)
     return _escape_control(text, keep_newlines)
 

@@ -1,0 +1,94 @@
+"""What the identification worker process and its owner say to each other: pickled frozen
+dataclasses over the child's stdin/stdout, one class per kind of message.
+
+Owner → worker: :class:`Start` first, then :class:`Embed` and :class:`Enrol` requests; ``None``
+asks the worker to leave (so does the end of its stdin). Worker → owner: :class:`Ready` or
+:class:`StartFailed` after :class:`Start`; :class:`Matched` or :class:`EmbedFailed` per
+:class:`Embed`; :class:`Enrolled` or :class:`EnrolFailed` per :class:`Enrol`. ``key`` pairs an
+answer with its request. Only names and distances come back: an embedding never leaves the
+worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..types import Faces
+
+
+@dataclass(frozen=True)
+class Start:
+    """Load the recogniser and the people folder ``people`` (an absolute path)."""
+
+    people: str
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Embed ``face`` (one row, in pixels of ``crop``) and match it against the gallery."""
+
+    key: int
+    crop: np.ndarray
+    face: Faces
+
+
+@dataclass(frozen=True)
+class Enrol:
+    """Add ``face`` (one row, in pixels of ``crop``) to person ``name`` and reload the gallery."""
+
+    key: int
+    name: str
+    crop: np.ndarray
+    face: Faces
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Started: the enrolled ``names`` and the recogniser's match ``threshold``."""
+
+    names: tuple[str, ...]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    """Could not start; ``reason`` is one line."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Matched:
+    """The nearest enrolled person of an :class:`Embed` (``name`` None: nobody within the
+    threshold), its ``distance``, and the worker's ``seconds`` for it."""
+
+    key: int
+    name: str | None
+    distance: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EmbedFailed:
+    key: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """An :class:`Enrol` done: the enrolled ``names`` after it."""
+
+    key: int
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnrolFailed:
+    key: int
+    reason: str
+
+
+Request = Start | Embed | Enrol | None
+Answer = Ready | StartFailed | Matched | EmbedFailed | Enrolled | EnrolFailed
