@@ -411,7 +411,8 @@ class IdentifyStats:
 
     ``requested``: embeddings queued; ``dropped``: refused by the full queue (its policy is
     drop-newest); ``embedded``: results back; ``errors``: failed embeddings; ``embed_ms``:
-    mean worker time per face; ``people``: enrolled names; ``alive``: the worker process
+    mean CPU time of the worker per face (about 85 ms; the wait for a core on a busy machine
+    is not in it); ``people``: enrolled names; ``alive``: the worker process
     runs."""
 
     requested: int

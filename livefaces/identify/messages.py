@@ -62,7 +62,7 @@ class StartFailed:
 @dataclass(frozen=True)
 class Matched:
     """The nearest enrolled person of an :class:`Embed` (``name`` None: nobody within the
-    threshold), its ``distance``, and the worker's ``seconds`` for it."""
+    threshold), its ``distance``, and the worker's CPU ``seconds`` for it."""
 
     key: int
     name: str | None
