@@ -4,8 +4,12 @@ engines when CUDA is present, and the GPU script's dry run."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from conftest import ROOT
 from test_engines import assert_same
 
 torch = pytest.importorskip("torch")
@@ -159,3 +163,26 @@ def test_cuda_engine_matches_the_cpu_engines(detector, torch_detector, frames_10
         assert_same(torch_detector.detect(image), cuda.detect(image))
     for a, b in zip(detector.detect_batch(frames_1080p), cuda.detect_batch(frames_1080p), strict=True):
         assert_same(a, b)
+
+
+def test_cli_runs_without_pyav(tmp_path, grace_hopper):
+    """The GPU machine has no PyAV: doctor and detect run and say it is missing; a video input
+    fails with one line naming the install. Before: every command died importing avio."""
+    from livefaces.imageio import write_image
+
+    write_image(tmp_path / "g.jpg", grace_hopper)
+    block = "import sys; sys.modules['av'] = None; from livefaces.cli import main; "
+    runs = {}
+    for name, args in {"doctor": ["doctor"], "detect": ["detect", str(tmp_path / "g.jpg")],
+                       "extract": ["extract", str(ROOT / "livefaces/data/demo.mp4"), "--out",
+                                   str(tmp_path / "o")]}.items():
+        runs[name] = subprocess.run([sys.executable, "-c", block + f"sys.exit(main({args!r}))"],
+                                    capture_output=True, text=True, cwd=ROOT, timeout=120)
+    doctor, detect, extract = runs["doctor"], runs["detect"], runs["extract"]
+    assert doctor.returncode == 0, doctor.stderr
+    assert any(line.split()[:1] == ["av"] and "not available" in line
+               for line in doctor.stdout.splitlines()), doctor.stdout
+    assert detect.returncode == 0 and "1 face" in detect.stdout, detect.stderr
+    assert extract.returncode == 1, extract.stderr
+    assert "Traceback" not in extract.stderr
+    assert "PyAV is not installed" in extract.stderr and "pip install av" in extract.stderr
