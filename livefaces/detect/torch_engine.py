@@ -387,6 +387,7 @@ class TorchDetector:
         self._nets = {k: v.to(self.device) for k, v in load_torch_nets().items()}
         self._lock = threading.Lock()
         self._staging: Any = None  # pinned uint8 (n, h, w, 3), reused while big enough
+        self._staged: Any = None  # CUDA event: the last upload from it is done
         self._grids: dict[tuple, Any] = {}  # per frame size: pyramid bins, cell coordinates
         self.exact_reruns = 0  # batches whose NMS needed more than NMS_ROUNDS rounds
         log.info("livefaces torch engine on %s (torch %s)", self.device, torch.__version__)
@@ -426,8 +427,8 @@ class TorchDetector:
     def _upload_frames(self, frames: list[np.ndarray]):  # type: ignore[no-untyped-def]
         """``(n, h, w, 3)`` uint8 on the device. CPU: the frames as they are (one frame: no
         copy). CUDA: copied once into a reused pinned buffer, then one non-blocking upload;
-        the buffer is refilled only by the next call, after this one's host reads, which come
-        after the upload in the stream, so the copy is done by then."""
+        the next call waits for that upload's event before refilling the buffer (done long
+        before: this call's host reads come after it in the stream)."""
         torch = _torch()
         if self.device.type != "cuda":
             if len(frames) == 1:
@@ -437,11 +438,16 @@ class TorchDetector:
         need = n * h * w * 3
         if self._staging is None or self._staging.numel() < need:
             self._staging = torch.empty(need, dtype=torch.uint8, pin_memory=True)
+        if self._staged is not None:
+            self._staged.synchronize()
         host = self._staging[:need].view(n, h, w, 3)
         view = host.numpy()
         for i, f in enumerate(frames):
             view[i] = f
-        return host.to(self.device, non_blocking=True)
+        out = host.to(self.device, non_blocking=True)
+        self._staged = torch.cuda.Event()
+        self._staged.record()
+        return out
 
     def _table(self, images):  # type: ignore[no-untyped-def]
         """``(N, H+1, W+1, 3)`` summed-area table of the frames (int32, exact below 2**31 / 255
