@@ -165,6 +165,22 @@ def test_cuda_engine_matches_the_cpu_engines(detector, torch_detector, frames_10
         assert_same(a, b)
 
 
+def test_gpu_check_dry_run(tmp_path):
+    """scripts/gpu_check.py's CPU dry run: every section runs, JSON and table written."""
+    import json
+
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--device", "cpu",
+                        "--tiny", "--no-peer", "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "gpu_check.json").read_text())
+    assert not res["errors"] and not res["skipped"], res["errors"]
+    assert {"env", "fidelity", "speed", "extract", "diag"} <= set(res["sections"])
+    assert res["sections"]["diag"]["syncs_per_call"]["b1"] == 6
+    assert "| what | livefaces | facenet-pytorch | ratio | notes |" in r.stdout
+
+
 def test_cli_runs_without_pyav(tmp_path, grace_hopper):
     """The GPU machine has no PyAV: doctor and detect run and say it is missing; a video input
     fails with one line naming the install. Before: every command died importing avio."""
