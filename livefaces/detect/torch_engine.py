@@ -1,11 +1,11 @@
 """The MTCNN cascade in PyTorch, the whole batch on one device (CPU or CUDA).
 
 For machines with torch + CUDA but no ``onnxruntime-gpu``. Every stage stays on the device:
-pyramid (``adaptive_avg_pool2d``, i.e. ``interpolate(mode="area")``), P-Net, thresholding,
-box generation, grouped NMS (no torchvision), square/pad, R-Net/O-Net crops (exact area
-averaging from an integer summed-area table, the same arithmetic as the ONNX engine's
-``boxes.area_crops``) and the final NMS. The nets are :func:`torch_nets.export_net`'s, the ones
-exported to ONNX (normalisation folded into the first layer, merged heads).
+pyramid, P-Net, thresholding, box generation, grouped NMS (no torchvision), square/pad,
+R-Net/O-Net crops and the final NMS. The pyramid levels and the crops are cut from one integer
+summed-area table of the frames (exact area averaging over ``interpolate(mode="area")``'s bins,
+the ONNX engine's ``boxes.area_resize``/``area_crops`` arithmetic), so each frame is read once.
+The nets are :mod:`torch_nets`' originals (see :func:`load_torch_nets` for why not the export's).
 
 **Host synchronisations.** Data-dependent sizes need the host to wait for the device; the
 cascade is laid out so that one same-size batch costs a fixed number of such waits, whatever
