@@ -176,7 +176,8 @@ def test_gpu_check_dry_run(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "gpu_check.json").read_text())
     assert not res["errors"] and not res["skipped"], res["errors"]
-    assert {"env", "fidelity", "speed", "extract", "diag"} <= set(res["sections"])
+    assert {"env", "fidelity", "speed", "extract", "diag", "live"} <= set(res["sections"])
+    assert res["sections"]["live"]["runs"]
     assert res["sections"]["diag"]["syncs_per_call"]["b1"] == 6
     assert "| what | livefaces | facenet-pytorch | ratio | notes |" in r.stdout
 
