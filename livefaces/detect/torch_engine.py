@@ -21,7 +21,9 @@ No boolean-mask indexing, ``unique``, ``repeat_interleave`` or ``.item()`` on th
 
 **Fidelity on a GPU.** Convolutions and matmuls run in full fp32 on CUDA (TF32 off while the
 engine runs, restored after: :func:`_full_fp32`); score ties in every NMS are broken by the
-candidates' order (stable sorts), as the ONNX engine's NMS does.
+candidates' order (stable sorts), as the ONNX engine's NMS does, and P-Net's softmax is
+rounded once from float64 so that saturated scores tie where ONNX Runtime's do. Frames go up
+to CUDA through one reused pinned staging buffer and one non-blocking copy per batch.
 
 Weights come from ``models/mtcnn_weights.npz`` (facenet-pytorch's state dicts, shipped and
 checksummed beside the ONNX files), so facenet-pytorch is not needed at run time. torch is imported here and
