@@ -15,9 +15,23 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-import av
-import av.error
 import numpy as np
+
+try:
+    import av
+    import av.error
+except ImportError as _no_av:  # livefaces imports without PyAV; each use names what is missing
+    _WHY = f"PyAV is not installed ({_no_av}): video files, streams and recordings need it: pip install av"
+
+    class _NoPyAV:
+        def __getattr__(self, name: str) -> object:
+            if name.startswith("__"):  # copy/pickle/inspect probes
+                raise AttributeError(name)
+            from .errors import MissingExtraError
+
+            raise MissingExtraError(_WHY)
+
+    av = _NoPyAV()  # type: ignore[assignment]
 
 from .errors import EndOfStream, NotVideoError, OutputError, SourceError, StalledError
 from .outfile import open_through, writes_through

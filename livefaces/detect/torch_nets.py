@@ -221,7 +221,19 @@ def _dense_nchw(dense: nn.Linear, channels: int, size: int) -> nn.Linear:
 
 
 class _Cascade(nn.Module):
-    """Shared start of the export nets: NHWC pixels (0-255) → the first block's pooled map."""
+    """Shared start of the export nets: NHWC pixels (0-255) → the first block's pooled map.
+
+    ``precise`` (off for the export; the torch engine turns it on): the face probability's
+    sigmoid in float64, rounded once to float32. Near saturation float32 ``sigmoid`` rounds
+    e.g. 0.99999994 up to 1.0, which makes ties that ONNX Runtime's (closer) sigmoid does not,
+    and ties decide which box an NMS keeps."""
+
+    precise = False
+
+    def _prob(self, logit: torch.Tensor) -> torch.Tensor:
+        if self.precise:
+            return torch.sigmoid(logit.double()).float()
+        return torch.sigmoid(logit)
 
     def _start(self, net: PNet | RNet | ONet) -> None:
         m = _block(net.conv1.out_channels)
@@ -248,7 +260,7 @@ class PNetExport(_Cascade):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu3(self.conv3(self._block1(image)))
         h = self.head(x)
-        return torch.sigmoid(h[:, 0]), h[:, 1:]
+        return self._prob(h[:, 0]), h[:, 1:]
 
 
 class RNetExport(_Cascade):
@@ -264,7 +276,7 @@ class RNetExport(_Cascade):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prelu3(self.conv3(self.pool2(self._block1(image))))
         h = self.head(self.prelu4(self.dense4(x.flatten(1))))
-        return torch.sigmoid(h[:, 0]), h[:, 1:]
+        return self._prob(h[:, 0]), h[:, 1:]
 
 
 class ONetExport(_Cascade):
@@ -283,7 +295,7 @@ class ONetExport(_Cascade):
         x = self.prelu3(self.conv3(self.pool2(self._block1(image))))
         x = self.prelu4(self.conv4(self.pool3(x)))
         h = self.head(self.prelu5(self.dense5(x.flatten(1))))
-        return torch.sigmoid(h[:, 0]), h[:, 1:5], h[:, 5:]
+        return self._prob(h[:, 0]), h[:, 1:5], h[:, 5:]
 
 
 def export_net(net: nn.Module) -> nn.Module:
@@ -311,15 +323,27 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 class PNetWrapped(nn.Module):
-    """``image`` float32 (N, H, W, 3) → ``prob`` (N, H', W'), ``reg`` (N, 4, H', W')."""
+    """``image`` float32 (N, H, W, 3) → ``prob`` (N, H', W'), ``reg`` (N, 4, H', W').
+
+    ``precise`` (the torch engine turns it on): the softmax in float64, rounded once to
+    float32. Near saturation float32 rounds e.g. 0.99999994 up to 1.0, which makes score ties
+    that ONNX Runtime's (closer) result does not, and ties decide which box an NMS keeps."""
+
+    precise = False
 
     def __init__(self, net: PNet) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        reg, prob = self.net(_normalise(image))
-        return prob[:, 1], reg
+        if not self.precise:
+            reg, prob = self.net(_normalise(image))
+            return prob[:, 1], reg
+        n = self.net
+        x = n.pool1(n.prelu1(n.conv1(_normalise(image))))
+        x = n.prelu3(n.conv3(n.prelu2(n.conv2(x))))
+        prob = torch.softmax(n.conv4_1(x).double(), dim=1)[:, 1].float()
+        return prob, n.conv4_2(x)
 
 
 class RNetWrapped(nn.Module):
