@@ -253,8 +253,8 @@ class Camera:
         else:
             upd = self.tracker.predict(t)
         self.faces = len(upd.faces)
-        result = FrameResult(frame, upd.faces, action is Action.DETECT, upd.ids, upd.detected,
-                             upd.how, action.mode, cut=cut, unshown=upd.unshown)
+        result = FrameResult(frame, upd.faces, track_ids=upd.ids, how=upd.how, mode=action.mode,
+                             cut=cut, unshown=upd.unshown)
         events = events + self.events.update(frame, upd)
         if self.votes is not None:
             self.votes.observe(result, t)
@@ -304,11 +304,6 @@ class Camera:
             return
         self._rate.update(self.name, 1.0 / (expected + 0.05), 1.0 / interval)
 
-    @property
-    def behind(self) -> bool:
-        """Detection does not keep up (:mod:`livefaces.health`'s judgement)."""
-        return self.name in self._checked.behind or self.name in self._rate.behind
-
     def stats(self, now: float, started_at: float | None, crash: str | None) -> SourceStats:
         """This camera's snapshot (``crash``: the detect loop's error, if it died)."""
         w = self.worker
@@ -319,14 +314,14 @@ class Camera:
             frames_tracked=self.tracked, frames_refined=self.refined,
             frames_skipped=self.skipped, verified_fps=self.verify_rate.rate(now),
             checked_fps=self.check_rate.rate(now),
-            latency_ms_max=(self.latency.run_ms() or {}).get("max"),
+            latency_ms_run=self.latency.run_ms(),
             dropped=self.ring.dropped, reconnects=w.reconnects,
             capture_fps=w.rate.rate(now), detect_fps=self.detect_rate.rate(now),
             output_fps=self.output_rate.rate(now), latency_ms_p50=p50, latency_ms_p95=p95,
             last_frame_age=None if w.last_frame is None else now - w.last_frame,
             faces=self.faces, error=w.error or crash,
             detect_interval_s=self.tracker.detect_interval,
-            detect_expected_s=self.expected_interval, detect_behind=self.behind,
+            detect_expected_s=self.expected_interval,
             busy_s=None if self.last_output is None or started_at is None
             else self.last_output - started_at)
 

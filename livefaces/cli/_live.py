@@ -17,7 +17,7 @@ from ..events import EVENT_MIN_SCORE
 from ..imageio import make_folder
 from ..motion import MotionOptions
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
-from ..types import Status
+from ..types import PipelineStats, Status
 from ._common import (
     COUNT,
     EXIT_INTERRUPTED,
@@ -294,7 +294,7 @@ class Signals:
         return self.count > 0
 
 
-def summary(st: Any) -> str:
+def summary(st: PipelineStats) -> str:
     """The one-line report of the (first) source. Live sources (cameras, streams, files with
     --realtime) report latency: capture to results handed to the outputs. Files and folders
     that are not paced have no such latency (frames wait in a queue by design, so it would
@@ -314,7 +314,7 @@ def summary(st: Any) -> str:
     return line
 
 
-def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
+def run_stats(st: PipelineStats) -> dict[str, Any]:
     """The ``--stats`` object of the (first) source: frames by how their faces were obtained,
     drops, whole-run capture → result latency and the process CPU time."""
     s = st.source()
@@ -322,7 +322,7 @@ def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
         "source": s.name, "frames": s.frames_processed, "captured": s.frames_captured,
         "dropped": s.dropped, "detected": s.frames_detected, "refined": s.frames_refined,
         "tracked": s.frames_tracked, "skipped_no_motion": s.frames_skipped,
-        "latency_ms": latency, "cpu_seconds": round(st.cpu_seconds, 3),
+        "latency_ms": s.latency_ms_run, "cpu_seconds": round(st.cpu_seconds, 3),
         "wall_seconds": round(st.uptime, 3), "live": s.live, "policy": st.policy,
         **({"identify": {"requested": st.identify.requested, "dropped": st.identify.dropped,
                          "embedded": st.identify.embedded, "errors": st.identify.errors,
@@ -378,7 +378,7 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
     st = p.stats()
     if stats is not None:
         try:
-            write_stats(stats, run_stats(st, p.cameras[0].latency.run_ms()))
+            write_stats(stats, run_stats(st))
         except LiveFacesError as e:
             error(str(e))
             return EXIT_PARTIAL
