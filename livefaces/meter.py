@@ -86,8 +86,6 @@ class Latency:
         return {"p50": min(p50, top * 1000.0), "p95": min(p95, top * 1000.0),
                 "max": round(top * 1000.0, 1)}
 
-    observe = add
-
     def percentiles_ms(self, *qs: float) -> tuple[float | None, ...]:
         """Percentiles ``qs`` (0-100) of the recent values, milliseconds (None: no value yet)."""
         with self._lock:
@@ -105,13 +103,3 @@ class Latency:
             cum += c
             out.append((b, cum))
         return HistogramSnapshot(tuple(out), total, cum)
-
-    def quantile(self, q: float) -> float:
-        """Upper bucket bound below which a fraction ``q`` of all observations fall (NaN if none)."""
-        snap = self.snapshot()
-        if snap.count == 0:
-            return math.nan
-        for b, c in snap.buckets:
-            if c >= q * snap.count:
-                return b
-        return math.inf

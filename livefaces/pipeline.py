@@ -360,6 +360,11 @@ class Pipeline:
             events, ``face.identified``). Started by :meth:`start` unless it is already,
             closed by :meth:`stop`.
         clock: monotonic clock (tests may inject one).
+
+    Attributes:
+        limit_reached: the run stopped at ``max_frames`` or ``duration`` (the CLI does not
+            call a file cut short then).
+        output_closed: a sink's reader went away (``| head``) and the run stopped.
     """
 
     def __init__(self, sources: Sequence[SourceLike | CameraOptions], detector: Engine | None = None, *,

@@ -133,13 +133,6 @@ class HudInfo:
                    s.status, s.name)
 
 
-def draw_hud(image: np.ndarray, hud: HudInfo) -> np.ndarray:
-    """A copy of ``image`` with ``hud`` in a semi-transparent bar along the bottom edge."""
-    out = np.ascontiguousarray(image).copy()
-    _draw_hud(out, hud)
-    return out
-
-
 #: how much of the picture shows through the HUD's bar (0: black, 1: no bar)
 HUD_SHOW_THROUGH = 0.45
 

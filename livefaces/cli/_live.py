@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..capture import CaptureOptions
 from ..errors import LiveFacesError
@@ -36,6 +36,9 @@ from ._common import (
     say_if_possible,
     silence_stdout,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 SOURCE_HELP = """\
 sources:
@@ -346,7 +349,7 @@ def write_stats(path: Path, data: dict[str, Any]) -> None:
         raise LiveFacesError(f"cannot write the statistics: {e}") from None
 
 
-def _file_path(p: Any) -> Path | None:
+def _file_path(p: Pipeline) -> Path | None:
     """The path of the pipeline's (first) source when it is a video file read once."""
     src = p.cameras[0].source
     path = getattr(src, "path", None)
@@ -355,11 +358,11 @@ def _file_path(p: Any) -> Path | None:
     return path
 
 
-def _cut_short(p: Any, frames: int) -> str | None:
+def _cut_short(p: Pipeline, frames: int) -> str | None:
     """A file that ended (no limit, no stop) before the frames its header lists: truncated
     or damaged (the decoder stopped without an error). One frame of slack, as extract."""
     path = _file_path(p)
-    if path is None or getattr(p, "limit_reached", False):
+    if path is None or p.limit_reached:
         return None
     from ..avio import declared_frames
 
@@ -370,7 +373,7 @@ def _cut_short(p: Any, frames: int) -> str | None:
             f"{declared} frames its header lists")
 
 
-def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
+def finish(p: Pipeline, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
     """Stop ``p`` (2 s for capture and detection, then up to ``SINK_CLOSE_S`` for the outputs
     to finish), write ``stats``, report, and choose the exit code: an output left unfinished
     (``OUT.part.mp4``) or failed is exit 1, with one line each."""
@@ -382,15 +385,16 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
         except LiveFacesError as e:
             error(str(e))
             return EXIT_PARTIAL
-    if getattr(p, "output_closed", False):  # '| head' has what it wanted: no summary, no error
+    if p.output_closed:  # '| head' has what it wanted: no summary, no error
         silence_stdout()
         return EXIT_PIPE
     s = st.source()
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
-    unfinished = [left for sink in getattr(p, "sinks", ())
-                  if callable(getattr(sink, "unfinished", None)) and (left := sink.unfinished())]
+    # a sink that can be left unfinished (a recording) says so: RecordSink.unfinished
+    unfinished = [left for sink in p.sinks
+                  if callable(check := getattr(sink, "unfinished", None)) and (left := check())]
     for left in unfinished:
         error(f"the recording was not finalised: {left} is incomplete (it plays up to its "
               "last fragment)")

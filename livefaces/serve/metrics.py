@@ -203,8 +203,3 @@ class Metrics:
     def text(self) -> str:
         """The text exposition (integral values written as integers, e.g. ``… 3``)."""
         return _INTEGRAL.sub(r"\1", generate_latest(self.registry).decode("utf-8"))
-
-
-def metrics_text(hub: Any) -> str:
-    """The ``/metrics`` page of ``hub`` (a :class:`~livefaces.serve.hub.Hub`)."""
-    return Metrics(hub).text()
