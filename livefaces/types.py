@@ -430,6 +430,11 @@ class FrameSource(Protocol):
         name: display name, credentials removed (safe for logs and events).
         live: True for cameras and streams (frames are dropped rather than waited for, and
             errors lead to reconnecting); False for files and folders (no frame is lost).
+
+    Two attributes are optional (a source may leave them out; read them with
+    :func:`source_stills` and :func:`source_fps`, never directly): ``stills`` (True: each
+    frame is a photo of its own, as from a folder of images: every one is detected, its
+    faces get fresh tracks) and ``fps`` (the nominal frame rate, e.g. a recording's).
     """
 
     name: str
@@ -446,3 +451,15 @@ class FrameSource(Protocol):
 
     def close(self) -> None:
         """Release the device/connection; safe to call twice."""
+
+
+def source_stills(source: FrameSource) -> bool:
+    """The optional ``stills`` of a :class:`FrameSource` (False when it has none)."""
+    return bool(getattr(source, "stills", False))
+
+
+def source_fps(source: FrameSource) -> float | None:
+    """The optional nominal ``fps`` of a :class:`FrameSource` (None when it has none or does
+    not know)."""
+    fps = getattr(source, "fps", None)
+    return float(fps) if fps else None

@@ -7,7 +7,7 @@ import numpy as np
 from livefaces.events import FaceEvents
 from livefaces.pipeline import Camera, CameraOptions, Pipeline
 from livefaces.publish.memory import MemoryPublisher
-from livefaces.schedule import EveryN, PerCameraRate, SourceState
+from livefaces.schedule import DetectSchedule, EveryN, PerCameraRate
 from livefaces.sources.synthetic import SyntheticSource
 from livefaces.track import Tracker
 from livefaces.types import Faces, Frame
@@ -47,7 +47,7 @@ def test_camera_scale_is_capped_at_one():
 
 def test_per_camera_rate_comes_from_each_cameras_own_state():
     pol = PerCameraRate()
-    a, b = SourceState(fps=5.0), SourceState(fps=2.0)
+    a, b = DetectSchedule(fps=5.0), DetectSchedule(fps=2.0)
     pol.register("a", a)
     pol.register("b", b)
     img = np.zeros((2, 2, 3), np.uint8)

@@ -17,7 +17,7 @@ from ..events import EVENT_MIN_SCORE
 from ..imageio import make_folder
 from ..motion import MotionOptions
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
-from ..types import PipelineStats, Status
+from ..types import PipelineStats, Status, source_fps
 from ._common import (
     COUNT,
     EXIT_INTERRUPTED,
@@ -223,7 +223,7 @@ def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: D
         sinks.append(SnapshotSink(args.snapshots, min_score=args.event_min_score))
     if args.record:
         _check_parent(args.record)
-        sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=True,
+        sinks.append(RecordSink(args.record, fps=source_fps(source) or 25.0, hud=True,
                                 live=source.live, blur_unknown=args.blur_unknown))
     detector = make_detector(args)
     p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
