@@ -17,9 +17,9 @@ class RateMeter:
     number of ticks in the window divided by the window's length, so ticks that come in
     bursts (every result of a detector batch is delivered at one moment) count as what they
     are. While the meter has not yet watched a whole window, the time since its first tick
-    stands in for it, but never less than half a window: a first burst is not a rate of
-    thousands a second (the HUD once read ``detect 257.6 fps`` by dividing by a batch's own
-    few milliseconds)."""
+    stands in for it, but never less than half a window, so a first burst (a batch of results
+    delivered within a few milliseconds) reads as its count over half a window, not as
+    thousands a second."""
 
     def __init__(self, window: float = 2.0) -> None:
         self.window = window

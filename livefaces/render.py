@@ -139,8 +139,8 @@ HUD_SHOW_THROUGH = 0.45
 
 def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
     """The HUD as one line (two or more on a narrow frame) in a bar along the bottom edge,
-    where faces are rarest (heads are in the upper part of most shots; a top-left panel
-    covered them), darkened so the picture still shows through."""
+    where faces are rarest (heads are in the upper part of most shots), darkened so the
+    picture still shows through."""
     parts = []
     if hud.status and hud.status != Status.CONNECTED:
         parts.append(hud.status.upper())

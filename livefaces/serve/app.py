@@ -404,7 +404,9 @@ class CameraServer:
         t0 = time.monotonic()
         ok = True
         if self._pipeline_started:
-            ok = self.pipeline.stop(timeout * 0.6, sinks_timeout=timeout * 0.6)  # its budget, as before
+            # 60 % of the budget for capture and detection, as much for the sinks to finish;
+            # the web server gets what is left (at least 0.5 s)
+            ok = self.pipeline.stop(timeout * 0.6, sinks_timeout=timeout * 0.6)
         else:
             if self.publisher is not None:
                 self.publisher.close()
