@@ -17,9 +17,9 @@ class RateMeter:
     number of ticks in the window divided by the window's length, so ticks that come in
     bursts (every result of a detector batch is delivered at one moment) count as what they
     are. While the meter has not yet watched a whole window, the time since its first tick
-    stands in for it, but never less than half a window: a first burst is not a rate of
-    thousands a second (the HUD once read ``detect 257.6 fps`` by dividing by a batch's own
-    few milliseconds)."""
+    stands in for it, but never less than half a window, so a first burst (a batch of results
+    delivered within a few milliseconds) reads as its count over half a window, not as
+    thousands a second."""
 
     def __init__(self, window: float = 2.0) -> None:
         self.window = window
@@ -86,8 +86,6 @@ class Latency:
         return {"p50": min(p50, top * 1000.0), "p95": min(p95, top * 1000.0),
                 "max": round(top * 1000.0, 1)}
 
-    observe = add
-
     def percentiles_ms(self, *qs: float) -> tuple[float | None, ...]:
         """Percentiles ``qs`` (0-100) of the recent values, milliseconds (None: no value yet)."""
         with self._lock:
@@ -105,13 +103,3 @@ class Latency:
             cum += c
             out.append((b, cum))
         return HistogramSnapshot(tuple(out), total, cum)
-
-    def quantile(self, q: float) -> float:
-        """Upper bucket bound below which a fraction ``q`` of all observations fall (NaN if none)."""
-        snap = self.snapshot()
-        if snap.count == 0:
-            return math.nan
-        for b, c in snap.buckets:
-            if c >= q * snap.count:
-                return b
-        return math.inf

@@ -56,9 +56,9 @@ from .schedule import (
     Action,
     Adaptive,
     DetectPolicy,
+    DetectSchedule,
     FrameState,
     GateOptions,
-    SourceState,
     plan,
 )
 from .sources import FrameSource, open_source
@@ -73,6 +73,7 @@ from .types import (
     SourceStats,
     Status,
     TrackIdentities,
+    source_stills,
 )
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,9 @@ class Camera:
         self.live = source.live
         # a folder of photos: each image stands alone (no motion, no identity between them),
         # so every image is detected and its faces get fresh tracks
-        self.stills = bool(getattr(source, "stills", False))
+        self.stills = source_stills(source)
         self.scale = min(1.0, options.scale)
-        self.schedule = SourceState(fps=options.detect_fps)
+        self.schedule = DetectSchedule(fps=options.detect_fps)
         self.ring: RingBuffer[Frame] = RingBuffer(capture.capacity,
                                                   "drop_oldest" if self.live else "wait",
                                                   notify=notify)
@@ -162,13 +163,13 @@ class Camera:
         self.finished = False
         self.expected_interval: float | None = None
         # is this camera keeping up? (livefaces.health: one WARNING per episode, INFO at its end)
-        self._checked = Watch(
+        self._carried_watch = Watch(
             lambda n, m, _t: f"{n}: only {100 * m:.0f} % of the frames with faces are checked by "
                              "the networks, the others carried by the tracker: the CPU cannot keep "
                              "up (many faces, sources or large frames)",
             lambda n, m, _t: f"{n}: the networks check the faces on {100 * m:.0f} % of the frames "
                              "again", window=2.0, low=0.5, high=0.8, clock=clock)
-        self._rate = Watch(
+        self._detect_watch = Watch(
             lambda n, m, t: f"{n}: the detector runs every {1 / m:.2f} s, the schedule asks for "
                             f"every {1 / t - 0.05:.2f} s; it cannot keep up (busy CPU, many sources "
                             "or large frames): faces are carried by the tracker meanwhile",
@@ -183,8 +184,8 @@ class Camera:
         self.skipped = 0
         self.faces = 0
         self.detect_rate = RateMeter()
-        self.verify_rate = RateMeter()
-        self.check_rate = RateMeter()  # verified, or skipped by the motion gate
+        self.verified_rate = RateMeter()
+        self.checked_rate = RateMeter()  # verified, or skipped by the motion gate
         self.output_rate = RateMeter()
         self.latency = Latency()  # capture → result handed to the sinks
         self.votes: TrackIdentities | None = None  # this camera's side of live identification
@@ -265,8 +266,8 @@ class Camera:
         else:
             upd = self.tracker.predict(t)
         self.faces = len(upd.faces)
-        result = FrameResult(frame, upd.faces, action is Action.DETECT, upd.ids, upd.detected,
-                             upd.how, action.mode, cut=cut, unshown=upd.unshown)
+        result = FrameResult(frame, upd.faces, track_ids=upd.ids, how=upd.how, mode=action.mode,
+                             cut=cut, unshown=upd.unshown)
         events = events + self.events.update(frame, upd)
         if self.votes is not None:
             self.votes.observe(result, t)
@@ -284,42 +285,37 @@ class Camera:
         if mode == "detected":
             self.detected += 1
             self.detect_rate.tick(now)
-            self.verify_rate.tick(now)
-            self.check_rate.tick(now)
+            self.verified_rate.tick(now)
+            self.checked_rate.tick(now)
         elif mode == "refined":
             self.refined += 1
-            self.verify_rate.tick(now)
-            self.check_rate.tick(now)
+            self.verified_rate.tick(now)
+            self.checked_rate.tick(now)
         elif mode == "skipped":
             self.skipped += 1
-            self.check_rate.tick(now)
+            self.checked_rate.tick(now)
         else:
             self.tracked += 1
         if self.gate.refine and self.gate.refine_fps is None:
             if len(result.faces):
-                self._check_carried(mode == "tracked")
+                self._judge_carried(mode == "tracked")
         elif mode == "detected":
-            self._check_rate(policy, now)
+            self._judge_detect_rate(policy, now)
 
-    def _check_carried(self, carried: bool) -> None:
+    def _judge_carried(self, carried: bool) -> None:
         """With refinement on every frame: is the share of frames with faces that the
         networks checked more than half (:mod:`livefaces.health`)?"""
         if self.live:
-            self._checked.update(self.name, 1.0, 0.0 if carried else 1.0)
+            self._carried_watch.update(self.name, 1.0, 0.0 if carried else 1.0)
 
-    def _check_rate(self, policy: DetectPolicy, now: float) -> None:
+    def _judge_detect_rate(self, policy: DetectPolicy, now: float) -> None:
         """Do a live source's full detections keep up with what the policy asks for?"""
         interval = self.tracker.detect_interval
         rate = self.worker.rate.rate(now)
         self.expected_interval = expected = policy.expected_interval(1.0 / rate if rate else None)
         if not self.live or interval is None or expected is None or self.detected < 5:
             return
-        self._rate.update(self.name, 1.0 / (expected + 0.05), 1.0 / interval)
-
-    @property
-    def behind(self) -> bool:
-        """Detection does not keep up (:mod:`livefaces.health`'s judgement)."""
-        return self.name in self._checked.behind or self.name in self._rate.behind
+        self._detect_watch.update(self.name, 1.0 / (expected + 0.05), 1.0 / interval)
 
     def stats(self, now: float, started_at: float | None, crash: str | None) -> SourceStats:
         """This camera's snapshot (``crash``: the detect loop's error, if it died)."""
@@ -329,16 +325,16 @@ class Camera:
             name=self.name, status=w.status, live=self.live, frames_captured=w.frames,
             frames_processed=self.processed, frames_detected=self.detected,
             frames_tracked=self.tracked, frames_refined=self.refined,
-            frames_skipped=self.skipped, verified_fps=self.verify_rate.rate(now),
-            checked_fps=self.check_rate.rate(now),
-            latency_ms_max=(self.latency.run_ms() or {}).get("max"),
+            frames_skipped=self.skipped, verified_fps=self.verified_rate.rate(now),
+            checked_fps=self.checked_rate.rate(now),
+            latency_ms_run=self.latency.run_ms(),
             dropped=self.ring.dropped, reconnects=w.reconnects,
             capture_fps=w.rate.rate(now), detect_fps=self.detect_rate.rate(now),
             output_fps=self.output_rate.rate(now), latency_ms_p50=p50, latency_ms_p95=p95,
             last_frame_age=None if w.last_frame is None else now - w.last_frame,
             faces=self.faces, error=w.error or crash,
             detect_interval_s=self.tracker.detect_interval,
-            detect_expected_s=self.expected_interval, detect_behind=self.behind,
+            detect_expected_s=self.expected_interval,
             busy_s=None if self.last_output is None or started_at is None
             else self.last_output - started_at)
 
@@ -380,6 +376,11 @@ class Pipeline:
             events, ``face.identified``). Started by :meth:`start` unless it is already,
             closed by :meth:`stop`.
         clock: monotonic clock (tests may inject one).
+
+    Attributes:
+        limit_reached: the run stopped at ``max_frames`` or ``duration`` (the CLI does not
+            call a file cut short then).
+        output_closed: a sink's reader went away (``| head``) and the run stopped.
     """
 
     def __init__(self, sources: Sequence[SourceLike | CameraOptions], detector: Engine | None = None, *,
@@ -411,7 +412,7 @@ class Pipeline:
         self._done = threading.Event()
         self._cond = threading.Condition()
         self.output_closed = False
-        self._runners = [SinkRunner(s, self._stop, self._on_output_closed) for s in sinks]
+        self._runners = [SinkRunner(sink, self._stop, self._on_output_closed) for sink in sinks]
         self.cameras: list[Camera] = []
         self._started_at: float | None = None
         self._processed = 0
@@ -453,8 +454,8 @@ class Pipeline:
         for r in self._runners:
             r.start()
         self._thread.start()
-        for s in self.cameras:
-            s.worker.start()
+        for cam in self.cameras:
+            cam.worker.start()
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -489,9 +490,9 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         self.request_stop()
         ok = True
-        for s in self.cameras:
-            ok &= s.worker.join(max(0.0, deadline - time.monotonic() - 0.5 * timeout))
-            s.ring.close()
+        for cam in self.cameras:
+            ok &= cam.worker.join(max(0.0, deadline - time.monotonic() - 0.5 * timeout))
+            cam.ring.close()
         if self._thread.is_alive() or self._thread.ident is not None:
             self._thread.join(max(0.0, deadline - time.monotonic() - 0.3 * timeout))
             ok &= not self._thread.is_alive()
@@ -531,8 +532,8 @@ class Pipeline:
     def stats(self) -> PipelineStats:
         now = self._clock()
         out = []
-        for s in self.cameras:
-            out.append(s.stats(now, self._started_at, self._crash))
+        for cam in self.cameras:
+            out.append(cam.stats(now, self._started_at, self._crash))
         sinks = tuple(SinkStats(r.name, r.results_dropped, r.events_dropped, r.errors, r.error,
                                 r.output_closed)
                       for r in self._runners)
@@ -565,13 +566,13 @@ class Pipeline:
         for r in self._runners:
             r.put_event(event)
 
-    def _on_status(self, s: Camera, before: Status | None, after: Status,
+    def _on_status(self, cam: Camera, before: Status | None, after: Status,
                    detail: str | None) -> None:
-        extra: dict[str, Any] = {"frames": s.worker.frames, "dropped": s.ring.dropped,
-                                 "reconnects": s.worker.reconnects}
+        extra: dict[str, Any] = {"frames": cam.worker.frames, "dropped": cam.ring.dropped,
+                                 "reconnects": cam.worker.reconnects}
         if after in (Status.STALLED, Status.RECONNECTING):
-            s.flush_reason = "source_lost"
-        self._publish(status_event(s.name, before, after, detail, **extra))
+            cam.flush_reason = "source_lost"
+        self._publish(status_event(cam.name, before, after, detail, **extra))
         with self._cond:
             self._cond.notify_all()
 
@@ -580,29 +581,29 @@ class Pipeline:
         settled name changed (a track that ended first gets none)."""
         if self.identifier is None:
             return
-        by_name = {s.name: s for s in self.cameras}
+        by_name = {cam.name: cam for cam in self.cameras}
         for ch in self.identifier.poll():
-            s = by_name.get(ch.camera)
-            if s is None:
+            cam = by_name.get(ch.camera)
+            if cam is None:
                 continue
-            e = s.events.identified(ch.track_id, ch.identity.to_json(), ch.previous)
+            e = cam.events.identified(ch.track_id, ch.identity.to_json(), ch.previous)
             if e is not None:
                 self._publish(e)
 
-    def _flush(self, s: Camera, reason: str) -> None:
-        for e in s.clear(reason):
+    def _flush(self, cam: Camera, reason: str) -> None:
+        for e in cam.clear(reason):
             self._publish(e)
 
     # -- the detect loop -----------------------------------------------------------------------
-    def _emit(self, s: Camera, frame: Frame, action: Action,
+    def _emit(self, cam: Camera, frame: Frame, action: Action,
               found: Faces | Refinements | None = None, cut: bool = False,
               blind_below: float = 0.0) -> None:
-        events, result = s.step(frame, action, found, cut, blind_below)
+        events, result = cam.step(frame, action, found, cut, blind_below)
         for r in self._runners:
             for e in events:
                 r.put_event(e)
             r.put_result(result)
-        s.delivered(result, self._clock(), self.policy)
+        cam.delivered(result, self._clock(), self.policy)
         self._processed += 1
 
     def _limits_hit(self) -> bool:
@@ -618,15 +619,15 @@ class Pipeline:
         frames = [f for _, f in due]
         # the policy's scale is for live sources (a latency to keep); files are detected at
         # their own scale, full resolution unless the camera asks for less
-        scales = [min(1.0, (self.policy.scale if s.live else 1.0) * s.scale) for s, f in due]
+        scales = [min(1.0, (self.policy.scale if cam.live else 1.0) * cam.scale) for cam, f in due]
         assert self.detector is not None, "start() makes the detector"
         t0 = self._clock()
         found = detect_scaled(self.detector, [f.image for f in frames], scales)
-        if any(s.live for s, _ in due):
+        if any(cam.live for cam, _ in due):
             self.policy.observe(self._clock() - t0)
         smallest = 2.0 * float(getattr(self.detector, "min_face_size", 20.0))
-        return [(f, smallest / sc if s.live and sc < 1.0 else 0.0)
-                for f, sc, (s, _) in zip(found, scales, due, strict=True)]
+        return [(f, smallest / sc if cam.live and sc < 1.0 else 0.0)
+                for f, sc, (cam, _) in zip(found, scales, due, strict=True)]
 
     def _refine(self, jobs: list[tuple[Frame, list[tuple[Track, np.ndarray]]]]
                 ) -> list[Refinements]:
@@ -646,8 +647,8 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 with self._cond:
-                    if not any(len(s.ring) or s.ring.closed or s.flush_reason
-                               for s in self.cameras if not s.finished):
+                    if not any(len(cam.ring) or cam.ring.closed or cam.flush_reason
+                               for cam in self.cameras if not cam.finished):
                         self._cond.wait(0.1)
                 self._identified()
                 self._stats_due()
@@ -658,71 +659,71 @@ class Pipeline:
                 due: list[tuple[Camera, Frame]] = []
                 refine: list[tuple[Frame, list[tuple[Track, np.ndarray]]]] = []
                 budget = None if self.max_frames is None else self.max_frames - self._processed
-                for s in self.cameras:
-                    if s.finished:
+                for cam in self.cameras:
+                    if cam.finished:
                         continue
-                    if s.flush_reason:
-                        self._flush(s, s.flush_reason)
-                        s.flush_reason = None
+                    if cam.flush_reason:
+                        self._flush(cam, cam.flush_reason)
+                        cam.flush_reason = None
                     try:
-                        frames = s.ring.get_all()
+                        frames = cam.ring.get_all()
                     except Closed:
-                        s.finished = True
-                        self._flush(s, "source_ended")
+                        cam.finished = True
+                        self._flush(cam, "source_ended")
                         continue
                     if budget is not None:
                         frames = frames[:max(0, budget)]
                         budget -= len(frames)
                     if not frames:
                         continue
-                    tracks = bool(s.tracker.tracks)
+                    tracks = bool(cam.tracker.tracks)
                     items: list[tuple[Frame, Action, bool]] = []
                     # a live source that got ahead of the loop: only the newest few frames
                     # get network work; older ones are carried (latency stays bounded)
-                    first = len(frames) - REFINE_BACKLOG if s.live else 0
+                    first = len(frames) - REFINE_BACKLOG if cam.live else 0
                     after_cut = False
                     for i, f in enumerate(frames):
-                        now = s.time_of(f) if not s.live else self._clock()
-                        if after_cut:  # the cut's detection comes first: carry its faces
-                            if s.motion is not None:
-                                s.motion.measure(f.image)
+                        now = cam.time_of(f) if not cam.live else self._clock()
+                        if after_cut:  # the cut'cam detection comes first: carry its faces
+                            if cam.motion is not None:
+                                cam.motion.measure(f.image)
                             items.append((f, Action.TRACK, False))
                             continue
-                        act, cut = s.plan(f, now, tracks, i == len(frames) - 1, i < first,
+                        act, cut = cam.plan(f, now, tracks, i == len(frames) - 1, i < first,
                                           self.policy)
                         items.append((f, act, cut))
                         after_cut = cut
                         if act is Action.DETECT:
-                            due.append((s, f))
+                            due.append((cam, f))
                             tracks = True  # a detection may start tracks for the frames after it
                         elif act is Action.REFINE:
-                            refine.append((f, s.predictions(f)))
+                            refine.append((f, cam.predictions(f)))
                     k = next((i for i, (_, a, _c) in enumerate(items)
                               if a in (Action.DETECT, Action.REFINE)), len(items))
                     for f, a, c in items[:k]:  # before the first network call: out at once
-                        self._emit(s, f, a, None, c)
+                        self._emit(cam, f, a, None, c)
                     if k < len(items):
-                        plan.append((s, items[k:]))
+                        plan.append((cam, items[k:]))
                 found = (dict(zip((id(f) for _, f in due), self._detect(due), strict=False))
                          if due else {})
                 refined = (dict(zip((id(f) for f, _ in refine), self._refine(refine), strict=True))
                            if refine else {})
-                for s, todo in plan:
+                for cam, todo in plan:
                     for f, a, c in todo:
                         if a is Action.DETECT:
                             faces, blind = found[id(f)]
-                            self._emit(s, f, a, faces, c, blind)
+                            self._emit(cam, f, a, faces, c, blind)
                         else:
-                            self._emit(s, f, a, refined.get(id(f)) if a is Action.REFINE else None, c)
-                if all(s.finished for s in self.cameras):
+                            self._emit(cam, f, a, refined.get(id(f)) if a is Action.REFINE else None, c)
+                if all(cam.finished for cam in self.cameras):
                     break
         except Exception as e:  # noqa: BLE001 - report, and let stop() close everything
             log.exception("detect loop crashed")
             self._crash = f"internal error in the detect loop: {type(e).__name__}: {e}"
         finally:
-            for s in self.cameras:
-                if s.tracker.tracks:
-                    self._flush(s, "stopped")
+            for cam in self.cameras:
+                if cam.tracker.tracks:
+                    self._flush(cam, "stopped")
             self._done.set()
 
 

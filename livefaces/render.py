@@ -133,21 +133,14 @@ class HudInfo:
                    s.status, s.name)
 
 
-def draw_hud(image: np.ndarray, hud: HudInfo) -> np.ndarray:
-    """A copy of ``image`` with ``hud`` in a semi-transparent bar along the bottom edge."""
-    out = np.ascontiguousarray(image).copy()
-    _draw_hud(out, hud)
-    return out
-
-
 #: how much of the picture shows through the HUD's bar (0: black, 1: no bar)
 HUD_SHOW_THROUGH = 0.45
 
 
 def _draw_hud(out: np.ndarray, hud: HudInfo) -> None:
     """The HUD as one line (two or more on a narrow frame) in a bar along the bottom edge,
-    where faces are rarest (heads are in the upper part of most shots; a top-left panel
-    covered them), darkened so the picture still shows through."""
+    where faces are rarest (heads are in the upper part of most shots), darkened so the
+    picture still shows through."""
     parts = []
     if hud.status and hud.status != Status.CONNECTED:
         parts.append(hud.status.upper())

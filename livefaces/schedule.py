@@ -1,13 +1,13 @@
 """Which frames go through the detector (the others are carried by the tracker).
 
-Four policies; all see every frame. The per-source state (:class:`SourceState`) belongs to
-the source's camera (:class:`livefaces.pipeline.Camera` passes it in); a policy used alone
-keeps one per source name:
+Four policies; all see every frame. A camera's detection schedule (:class:`DetectSchedule`)
+belongs to the camera (:class:`livefaces.pipeline.Camera` passes it in); a policy used alone
+keeps one per source name (:attr:`Frame.source <livefaces.types.Frame.source>`):
 
 * :class:`EveryN` — ``--detect-every N``: frames whose index is N past the last detected one.
 * :class:`FixedRate` — ``--detect-fps F``: at most F detections per second per source.
 * :class:`PerCameraRate` — ``detect_fps`` per camera (``livefaces serve``): a schedule of
-  ``fps`` detections per second for each camera (its :attr:`SourceState.fps`).
+  ``fps`` detections per second for each camera (its :attr:`DetectSchedule.fps`).
 * :class:`Adaptive` (default) — keeps the detector inside a latency budget. For live sources
   it detects as often as a duty-cycle limit allows (the detector may use at most
   ``max_duty`` of the wall time, leaving CPU for decoding, tracking, drawing and encoding),
@@ -30,10 +30,11 @@ from .types import Frame
 
 
 @dataclass
-class SourceState:
-    """What a policy remembers per source: the last detected frame's index and time.
+class DetectSchedule:
+    """One camera's detection schedule, what a policy remembers of it: the last detected
+    frame's index and time.
 
-    ``fps`` is this source's own detection rate (:class:`PerCameraRate`; None: the policy's
+    ``fps`` is this camera's own detection rate (:class:`PerCameraRate`; None: the policy's
     default) and ``next_due`` the time its next detection is due on that schedule."""
 
     last_index: int | None = None
@@ -49,16 +50,16 @@ class DetectPolicy:
     scale: float = 1.0
     detect_seconds: float = 0.0
     """exponential average of the seconds one detection batch takes"""
-    _state: dict[str, SourceState] = field(default_factory=dict, repr=False)
+    _state: dict[str, DetectSchedule] = field(default_factory=dict, repr=False)
 
-    def register(self, name: str, state: SourceState) -> None:
+    def register(self, name: str, state: DetectSchedule) -> None:
         """Let the policy see ``state`` (owned by the camera ``name``) in :meth:`describe`."""
         self._state[name] = state
 
-    def _of(self, frame: Frame, state: SourceState | None) -> SourceState:
-        return state if state is not None else self._state.setdefault(frame.source, SourceState())
+    def _of(self, frame: Frame, state: DetectSchedule | None) -> DetectSchedule:
+        return state if state is not None else self._state.setdefault(frame.source, DetectSchedule())
 
-    def due(self, frame: Frame, live: bool, now: float, state: SourceState | None = None) -> bool:
+    def due(self, frame: Frame, live: bool, now: float, state: DetectSchedule | None = None) -> bool:
         """Should ``frame`` go through the detector? ``state``: the source's (default: the
         one this policy keeps for ``frame.source``)."""
         st = self._of(frame, state)
@@ -69,10 +70,10 @@ class DetectPolicy:
     def _applies(self, live: bool) -> bool:
         return True
 
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
+    def _due(self, st: DetectSchedule, frame: Frame, now: float) -> bool:
         raise NotImplementedError
 
-    def detected(self, frame: Frame, now: float, state: SourceState | None = None) -> None:
+    def detected(self, frame: Frame, now: float, state: DetectSchedule | None = None) -> None:
         st = self._of(frame, state)
         st.last_index, st.last_time = frame.index, now
 
@@ -98,7 +99,7 @@ class EveryN(DetectPolicy):
         if self.n < 1:
             raise ValueError(f"--detect-every must be >= 1, got {self.n}")
 
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
+    def _due(self, st: DetectSchedule, frame: Frame, now: float) -> bool:
         assert st.last_index is not None
         return frame.index - st.last_index >= self.n
 
@@ -117,7 +118,7 @@ class FixedRate(DetectPolicy):
         if not self.fps > 0:
             raise ValueError(f"--detect-fps must be > 0, got {self.fps}")
 
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
+    def _due(self, st: DetectSchedule, frame: Frame, now: float) -> bool:
         assert st.last_time is not None
         return now - st.last_time >= 1.0 / self.fps - 1e-3
 
@@ -131,7 +132,7 @@ class FixedRate(DetectPolicy):
 class PerCameraRate(DetectPolicy):
     """About ``fps`` detections per second per camera (live sources); files that are not paced
     in real time are detected on every frame. A camera's rate is its
-    :attr:`SourceState.fps`, else ``fps[name]``, else ``default``.
+    :attr:`DetectSchedule.fps`, else ``fps[name]``, else ``default``.
 
     A schedule, not a minimum gap: detection k is due at ``t0 + k / fps``. With a minimum gap
     a 15 fps camera asked for 5/s would get ~4.3/s (the first frame *after* 200 ms comes up to
@@ -144,7 +145,7 @@ class PerCameraRate(DetectPolicy):
         self.fps = dict(fps or {})
         self.default = default
 
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
+    def _due(self, st: DetectSchedule, frame: Frame, now: float) -> bool:
         fps = st.fps if st.fps is not None else self.fps.get(frame.source, self.default)
         interval = 1.0 / fps
         nxt = st.next_due
@@ -175,7 +176,7 @@ class Adaptive(DetectPolicy):
     def _applies(self, live: bool) -> bool:
         return live
 
-    def _due(self, st: SourceState, frame: Frame, now: float) -> bool:
+    def _due(self, st: DetectSchedule, frame: Frame, now: float) -> bool:
         assert st.last_time is not None
         gap = self.detect_seconds * (1.0 / self.max_duty - 1.0)
         return now - st.last_time >= gap

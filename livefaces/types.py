@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
@@ -201,53 +201,82 @@ class Identity:
 HOW = ("detected", "refined", "tracked")
 
 
-@dataclass(frozen=True)
+_NO_IDS = np.zeros((0,), np.int64)
+_NO_BOXES = np.zeros((0, 4), np.float32)
+
+
+@dataclass(frozen=True, init=False)
 class FrameResult:
     """A frame with its faces, and how they were obtained.
+
+    Two fields say how: :attr:`mode` (the frame) and :attr:`how` (each face);
+    :attr:`detected` and :attr:`face_detected` are read from them.
 
     Attributes:
         frame: the decoded frame.
         faces: faces on this frame (detected, or carried by the tracker), frame pixels.
-        detected: True if this frame went through the full detector (the whole frame).
         track_ids: ``(N,)`` int64 stable ids parallel to ``faces`` (empty: no tracker).
-        face_detected: ``(N,)`` bool, per face: True if the networks verified it on this
-            frame (``how`` is ``detected`` or ``refined``), False if the tracker carried it.
-            Always ``N`` long: left out (or of another length), it follows ``detected``.
         how: ``(N,)`` str per face: ``detected`` (full cascade on the frame), ``refined``
             (the cascade in the region around the tracked face) or ``tracked`` (carried by
-            the motion model). Left out, it follows ``face_detected``.
+            the motion model).
         mode: what the frame went through: ``detected``, ``refined`` (its tracked faces were
             refined), ``tracked`` (faces carried only) or ``skipped`` (a still scene with no
             face: the detector did not run, see motion gating in :mod:`livefaces.schedule`).
-            Left out, it follows ``detected``.
         identities: per face, its track's :class:`Identity` (live identification); empty
             when no identifier runs.
         cut: the frame is a scene cut: the tracks before it ended with it (``face.lost``,
             reason ``scene_cut``), and every face on it is new.
         unshown: ``(K, 4)`` float32 boxes of tracks that live on but are not among ``faces``
             (the networks did not confirm them on this frame); ``--blur-unknown`` blurs them.
+
+    The constructor also takes the short forms ``FrameResult(frame, faces, detected,
+    track_ids, face_detected)``: left out, ``mode`` follows ``detected`` (``detected`` or
+    ``tracked``) and ``how`` follows ``face_detected`` (per face; left out or of another
+    length, every face follows ``detected``).
     """
 
     frame: Frame
     faces: Faces
-    detected: bool
-    track_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    face_detected: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
-    how: np.ndarray = field(default_factory=lambda: np.zeros((0,), "<U8"))
-    mode: str = ""
-    identities: tuple[Identity, ...] = ()
-    cut: bool = False
-    unshown: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    track_ids: np.ndarray
+    how: np.ndarray
+    mode: str
+    identities: tuple[Identity, ...]
+    cut: bool
+    unshown: np.ndarray
 
-    def __post_init__(self) -> None:
-        if len(self.face_detected) != len(self.faces):
-            object.__setattr__(self, "face_detected", np.full(len(self.faces), self.detected, bool))
-        if len(self.how) != len(self.faces):
-            object.__setattr__(self, "how", np.where(self.face_detected,
-                                                     "detected" if self.detected else "refined",
-                                                     "tracked").astype("<U8"))
-        if not self.mode:
-            object.__setattr__(self, "mode", "detected" if self.detected else "tracked")
+    def __init__(self, frame: Frame, faces: Faces, detected: bool | None = None,
+                 track_ids: np.ndarray | None = None, face_detected: np.ndarray | None = None,
+                 how: np.ndarray | None = None, mode: str = "",
+                 identities: tuple[Identity, ...] = (), cut: bool = False,
+                 unshown: np.ndarray | None = None) -> None:
+        n = len(faces)
+        if not mode:
+            mode = "detected" if detected else "tracked"
+        if how is None or len(how) != n:
+            if face_detected is None or len(face_detected) != n:
+                face_detected = np.full(n, mode == "detected", bool)
+            how = np.where(face_detected, "detected" if mode == "detected" else "refined",
+                           "tracked")
+        put = object.__setattr__
+        put(self, "frame", frame)
+        put(self, "faces", faces)
+        put(self, "track_ids", _NO_IDS if track_ids is None else track_ids)
+        put(self, "how", np.asarray(how).astype("<U8"))
+        put(self, "mode", mode)
+        put(self, "identities", tuple(identities))
+        put(self, "cut", bool(cut))
+        put(self, "unshown", _NO_BOXES if unshown is None else unshown)
+
+    @property
+    def detected(self) -> bool:
+        """The frame went through the full detector (the whole frame): ``mode == "detected"``."""
+        return self.mode == "detected"
+
+    @property
+    def face_detected(self) -> np.ndarray:
+        """``(N,)`` bool, per face: True if the networks verified it on this frame (``how``
+        is ``detected`` or ``refined``), False if the tracker carried it."""
+        return self.how != "tracked"
 
 
 # --------------------------------------------------------------------------- statistics
@@ -287,15 +316,15 @@ class SourceStats:
         checked_fps: ``verified_fps`` plus frames of a still scene with no face that the
             motion gate let pass (nothing to check): the rate at which the schedule is met.
         latency_ms_p50 / latency_ms_p95: capture → result delivered to sinks, recent frames.
-        latency_ms_max: the largest capture → result latency of the run.
+        latency_ms_run: capture → result over the whole run, ``{"p50", "p95", "max"}`` in
+            milliseconds (:meth:`~livefaces.meter.Latency.run_ms`); None before the first
+            result. :attr:`latency_ms_max` is its ``max``.
         last_frame_age: seconds since the newest frame was captured (None: none yet).
         faces: faces on the newest result.  error: last one-line error (redacted) or None.
         detect_interval_s: seconds between detections on this source, smoothed (source
             clock: capture time for live sources, stream time for files); None before two.
         detect_expected_s: the interval the detection policy asks for (live sources; None
             when unknown or not applicable).
-        detect_behind: True while detection runs well behind the policy (a WARNING is logged
-            once per such episode): the detector cannot keep up; faces are carried longer.
         busy_s: seconds from the pipeline's start to this source's newest result (throughput
             of files: ``frames_processed / busy_s``); None before the first.
     """
@@ -319,13 +348,39 @@ class SourceStats:
     error: str | None
     detect_interval_s: float | None = None
     detect_expected_s: float | None = None
-    detect_behind: bool = False
     busy_s: float | None = None
     frames_refined: int = 0
     frames_skipped: int = 0
-    latency_ms_max: float | None = None
+    latency_ms_run: dict[str, float] | None = None
     verified_fps: float = 0.0
     checked_fps: float = 0.0
+
+    @property
+    def latency_ms_max(self) -> float | None:
+        """The largest capture → result latency of the run, milliseconds (None: none yet)."""
+        return None if self.latency_ms_run is None else self.latency_ms_run["max"]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of these statistics (``serve``'s ``/api/cameras``, ``/metrics``):
+        every field under its own name, except ``status`` → ``state``, ``frames_skipped`` →
+        ``frames_skipped_no_motion`` and ``latency_ms_run`` → ``latency_ms_max`` (its max).
+        Numbers as they are (the web server rounds them and writes NaN/inf as null)."""
+        return {
+            "name": self.name, "state": self.status, "live": self.live,
+            "frames_captured": self.frames_captured, "frames_processed": self.frames_processed,
+            "frames_detected": self.frames_detected, "frames_refined": self.frames_refined,
+            "frames_tracked": self.frames_tracked,
+            "frames_skipped_no_motion": self.frames_skipped,
+            "dropped": self.dropped, "reconnects": self.reconnects,
+            "capture_fps": self.capture_fps, "detect_fps": self.detect_fps,
+            "output_fps": self.output_fps, "verified_fps": self.verified_fps,
+            "checked_fps": self.checked_fps,
+            "latency_ms_p50": self.latency_ms_p50, "latency_ms_p95": self.latency_ms_p95,
+            "latency_ms_max": self.latency_ms_max, "last_frame_age": self.last_frame_age,
+            "faces": self.faces, "error": self.error,
+            "detect_interval_s": self.detect_interval_s,
+            "detect_expected_s": self.detect_expected_s, "busy_s": self.busy_s,
+        }
 
 
 @dataclass(frozen=True)
@@ -375,6 +430,11 @@ class FrameSource(Protocol):
         name: display name, credentials removed (safe for logs and events).
         live: True for cameras and streams (frames are dropped rather than waited for, and
             errors lead to reconnecting); False for files and folders (no frame is lost).
+
+    Two attributes are optional (a source may leave them out; read them with
+    :func:`source_stills` and :func:`source_fps`, never directly): ``stills`` (True: each
+    frame is a photo of its own, as from a folder of images: every one is detected, its
+    faces get fresh tracks) and ``fps`` (the nominal frame rate, e.g. a recording's).
     """
 
     name: str
@@ -470,3 +530,15 @@ class Identifier(Protocol):
               ) -> tuple[str, ...]:
         """Add ``face`` (one row, in pixels of ``crop``) to person ``name``; the enrolled
         names after it."""
+
+
+def source_stills(source: FrameSource) -> bool:
+    """The optional ``stills`` of a :class:`FrameSource` (False when it has none)."""
+    return bool(getattr(source, "stills", False))
+
+
+def source_fps(source: FrameSource) -> float | None:
+    """The optional nominal ``fps`` of a :class:`FrameSource` (None when it has none or does
+    not know)."""
+    fps = getattr(source, "fps", None)
+    return float(fps) if fps else None

@@ -7,7 +7,7 @@ import numpy as np
 from livefaces.events import FaceEvents
 from livefaces.pipeline import Camera, CameraOptions, Pipeline
 from livefaces.publish.memory import MemoryPublisher
-from livefaces.schedule import EveryN, PerCameraRate, SourceState
+from livefaces.schedule import DetectSchedule, EveryN, PerCameraRate
 from livefaces.sources.synthetic import SyntheticSource
 from livefaces.track import Tracker
 from livefaces.types import Faces, Frame
@@ -47,7 +47,7 @@ def test_camera_scale_is_capped_at_one():
 
 def test_per_camera_rate_comes_from_each_cameras_own_state():
     pol = PerCameraRate()
-    a, b = SourceState(fps=5.0), SourceState(fps=2.0)
+    a, b = DetectSchedule(fps=5.0), DetectSchedule(fps=2.0)
     pol.register("a", a)
     pol.register("b", b)
     img = np.zeros((2, 2, 3), np.uint8)
@@ -207,13 +207,20 @@ def dataclasses_replace_live(st):
 
 def test_hub_takes_pushed_stats_and_health():
     from livefaces.serve.config import CameraConfig
-    from livefaces.serve.hub import Hub
+    from livefaces.serve.hub import CameraHealth, Hub
+    from livefaces.types import PipelineStats, SourceStats
 
     hub = Hub([CameraConfig(name="front", url="synthetic:")])
-    assert hub.health() == {} and hub.status()["front"].get("detect_fps") == 0.0
-    hub.put_stats({"front": {"detect_fps": 4.5, "health": "streaming"}},
+    assert hub.health() == {} and "detect_fps" not in hub.status()["front"]  # nothing pushed yet
+    st = SourceStats("front", "connected", True, 10, 10, 5, 5, 0, 0, 25.0, 4.5, 25.0, 40.0, 60.0, 0.01,
+                     1, None, frames_skipped=3)
+    hub.put_stats(PipelineStats((st,), (), 0.01, 1.0, "x", True, 1.0),
+                  {"front": CameraHealth("streaming")},
                   health={"problems": ["x"]}, publisher={"connected": True})
-    assert hub.status()["front"]["detect_fps"] == 4.5 and hub.status()["front"]["health"] == "streaming"
+    cam = hub.status()["front"]
+    assert cam["detect_fps"] == 4.5 and cam["health"] == "streaming" and cam["streaming"] is True
+    assert cam["state"] == "connected" and cam["frames_skipped_no_motion"] == 3
+    assert cam["detect_behind"] is False and cam["error"] is None
     assert hub.health() == {"problems": ["x"]} and hub.publisher_stats == {"connected": True}
 
 
@@ -264,8 +271,11 @@ def test_metrics_come_from_prometheus_client_with_counters_and_build_info():
     for i in range(3):
         hub.put_result("front", FrameResult(Frame(img, "front", i, None, time.monotonic()), Faces.empty(),
                                             i != 1))
-    hub.put_stats({"front": {"frames_captured": 7, "frames_processed": 6, "frames_detected": 4,
-                             "dropped": 1, "reconnects": 2}})
+    from livefaces.types import PipelineStats, SourceStats
+
+    st = SourceStats("front", "connected", True, 7, 6, 4, 2, 1, 2, 25.0, 5.0, 25.0, 40.0, 60.0, 0.01,
+                     0, None)
+    hub.put_stats(PipelineStats((st,), (), 0.01, 1.0, "x", True, 1.0))
     m = Metrics(hub)
     text = m.text()
     for line in ('livefaces_frames_captured_total{camera="front"} 7',

@@ -439,9 +439,11 @@ def test_rate_meter_counts_bursts_over_its_window():
 def test_hud_is_a_bar_at_the_bottom_that_leaves_faces_alone(astronaut):
     import numpy as np
 
-    from livefaces.render import HUD_SHOW_THROUGH, HudInfo, draw_hud
+    from livefaces.render import HUD_SHOW_THROUGH, HudInfo, render_result
+    from livefaces.types import Faces, Frame, FrameResult
 
-    out = draw_hud(astronaut, HudInfo(25.0, 5.0, 0, 40.0, "connected", "rtsp://***@cam/live"))
+    result = FrameResult(Frame(astronaut, "cam", 0, None, 0.0), Faces.empty(), True)
+    out = render_result(result, HudInfo(25.0, 5.0, 0, 40.0, "connected", "rtsp://***@cam/live"))
     h = astronaut.shape[0]
     changed = np.any(out != astronaut, axis=2)
     rows = np.flatnonzero(changed.any(axis=1))

@@ -481,9 +481,15 @@ def test_serve_shows_snapshots_of_an_image_folder_camera(shared, tmp_path):
         assert status == 200, (status, "".join(lines))
         snap = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
         assert snap.shape[:2] == (561, 561)
-        with urllib.request.urlopen(f"{base}/api/cameras/door", timeout=10) as r:
-            cam = json.loads(r.read())
-        assert cam["last_seen"] is not None and cam["frames"] > 0 and cam["frame_size"] == [561, 561]
+        deadline, cam = time.monotonic() + 30, {}
+        while time.monotonic() < deadline:  # the pipeline's counts come about once a second
+            with urllib.request.urlopen(f"{base}/api/cameras/door", timeout=10) as r:
+                cam = json.loads(r.read())
+            if cam.get("frames_processed"):
+                break
+            time.sleep(0.2)
+        assert cam["last_seen"] is not None and cam["frames_processed"] > 0
+        assert cam["frame_size"] == [561, 561]
     finally:
         proc.terminate()
         try:

@@ -34,7 +34,7 @@ from livefaces.serve.app import NO_FRAME_GRACE_S, CameraServer, camera_health, r
 from livefaces.serve.config import CameraConfig, MqttConfig, WebConfig, config_from_sources
 from livefaces.serve.hub import Hub
 from livefaces.serve.web import WebServer
-from livefaces.types import Faces
+from livefaces.types import Faces, PipelineStats
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "tok-faults-8c1d2e"
@@ -384,8 +384,10 @@ def test_sigint_stops_serve_even_when_started_with_sigint_ignored():
 
 
 def test_api_json_is_rounded_and_never_nan(hub):
-    hub.put_stats({"front": {"detect_fps": 154.9094365000201, "capture_fps": float("inf"),
-                             "latency_ms_p95": float("nan"), "latency_ms_p50": 12.3456789}})
+    st = dataclasses.replace(_stats("connected", 10), name="front", detect_fps=154.9094365000201,
+                             capture_fps=float("inf"), latency_ms_p95=float("nan"),
+                             latency_ms_p50=12.3456789)
+    hub.put_stats(PipelineStats((st,), (), 0.01, 1.0, "x", True, 1.0))
     hub.put_event({"schema": 1, "type": "face.appeared", "source": "front", "time": "t", "track_id": 1,
                    "box": [10.123456, 20.987654, 110.55555, 130.0], "confidence": 0.98765432,
                    "landmarks": {"left_eye": [33.33333, 44.44444]}, "age_s": 1.234567891})

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..capture import CaptureOptions
 from ..errors import LiveFacesError
@@ -17,7 +17,7 @@ from ..events import EVENT_MIN_SCORE
 from ..imageio import make_folder
 from ..motion import MotionOptions
 from ..schedule import Adaptive, DetectPolicy, EveryN, FixedRate, GateOptions
-from ..types import Status
+from ..types import PipelineStats, Status, source_fps
 from ._common import (
     COUNT,
     EXIT_INTERRUPTED,
@@ -36,6 +36,9 @@ from ._common import (
     say_if_possible,
     silence_stdout,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 SOURCE_HELP = """\
 sources:
@@ -220,7 +223,7 @@ def _assemble(args: argparse.Namespace, source: Any, sinks: list[Any], policy: D
         sinks.append(SnapshotSink(args.snapshots, min_score=args.event_min_score))
     if args.record:
         _check_parent(args.record)
-        sinks.append(RecordSink(args.record, fps=getattr(source, "fps", None) or 25.0, hud=True,
+        sinks.append(RecordSink(args.record, fps=source_fps(source) or 25.0, hud=True,
                                 live=source.live, blur_unknown=args.blur_unknown))
     detector = make_detector(args)
     p = Pipeline([source], detector, policy=policy, sinks=sinks, capture=capture,
@@ -292,7 +295,7 @@ class Signals:
         return self.count > 0
 
 
-def summary(st: Any) -> str:
+def summary(st: PipelineStats) -> str:
     """The one-line report of the (first) source. Live sources (cameras, streams, files with
     --realtime) report latency: capture to results handed to the outputs. Files and folders
     that are not paced have no such latency (frames wait in a queue by design, so it would
@@ -312,7 +315,7 @@ def summary(st: Any) -> str:
     return line
 
 
-def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
+def run_stats(st: PipelineStats) -> dict[str, Any]:
     """The ``--stats`` object of the (first) source: frames by how their faces were obtained,
     drops, whole-run capture → result latency and the process CPU time."""
     s = st.source()
@@ -320,7 +323,7 @@ def run_stats(st: Any, latency: dict[str, float] | None) -> dict[str, Any]:
         "source": s.name, "frames": s.frames_processed, "captured": s.frames_captured,
         "dropped": s.dropped, "detected": s.frames_detected, "refined": s.frames_refined,
         "tracked": s.frames_tracked, "skipped_no_motion": s.frames_skipped,
-        "latency_ms": latency, "cpu_seconds": round(st.cpu_seconds, 3),
+        "latency_ms": s.latency_ms_run, "cpu_seconds": round(st.cpu_seconds, 3),
         "wall_seconds": round(st.uptime, 3), "live": s.live, "policy": st.policy,
         **({"identify": {"requested": st.identify.requested, "dropped": st.identify.dropped,
                          "embedded": st.identify.embedded, "errors": st.identify.errors,
@@ -344,7 +347,7 @@ def write_stats(path: Path, data: dict[str, Any]) -> None:
         raise LiveFacesError(f"cannot write the statistics: {e}") from None
 
 
-def _file_path(p: Any) -> Path | None:
+def _file_path(p: Pipeline) -> Path | None:
     """The path of the pipeline's (first) source when it is a video file read once."""
     src = p.cameras[0].source
     path = getattr(src, "path", None)
@@ -353,11 +356,11 @@ def _file_path(p: Any) -> Path | None:
     return path
 
 
-def _cut_short(p: Any, frames: int) -> str | None:
+def _cut_short(p: Pipeline, frames: int) -> str | None:
     """A file that ended (no limit, no stop) before the frames its header lists: truncated
     or damaged (the decoder stopped without an error). One frame of slack, as extract."""
     path = _file_path(p)
-    if path is None or getattr(p, "limit_reached", False):
+    if path is None or p.limit_reached:
         return None
     from ..avio import declared_frames
 
@@ -368,7 +371,7 @@ def _cut_short(p: Any, frames: int) -> str | None:
             f"{declared} frames its header lists")
 
 
-def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
+def finish(p: Pipeline, interrupted: bool, quiet: bool = False, stats: Path | None = None) -> int:
     """Stop ``p`` (2 s for capture and detection, then up to ``SINK_CLOSE_S`` for the outputs
     to finish), write ``stats``, report, and choose the exit code: an output left unfinished
     (``OUT.part.mp4``) or failed is exit 1, with one line each."""
@@ -376,19 +379,20 @@ def finish(p: Any, interrupted: bool, quiet: bool = False, stats: Path | None = 
     st = p.stats()
     if stats is not None:
         try:
-            write_stats(stats, run_stats(st, p.cameras[0].latency.run_ms()))
+            write_stats(stats, run_stats(st))
         except LiveFacesError as e:
             error(str(e))
             return EXIT_PARTIAL
-    if getattr(p, "output_closed", False):  # '| head' has what it wanted: no summary, no error
+    if p.output_closed:  # '| head' has what it wanted: no summary, no error
         silence_stdout()
         return EXIT_PIPE
     s = st.source()
     for sk in st.sinks:
         if sk.error:
             error(f"{sk.name}: {sk.error}")
-    unfinished = [left for sink in getattr(p, "sinks", ())
-                  if callable(getattr(sink, "unfinished", None)) and (left := sink.unfinished())]
+    # a sink that can be left unfinished (a recording) says so: RecordSink.unfinished
+    unfinished = [left for sink in p.sinks
+                  if callable(check := getattr(sink, "unfinished", None)) and (left := check())]
     for left in unfinished:
         error(f"the recording was not finalised: {left} is incomplete (it plays up to its "
               "last fragment)")

@@ -33,7 +33,7 @@ from ..schedule import GateOptions, PerCameraRate
 from ..sources import open_source
 from ..types import FrameResult, Identifier, PipelineStats, Status
 from .config import ServeConfig
-from .hub import Hub
+from .hub import CameraHealth, Hub
 from .presence import Presence, PresenceSink
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class CameraServer:
         ``/health`` and ``/metrics`` show."""
         try:
             now = self.hub.clock()
-            cameras: dict[str, dict[str, Any]] = {}
+            judged: dict[str, CameraHealth] = {}
             problems: list[str] = []
             streaming = 0
             for s in st.sources:
@@ -217,17 +217,7 @@ class CameraServer:
                 # frames whose faces the networks checked, plus frames of a still, empty scene
                 # the motion gate let pass: nothing to check there is not falling behind
                 self.rate_watch.update(s.name, target, s.checked_fps, active=health == "streaming")
-                cameras[s.name] = {
-                    "state": s.status, "health": health, "streaming": health == "streaming",
-                    "capture_fps": s.capture_fps, "detect_fps": s.detect_fps,
-                    "output_fps": s.output_fps, "dropped": s.dropped, "reconnects": s.reconnects,
-                    "latency_ms_p50": s.latency_ms_p50, "latency_ms_p95": s.latency_ms_p95,
-                    "frames_captured": s.frames_captured, "frames_processed": s.frames_processed,
-                    "frames_detected": s.frames_detected, "frames_refined": s.frames_refined,
-                    "frames_tracked": s.frames_tracked,
-                    "frames_skipped_no_motion": s.frames_skipped, "verified_fps": s.verified_fps,
-                    "latency_ms_max": s.latency_ms_max, "error": err,
-                    "detect_behind": s.name in self.rate_watch.behind}
+                judged[s.name] = CameraHealth(health, err, s.name in self.rate_watch.behind)
                 streaming += health == "streaming"
                 if health == "error":
                     problems.append(f"camera {s.name}: {err}")
@@ -244,7 +234,7 @@ class CameraServer:
                 if problem:
                     problems.append(f"mqtt: {problem}")
             body["problems"] = problems
-            self.hub.put_stats(cameras, pipeline=st, health=body, publisher=pub)
+            self.hub.put_stats(st, judged, health=body, publisher=pub)
         except Exception:  # noqa: BLE001 - a monitoring bug must not stop the server
             log.exception("camera statistics failed")
 
@@ -277,7 +267,9 @@ class CameraServer:
         t0 = time.monotonic()
         ok = True
         if self._pipeline_started:
-            ok = self.pipeline.stop(timeout * 0.6, sinks_timeout=timeout * 0.6)  # its budget, as before
+            # 60 % of the budget for capture and detection, as much for the sinks to finish;
+            # the web server gets what is left (at least 0.5 s)
+            ok = self.pipeline.stop(timeout * 0.6, sinks_timeout=timeout * 0.6)
         else:
             if self.publisher is not None:
                 self.publisher.close()

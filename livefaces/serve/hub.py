@@ -23,10 +23,27 @@ import numpy as np
 
 from ..align import crop_region
 from ..blur import blur_unknown, names_of
-from ..meter import Latency, RateMeter
+from ..meter import Latency
 from ..render import render_result
-from ..types import HOW, Faces, FrameResult, PipelineStats
+from ..types import HOW, Faces, FrameResult, PipelineStats, SourceStats
 from .config import CameraConfig
+
+
+@dataclass(frozen=True)
+class CameraHealth:
+    """What ``serve`` judges of one camera from its :class:`~livefaces.types.SourceStats`
+    (:func:`~livefaces.serve.app.camera_health`, the detection-rate watch): ``health``
+    (``streaming``, ``starting``, ``ended``, ``off`` or ``error``), the reason when it is not
+    streaming, and whether the detector falls behind the camera's ``detect_fps``."""
+
+    health: str
+    error: str | None = None
+    behind: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's fields of this judgement (its ``error`` is the one the API shows)."""
+        return {"health": self.health, "streaming": self.health == "streaming",
+                "error": self.error, "detect_behind": self.behind}
 
 
 @dataclass
@@ -38,8 +55,9 @@ class _CameraState:
     last_seen_mono: float | None = None
     jpeg_seq: int = -1
     jpeg: bytes | None = None
-    frames: int = 0
-    detections: int = 0
+    # the newest snapshot of the pipeline and serve's judgement of it (put_stats)
+    stats: SourceStats | None = None
+    judged: CameraHealth | None = None
     faces_seen: int = 0
     events: int = 0
     # the newest source.status event: state, frames captured at that moment, when (monotonic)
@@ -86,12 +104,9 @@ class Hub:
         self.jpeg_quality = int(jpeg_quality)
         self.clock = clock
         self.started = clock()
-        self._detect_rate = {n: RateMeter(5.0) for n in self._cams}
-        self._frame_rate = {n: RateMeter(5.0) for n in self._cams}
         self.latency = {n: Latency() for n in self._cams}  # capture → here, verified frames
         self._jpeg_lock = threading.Lock()
         # pushed about once a second (put_stats), never pulled from the pipeline
-        self._camera_stats: dict[str, dict[str, Any]] = {}
         self._health: dict[str, Any] = {}
         self.pipeline_stats: PipelineStats | None = None
         self.publisher_stats: dict[str, Any] | None = None
@@ -125,13 +140,8 @@ class Hub:
         with self._lock:
             st.seq += 1
             st.result = result
-            st.frames += 1
             st.last_seen_mono = now
             st.last_seen_wall = time.time()
-            self._frame_rate[camera].tick(now)
-            if result.detected:
-                st.detections += 1
-                self._detect_rate[camera].tick(now)
         if result.mode in ("detected", "refined"):  # frames the networks worked on
             self.latency[camera].add(max(0.0, now - result.frame.captured))
             if self.unknown_capacity and result.identities:
@@ -232,16 +242,19 @@ class Hub:
         with self._lock:
             return st.status_after, st.status_frames, st.status_mono
 
-    def put_stats(self, cameras: dict[str, dict[str, Any]], *,
-                  pipeline: PipelineStats | None = None, health: dict[str, Any] | None = None,
+    def put_stats(self, pipeline: PipelineStats, judged: dict[str, CameraHealth] | None = None,
+                  *, health: dict[str, Any] | None = None,
                   publisher: dict[str, Any] | None = None) -> None:
-        """The newest statistics (pushed about once a second): ``cameras`` ``{camera: {stat:
-        value}}`` merged into :meth:`status`; the pipeline snapshot and the publisher's counters
-        for ``/metrics``; ``health`` fields for ``/health``."""
+        """The newest statistics (pushed about once a second): the pipeline's snapshot (each
+        camera's :class:`~livefaces.types.SourceStats`, by name), serve's judgement of each
+        camera, the publisher's counters (``/metrics``) and the ``/health`` fields."""
+        by_name = {s.name: s for s in pipeline.sources}
+        judged = judged or {}
         with self._lock:
-            self._camera_stats = {k: dict(v) for k, v in cameras.items()}
-            if pipeline is not None:
-                self.pipeline_stats = pipeline
+            self.pipeline_stats = pipeline
+            for name, st in self._cams.items():
+                st.stats = by_name.get(name)
+                st.judged = judged.get(name)
             if health is not None:
                 self._health = dict(health)
             if publisher is not None:
@@ -285,8 +298,19 @@ class Hub:
                 st.jpeg, st.jpeg_seq = data, seq
             return seq, data
 
+    def source_stats(self, camera: str) -> tuple[SourceStats | None, CameraHealth | None]:
+        """The newest pushed snapshot of ``camera`` and serve's judgement of it (None, None
+        before the first push, for a disabled camera or an unknown name)."""
+        st = self._cams.get(camera)
+        if st is None:
+            return None, None
+        with self._lock:
+            return st.stats, st.judged
+
     def status(self) -> dict[str, dict[str, Any]]:
-        """Per-camera status: config (password-free), rates, counters, pushed stats."""
+        """Per-camera status (``/api/cameras``): config (password-free), what the hub saw
+        (newest frame, events), then the pushed :meth:`SourceStats.to_json
+        <livefaces.types.SourceStats.to_json>` and serve's :class:`CameraHealth`."""
         now = self.clock()
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
@@ -299,10 +323,6 @@ class Hub:
                     "enabled": c.enabled,
                     "detect_fps_target": c.detect_fps,
                     "min_face_size": c.min_face_size,
-                    "frames": st.frames,
-                    "detections": st.detections,
-                    "result_fps": round(self._frame_rate[name].rate(now), 2),
-                    "detect_fps": round(self._detect_rate[name].rate(now), 2),
                     "faces_now": len(r.faces) if r is not None else 0,
                     # how the newest frame's faces were obtained (detected/refined/tracked)
                     "faces_now_obtained": ({h: int((r.how == h).sum()) for h in HOW}
@@ -320,7 +340,10 @@ class Hub:
                     "frame_size": ([int(r.frame.image.shape[1]), int(r.frame.image.shape[0])]
                                    if r is not None else None),
                 }
-                out[name].update(self._camera_stats.get(name, {}))
+                if st.stats is not None:
+                    out[name].update(st.stats.to_json(), name=name)
+                if st.judged is not None:
+                    out[name].update(st.judged.to_json())
         return out
 
 

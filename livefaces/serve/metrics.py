@@ -47,8 +47,9 @@ def _le(b: float) -> str:
 
 
 class HubCollector(Collector):
-    """Every livefaces metric, from ``hub.status()`` (per camera: config, what the hub saw,
-    and the pushed pipeline stats), the hub's latency meters and the pushed MQTT counters."""
+    """Every livefaces metric: per camera its config and what the hub saw (``hub.status()``),
+    the pushed :class:`~livefaces.types.SourceStats` and serve's judgement of it
+    (``hub.source_stats()``), the hub's latency meters; the pushed MQTT counters."""
 
     def __init__(self, hub: Any) -> None:  # a serve.hub.Hub
         self.hub = hub
@@ -105,30 +106,30 @@ class HubCollector(Collector):
                                         "checked (full detection or refinement)", labels=cam)
         for name, st in status.items():
             lab = [name]
+            s, judged = hub.source_stats(name)
             age = st.get("last_seen_age_s")
             up.add_metric(lab, 1.0 if age is not None and age < 10 else 0.0)
-            if "streaming" in st:
-                streaming.add_metric(lab, 1.0 if st["streaming"] else 0.0)
-            if "frames_captured" in st:
-                captured.add_metric(lab, _num(st["frames_captured"]))
-            frames.add_metric(lab, _num(st.get("frames_processed", st.get("frames"))))
-            detections.add_metric(lab, _num(st.get("frames_detected", st.get("detections"))))
-            if "frames_refined" in st:
-                refined.add_metric(lab, _num(st["frames_refined"]))
-                skipped.add_metric(lab, _num(st.get("frames_skipped_no_motion")))
-                verified.add_metric(lab, _num(st.get("verified_fps")))
-            drops.add_metric(lab, _num(st.get("dropped")))
-            reconnects.add_metric(lab, _num(st.get("reconnects")))
+            if judged is not None:
+                streaming.add_metric(lab, 1.0 if judged.health == "streaming" else 0.0)
+                behind.add_metric(lab, 1.0 if judged.behind else 0.0)
+            if s is not None:
+                captured.add_metric(lab, _num(s.frames_captured))
+                refined.add_metric(lab, _num(s.frames_refined))
+                skipped.add_metric(lab, _num(s.frames_skipped))
+                verified.add_metric(lab, _num(s.verified_fps))
+            # a camera without a snapshot (disabled, or before the first) counts zero
+            frames.add_metric(lab, _num(s.frames_processed if s else 0))
+            detections.add_metric(lab, _num(s.frames_detected if s else 0))
+            drops.add_metric(lab, _num(s.dropped if s else 0))
+            reconnects.add_metric(lab, _num(s.reconnects if s else 0))
+            detect_fps.add_metric(lab, _num(s.detect_fps if s else 0))
             events.add_metric(lab, _num(st.get("events")))
             faces_seen.add_metric(lab, _num(st.get("faces_seen")))
             if pub is not None:
                 published.add_metric(lab, _num(pub.get("published_per_camera", {}).get(name)))
             faces_now.add_metric(lab, _num(st.get("faces_now")))
-            detect_fps.add_metric(lab, _num(st.get("detect_fps")))
             if st.get("enabled", True):
                 target.add_metric(lab, _num(st.get("detect_fps_target")))
-            if "detect_behind" in st:
-                behind.add_metric(lab, 1.0 if st["detect_behind"] else 0.0)
             snap: HistogramSnapshot = hub.latency[name].snapshot()
             latency.add_metric(lab, [(_le(b), c) for b, c in snap.buckets], snap.sum)
         for fam in (up, streaming, captured, frames, detections, refined, skipped, verified, drops,
@@ -202,8 +203,3 @@ class Metrics:
     def text(self) -> str:
         """The text exposition (integral values written as integers, e.g. ``… 3``)."""
         return _INTEGRAL.sub(r"\1", generate_latest(self.registry).decode("utf-8"))
-
-
-def metrics_text(hub: Any) -> str:
-    """The ``/metrics`` page of ``hub`` (a :class:`~livefaces.serve.hub.Hub`)."""
-    return Metrics(hub).text()
