@@ -125,10 +125,10 @@ class FileSource(_PyAVSource):
         if ended:
             if not self.loop or self._index == 0:
                 raise EndOfStream(self.name)
-            # Start over, outside the except clause: a decoder opened while handling the old
-            # EndOfStream chained every later EndOfStream to it (__context__), and each one's
-            # traceback kept its generator, hence its container and decoder threads, alive:
-            # 3 threads and a frame's memory leaked per loop (issue 20).
+            # Start over outside the except clause: a decoder opened while handling an
+            # EndOfStream would chain every later EndOfStream to it (__context__), and each
+            # one's traceback would keep its generator, container and decoder threads alive
+            # (3 threads and a frame's memory per loop).
             step = 1.0 / (self.fps or 25.0)
             self._pts_offset = self._last_pts + step
             self.close()
