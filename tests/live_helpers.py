@@ -109,12 +109,21 @@ def interrupt(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[int, str, 
     return proc.returncode, out, err
 
 
-def start_serve_cli(*args: str, ignore_sigint: bool = False
+def start_serve_cli(*args: str, ignore_sigint: bool = False, max_files: int | None = None
                     ) -> tuple[subprocess.Popen, list[str], threading.Event, list[str], threading.Thread]:
     """``python -m livefaces ARGS`` (a serve command) with its stderr read on a thread:
-    ``(proc, stderr lines so far, set once it serves, [its URL], the reader thread)``."""
+    ``(proc, stderr lines so far, set once it serves, [its URL], the reader thread)``.
+    ``max_files``: its open-file limit (``ulimit -n``, as in a container)."""
+    import resource
+
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+
+    def pre() -> None:
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
     proc = subprocess.Popen([sys.executable, "-m", "livefaces", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             errors="backslashreplace", preexec_fn=pre)

@@ -14,7 +14,6 @@ import http.client
 import logging
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -138,32 +137,11 @@ def test_wrong_tokens_are_rate_limited_per_client_and_logged_without_the_token(h
 
 
 def _serve_with_fd_limit(cfg: Path, limit: int):  # noqa: ANN202
-    """``livefaces serve --config cfg`` under an open-file limit (live_helpers.start_serve_cli
-    with a preexec): ``(proc, stderr lines, set once it serves, [its URL])``."""
-    import subprocess
-    import sys
-    import threading
+    """``livefaces serve --config cfg`` under an open-file limit: ``(proc, stderr lines, set
+    once it serves, [its URL])``."""
+    from live_helpers import start_serve_cli
 
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livefaces", "serve", "--config", str(cfg)], cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, errors="backslashreplace",
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
-    lines: list[str] = []
-    url: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.search(r"serving \d+ camera\(s\) on (http://\S+)", line)
-            if m:
-                url.append(m.group(1))
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, lines, ready, url, _ = start_serve_cli("serve", "--config", str(cfg), max_files=limit)
     return proc, lines, ready, url
 
 
