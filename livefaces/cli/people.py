@@ -109,14 +109,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     unk = sub.add_parser("unknown", help="list the unknown faces a running serve keeps (to name them)")
     unk.add_argument("--save", type=Path, metavar="DIR",
                      help="also save each one's best crop as DIR/ID.jpg, to look at")
-    nm = sub.add_parser("name", help="add an unknown face a running serve keeps to the people, as NAME")
-    nm.add_argument("face_id", metavar="ID", help="as 'livefaces people unknown' lists it (camera.track)")
+    nm = sub.add_parser("name", help="name a stranger (all their kept views enrolled as NAME), or "
+                                     "with --server an unknown face a running serve keeps")
+    nm.add_argument("face_id", metavar="ID", help="stranger-N as 'livefaces people strangers' lists "
+                    "it, or with --server camera.track as 'livefaces people unknown' lists it")
     nm.add_argument("name", metavar="NAME")
-    for q in (unk, nm):
-        q.add_argument("--server", required=True, metavar="URL",
-                       help="the serve web address, e.g. http://localhost:8080 (token: $LIVEFACES_TOKEN)")
-    for q in (add, lst, rm, unk, nm):
-        if q in (add, lst, rm):
+    unk.add_argument("--server", required=True, metavar="URL",
+                     help="the serve web address, e.g. http://localhost:8080 (token: $LIVEFACES_TOKEN)")
+    nm.add_argument("--server", default=None, metavar="URL",
+                    help="name an unknown face a running serve keeps: the serve web address, e.g. "
+                         "http://localhost:8080 (token: $LIVEFACES_TOKEN); without it, a stranger "
+                         "of the local folder")
+    strs = sub.add_parser("strangers", help="list the strangers kept in the folder (unknown faces "
+                                            "seen again get the same stranger-N)")
+    ign = sub.add_parser("ignore", help="keep a stranger as a negative: still recognised, never "
+                                        "reported again")
+    ign.add_argument("face_id", metavar="ID", help="stranger-N")
+    fgt = sub.add_parser("forget", help="delete a stranger (their views and thumbnails)")
+    fgt.add_argument("face_id", metavar="ID", help="stranger-N")
+    for q in (add, lst, rm, unk, nm, strs, ign, fgt):
+        if q in (add, lst, rm, nm, strs, ign, fgt):
             add_people_argument(q, default_env=True)
         q.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more log output on stderr (-v info, -vv debug)")
@@ -300,12 +312,58 @@ def _name(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _strangers(args: argparse.Namespace, root: Path) -> int:
+    """strangers / ignore / forget / name (without --server): the local stranger store."""
+    from ..identify.gallery import check_name, check_people_dir
+    from ..identify.strangers import ID_RE, StrangerStore
+
+    action = args.people_action
+    if action == "name":
+        check_name(args.name)
+        if not ID_RE.match(args.face_id):
+            raise InputError(f"{args.face_id!r} is not a stranger id (stranger-N, as 'livefaces "
+                             "people strangers' lists them); an unknown face a running serve "
+                             "keeps (camera.track) is named with --server URL")
+    check_people_dir(root)
+    store = StrangerStore.open(root)
+    if action == "strangers":
+        for st in store.strangers():
+            j = st.to_json()
+            views = f"{j['views']} view{'s' if j['views'] != 1 else ''}"
+            # the index is a file anyone with the folder could edit: printed escaped
+            print(printable(f"{st.id}  seen {j['seen']}x on {', '.join(j['cameras'])}, "
+                            f"{j['first_seen']} .. {j['last_seen']}, {views}"
+                            + ("  (ignored)" if st.ignored else "")))
+        n = len(store)
+        if n:
+            say("name one with 'livefaces people name stranger-N NAME', or 'ignore'/'forget' it")
+        print(f"{n} stranger{'s' if n != 1 else ''} in {printable(root)}")
+        return EXIT_OK
+    if action == "name":
+        k = store.name(args.face_id, args.name)
+        store.save()
+        print(printable(f"{args.face_id}: {k} view{'s' if k != 1 else ''} enrolled as {args.name} "
+                        f"in {root}"))
+        return EXIT_OK
+    if action == "ignore":
+        store.ignore(args.face_id)
+        what = "ignored (kept as a negative: not reported again)"
+    else:
+        store.forget(args.face_id)
+        what = "forgotten (deleted)"
+    store.save()
+    print(printable(f"{args.face_id}: {what}"))
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     if args.people_action == "unknown":
         return _unknown(args)
-    if args.people_action == "name":
+    if args.people_action == "name" and args.server is not None:
         return _name(args)
     root = _folder(args)
+    if args.people_action in ("strangers", "ignore", "forget", "name"):
+        return _strangers(args, root)
     if args.people_action == "add":
         return _add(args, root)
     if args.people_action == "list":

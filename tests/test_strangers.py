@@ -1,0 +1,203 @@
+"""Strangers (issue 23 §2): unknown faces clustered into strangers with stable ids, kept in the
+people folder's ``.strangers/`` (private, no pickle), bounded, behind quality gates; the
+``livefaces people strangers|name|ignore|forget`` commands. Real photos, real dlib."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import run_cli
+
+pytest.importorskip("dlib", reason="the identify extra (scripts/test.sh installs it with [dev])")
+
+from livefaces.identify.gallery import Gallery, read_people  # noqa: E402
+from livefaces.identify.strangers import (  # noqa: E402
+    STRANGERS_DIR,
+    StrangerOptions,
+    StrangerStore,
+    quality,
+)
+from livefaces.imageio import read_image  # noqa: E402
+
+KNN = "media/ageitgey__face_recognition/examples/knn_examples"
+DAY = 86400.0
+T0 = 1_800_000_000.0  # a fixed "now": 2027-01-15
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    from livefaces.identify import Recognizer
+
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def faces(shared, detector, recognizer):
+    """name -> (image, box, landmarks, embedding) of the main face of each training photo."""
+    out = {}
+    for path in sorted((shared / KNN / "train").glob("*/*")):
+        image = read_image(path)
+        found = detector.detect(image)
+        i = int(np.argmax(found.boxes[:, 2] - found.boxes[:, 0]))
+        one = found.select(np.array([i]))
+        out[f"{path.parent.name}/{path.name}"] = (image, one.boxes[0], one.landmarks[0],
+                                                  recognizer.embed(image, one)[0])
+    return out
+
+
+def _see(store, faces, key, camera="door", now=T0):
+    image, box, lm, emb = faces[key]
+    return store.observe(emb, image, box, lm, camera, now=now)
+
+
+def _private(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
+
+
+def test_same_person_one_id_two_people_two_ids_across_a_reload(tmp_path, faces):
+    people = tmp_path / "people"
+    store = StrangerStore.open(people)
+    a = _see(store, faces, "obama/obama.jpg", "door", T0)
+    b = _see(store, faces, "biden/biden.jpg", "garden", T0 + 5)
+    assert a is not None and b is not None and a.new and b.new and a.id != b.id
+    assert a.id == "stranger-1" and b.id == "stranger-2"
+    store.save(now=T0 + 5)
+    _private(people)
+    assert read_people(people) == []  # the store is never read as a person
+    assert len(Gallery.load(people)) == 0
+
+    again = StrangerStore.open(people)  # a new process, say
+    a2 = _see(again, faces, "obama/obama2.jpg", "garden", T0 + 60)
+    b2 = _see(again, faces, "biden/biden2.jpg", "door", T0 + 61)
+    assert (a2.id, a2.new, a2.kept) == (a.id, False, True)
+    assert (b2.id, b2.new) == (b.id, False)
+    assert a2.distance <= again.options.threshold
+    again.save(now=T0 + 61)
+    third = StrangerStore.open(people)
+    ob = third.get(a.id)
+    assert ob.cameras == ["door", "garden"] and ob.seen == 2 and len(ob.views) == 2
+    assert ob.first_seen == T0 and ob.last_seen == T0 + 60
+    assert third.thumbnail_path(a.id).is_file()
+    # a new id is never an old one's, even after that one is forgotten
+    third.forget(b.id)
+    third.save(now=T0 + 62)
+    c = _see(third, faces, "rose_leslie/img1.jpg", "door", T0 + 63)
+    assert c.new and c.id == "stranger-3"
+    files = {p.name for p in (people / STRANGERS_DIR).iterdir()}
+    assert not any(f.startswith("stranger-2.") for f in files)  # forgotten: its views deleted
+
+
+def test_no_pickle_and_a_damaged_store_is_one_clear_error(tmp_path, faces):
+    from livefaces.errors import PeopleError
+
+    people = tmp_path / "people"
+    store = StrangerStore.open(people)
+    _see(store, faces, "obama/obama.jpg")
+    store.save(now=T0)
+    f = people / STRANGERS_DIR / "strangers.npz"
+    with np.load(f, allow_pickle=False) as z:  # readable without pickle
+        assert set(z.files) == {"embeddings", "owners", "index"}
+    f.write_bytes(b"not a zip")
+    with pytest.raises(PeopleError, match="damaged stranger store.*delete"):
+        StrangerStore.open(people)
+    os.chmod(f, 0o644)
+    with pytest.raises(PeopleError, match="open to other users"):
+        StrangerStore.open(people)
+
+
+def test_retention_and_the_count_bound_drop_the_oldest(tmp_path, faces):
+    people = tmp_path / "people"
+    store = StrangerStore.open(people, StrangerOptions(retention_days=7, max_strangers=2))
+    old = _see(store, faces, "obama/obama.jpg", now=T0)
+    mid = _see(store, faces, "biden/biden.jpg", now=T0 + 3 * DAY)
+    new = _see(store, faces, "rose_leslie/img1.jpg", now=T0 + 4 * DAY)
+    store.save(now=T0 + 4 * DAY)  # three strangers, room for two: the least recent goes
+    assert [s.id for s in StrangerStore.open(people).strangers()] == [new.id, mid.id]
+    store = StrangerStore.open(people, StrangerOptions(retention_days=7, max_strangers=2))
+    store.save(now=T0 + 10.5 * DAY)  # mid last seen 7.5 days before: gone; new 6.5: kept
+    assert [s.id for s in StrangerStore.open(people).strangers()] == [new.id]
+    names = {p.name for p in (people / STRANGERS_DIR).iterdir()}
+    assert not any(n.startswith((old.id + ".", mid.id + ".")) for n in names)
+
+
+def test_quality_gates_refuse_a_tiny_crop_and_a_blurred_face(tmp_path, faces):
+    store = StrangerStore.open(tmp_path / "people")
+    image, box, lm, emb = faces["obama/obama.jpg"]
+    q = quality(image, box, lm)
+    assert q.refusal(store.options) is None
+    # the same face shrunk to 22x28 px (Frigate #23450)
+    x1, y1, x2, y2 = box
+    sx, sy = 22 / (x2 - x1), 28 / (y2 - y1)
+    small = cv2.resize(image, None, fx=sx, fy=sy, interpolation=cv2.INTER_AREA)
+    sbox = box * np.array([sx, sy, sx, sy], np.float32)
+    slm = lm * np.array([sx, sy], np.float32)
+    assert "px" in quality(small, sbox, slm).refusal(store.options)
+    assert store.observe(emb, small, sbox, slm, "door", now=T0) is None
+    # the same face blurred
+    blurred = cv2.GaussianBlur(image, (0, 0), (x2 - x1) / 30)
+    assert "blurred" in quality(blurred, box, lm).refusal(store.options)
+    assert store.observe(emb, blurred, box, lm, "door", now=T0) is None
+    # a profile: the nose at the side of the eye line
+    turned = lm.copy()
+    turned[2, 0] = turned[1, 0] + 5
+    assert "turned" in quality(image, box, turned).refusal(store.options)
+    assert len(store) == 0
+
+
+def test_views_are_bounded_and_merge_keeps_the_best(tmp_path, faces):
+    store = StrangerStore.open(tmp_path / "people", StrangerOptions(max_views=1))
+    a = _see(store, faces, "obama/obama.jpg")
+    b = _see(store, faces, "obama/obama2.jpg", now=T0 + 1)
+    assert a.id == b.id and len(store.get(a.id).views) == 1
+    c = _see(store, faces, "biden/biden.jpg", now=T0 + 2)
+    merged = store.merge(a.id, c.id)
+    assert len(merged.views) == 1 and merged.seen == 3 and len(store) == 1
+
+
+def _cli_store(tmp_path, faces) -> tuple[Path, str, str]:
+    people = tmp_path / "people"
+    store = StrangerStore.open(people)
+    a = _see(store, faces, "obama/obama.jpg", "door", T0)
+    _see(store, faces, "obama/obama2.jpg", "garden", T0 + 1)
+    b = _see(store, faces, "biden/biden.jpg", "door", T0 + 2)
+    store.save(now=T0 + 2)
+    return people, a.id, b.id
+
+
+def test_cli_strangers_name_ignore_forget(tmp_path, faces, monkeypatch):
+    people, a, b = _cli_store(tmp_path, faces)
+    monkeypatch.setenv("LIVEFACES_PEOPLE", str(people))
+    r = run_cli("people", "strangers")
+    assert r.returncode == 0, r.stderr
+    assert a in r.stdout and b in r.stdout and "door, garden" in r.stdout and "2 views" in r.stdout
+
+    r = run_cli("people", "ignore", b, "--people", str(people))
+    assert r.returncode == 0, r.stderr
+    assert "ignored" in run_cli("people", "strangers", "--people", str(people)).stdout
+
+    r = run_cli("people", "name", a, "barack", "--people", str(people))
+    assert r.returncode == 0, r.stderr
+    assert "2 views" in r.stdout
+    (person,) = read_people(people)
+    assert person.name == "barack" and len(person.photos) == 2
+    # the enrolled views recognise another photo of him
+    _img, _box, _lm, emb = faces["obama/obama2.jpg"]
+    assert Gallery.load(people).match(emb).name == "barack"
+    r = run_cli("people", "strangers", "--people", str(people))
+    assert a not in r.stdout and b in r.stdout
+
+    r = run_cli("people", "forget", b, "--people", str(people))
+    assert r.returncode == 0, r.stderr
+    assert "0 strangers" in run_cli("people", "strangers", "--people", str(people)).stdout
+    _private(people)
+
+    r = run_cli("people", "forget", b, "--people", str(people))
+    assert r.returncode == 3 and r.stderr.count("\n") == 1 and "no such stranger" in r.stderr
+    r = run_cli("people", "ignore", "bob", "--people", str(people))
+    assert r.returncode == 3 and "not a stranger id" in r.stderr and "Traceback" not in r.stderr
