@@ -182,19 +182,27 @@ class Identity:
             person when unknown); ``None`` before the first embedding of the track.
         votes: embeddings of this track so far.
         settled: enough votes were cast for a decision (``name`` may still be ``None``).
+        stranger: with strangers on (docs/identify.md), the stranger id (``stranger-7``) of a
+            track settled as unknown; ``None`` otherwise.
     """
 
     name: str | None = None
     distance: float | None = None
     votes: int = 0
     settled: bool = False
+    stranger: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"name": ..., "distance": ..., "votes": ...}`` (events, the API)."""
+        """``{"name": ..., "distance": ..., "votes": ...}`` (events, the API), and
+        ``"stranger": "stranger-7"`` when there is one (an added key: readers ignore it)."""
         d = self.distance
-        return {"name": self.name,
-                "distance": None if d is None or not math.isfinite(d) else round(float(d), 4),
-                "votes": int(self.votes)}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "distance": None if d is None or not math.isfinite(d) else round(float(d), 4),
+            "votes": int(self.votes)}
+        if self.stranger is not None:
+            out["stranger"] = self.stranger
+        return out
 
 
 #: How a face on a frame was obtained (FrameResult.how, events' ``obtained``).

@@ -201,3 +201,70 @@ def test_cli_strangers_name_ignore_forget(tmp_path, faces, monkeypatch):
     assert r.returncode == 3 and r.stderr.count("\n") == 1 and "no such stranger" in r.stderr
     r = run_cli("people", "ignore", "bob", "--people", str(people))
     assert r.returncode == 3 and "not a stranger id" in r.stderr and "Traceback" not in r.stderr
+
+
+def _track_until_settled(ident, camera, tid, image, face, t0):
+    """Feed one track's face until its identity settles (or 60 s pass); the last Identified
+    events and the identity."""
+    import time as _time
+
+    from livefaces.types import Frame, FrameResult
+
+    votes = ident.camera(camera)
+    events = []
+    deadline = _time.monotonic() + 60
+    k = 0
+    while _time.monotonic() < deadline:
+        r = FrameResult(Frame(image, camera, k, None, _time.monotonic()), face, True,
+                        np.array([tid]))
+        votes.observe(r, t0 + k)
+        events += ident.poll()
+        idn = votes.identity(tid)
+        if idn.settled and idn.votes >= 3 and idn.stranger is not None:
+            break
+        k += 1
+        _time.sleep(0.05)
+    return events, votes.identity(tid)
+
+
+def test_live_a_stranger_seen_again_on_another_camera_gets_the_same_id(tmp_path, faces, detector):
+    """LiveIdentifier with strangers on (its real worker process): an unknown track settles
+    with a stranger id, announced in a face.identified-style Identified; another photo of the
+    same man on another camera (a new track) gets the same id; someone else another id; the
+    store is on disk when the worker leaves; strangers off (the default) adds no key."""
+    from livefaces.identify.gallery import save_person, thumbnail
+    from livefaces.identify.live import IdentifyOptions, LiveIdentifier
+
+    people = tmp_path / "people"
+    image, box, _lm, emb = faces["alex_lacamoire/img1.jpg"]
+    save_person(people, "alex", [("img1.jpg", emb, thumbnail(image, box))])
+
+    def face_of(key):
+        img, b, lm, _e = faces[key]
+        from livefaces.types import Faces
+
+        return img, Faces(b[None].astype(np.float32), np.array([0.99], np.float32),
+                          lm[None].astype(np.float32))
+
+    opts = IdentifyOptions(first_spacing=0.0, interval=0.0, min_votes=2,
+                           strangers=StrangerOptions())
+    ident = LiveIdentifier(people, opts).start()
+    try:
+        ev1, id1 = _track_until_settled(ident, "door", 1, *face_of("obama/obama.jpg"), 0.0)
+        ev2, id2 = _track_until_settled(ident, "garden", 2, *face_of("obama/obama2.jpg"), 100.0)
+        ev3, id3 = _track_until_settled(ident, "door", 3, *face_of("biden/biden.jpg"), 200.0)
+    finally:
+        ident.close(10.0)
+    assert id1.name is None and id1.stranger is not None
+    assert id2.stranger == id1.stranger and id3.stranger not in (None, id1.stranger)
+    announced = [e for e in ev1 if e.track_id == 1]
+    assert announced and announced[-1].identity.stranger == id1.stranger
+    assert announced[-1].identity.to_json()["stranger"] == id1.stranger
+    store = StrangerStore.open(people)
+    got = {s.id: s for s in store.strangers()}
+    assert set(got) == {id1.stranger, id3.stranger}
+    assert got[id1.stranger].cameras == ["door", "garden"]
+    _private(people)
+    from livefaces.types import Identity
+
+    assert "stranger" not in Identity(None, 0.7, 3, True).to_json()  # off: nothing added

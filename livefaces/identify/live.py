@@ -136,7 +136,7 @@ class LiveIdentifier:
         reader.start()
         self._threads.append(reader)
         try:
-            pickle.dump(Start(str(self.people.resolve())), self._proc.stdin)
+            pickle.dump(Start(str(self.people.resolve()), self.options.strangers), self._proc.stdin)
             self._proc.stdin.flush()
             msg = self._results.get(timeout=self.options.start_timeout)
         except queue.Empty:
@@ -260,7 +260,7 @@ class LiveIdentifier:
         crop, f = crop_region(frame.image, face, 0.6)  # the worker gets a small image, not the frame
         key = next(self._keys)
         try:
-            self._requests.put_nowait(Embed(key, crop, f))
+            self._requests.put_nowait(Embed(key, crop, f, camera))
         except queue.Full:
             self.dropped += 1
             return False
@@ -299,7 +299,7 @@ class LiveIdentifier:
             self.embedded += 1
             self._embed_s += msg.seconds
             if tv is not None:
-                ev = tv.vote(tid, msg.name, msg.distance, weight)
+                ev = tv.vote(tid, msg.name, msg.distance, weight, msg.stranger, msg.ignored)
                 if ev is not None:
                     out.append(ev)
         if self._pending:

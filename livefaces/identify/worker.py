@@ -28,6 +28,9 @@ from .messages import (
     StartFailed,
 )
 
+#: the stranger store is written at most this often (seconds), and when the worker leaves
+SAVE_EVERY = 2.0
+
 
 def _one_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -58,16 +61,34 @@ def serve(rx: BinaryIO, tx: BinaryIO) -> int:  # pragma: no cover - runs in the 
 
         rec = Recognizer()
         gallery = Gallery.load(people, rec.threshold)
+        store = None
+        if start.strangers is not None:
+            from .strangers import StrangerStore
+
+            store = StrangerStore.open(people, start.strangers)
         send(Ready(tuple(sorted(set(gallery.names))), float(rec.threshold)))
     except Exception as e:  # noqa: BLE001 - reported to the owner as one line
         send(StartFailed(_one_line(e)))
         return 1
+    dirty, saved = False, time.monotonic()
+
+    def save() -> None:
+        nonlocal dirty, saved
+        if store is not None and dirty:
+            try:
+                store.save()
+            except Exception:  # noqa: BLE001 - a full disk: the strangers wait for the next save
+                return
+            dirty, saved = False, time.monotonic()
+
     while True:
         try:
             msg = pickle.load(rx)
         except (EOFError, OSError, pickle.UnpicklingError):
+            save()
             return 0
         if msg is None:
+            save()
             return 0
         if isinstance(msg, Enrol):
             try:
@@ -84,14 +105,24 @@ def serve(rx: BinaryIO, tx: BinaryIO) -> int:  # pragma: no cover - runs in the 
             try:
                 emb = rec.embed(msg.crop, msg.face)
                 m = gallery.match(emb[0])
-                out = Matched(msg.key, m.name, float(m.distance), time.process_time() - t0)
+                sid, ignored = None, False
+                if store is not None and m.name is None:
+                    seen = store.observe(emb[0], msg.crop, msg.face.boxes[0], msg.face.landmarks[0],
+                                         msg.camera or "camera")
+                    if seen is not None:
+                        sid, ignored, dirty = seen.id, seen.ignored, True
+                out = Matched(msg.key, m.name, float(m.distance), time.process_time() - t0,
+                              sid, ignored)
             except Exception as e:  # noqa: BLE001
                 out = EmbedFailed(msg.key, f"{type(e).__name__}: {e}".splitlines()[0])
         else:
             continue
+        if dirty and time.monotonic() - saved >= SAVE_EVERY:
+            save()
         try:
             send(out)
         except (BrokenPipeError, OSError):
+            save()
             return 0
 
 
