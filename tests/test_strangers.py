@@ -160,6 +160,26 @@ def test_views_are_bounded_and_merge_keeps_the_best(tmp_path, faces):
     assert len(merged.views) == 1 and merged.seen == 3 and len(store) == 1
 
 
+def test_a_second_writer_wins_forget_and_ignore_over_a_running_store(tmp_path, faces):
+    """serve's worker holds the store in memory while 'livefaces people forget|ignore' edits
+    the file: the worker's next save keeps those decisions (no stranger resurrected)."""
+    people = tmp_path / "people"
+    worker = StrangerStore.open(people)
+    a = _see(worker, faces, "obama/obama.jpg", now=T0)
+    b = _see(worker, faces, "biden/biden.jpg", now=T0 + 1)
+    worker.save(now=T0 + 1)
+    cli = StrangerStore.open(people)
+    cli.forget(a.id)
+    cli.ignore(b.id)
+    cli.save(now=T0 + 2)
+    c = _see(worker, faces, "rose_leslie/img1.jpg", now=T0 + 3)
+    again = _see(worker, faces, "obama/obama2.jpg", now=T0 + 4)
+    worker.save(now=T0 + 4)
+    got = {s.id: s for s in StrangerStore.open(people).strangers()}
+    assert a.id not in got and got[b.id].ignored and c.id in got
+    assert again.id in got and again.id not in (a.id, b.id, c.id)  # ids are never reused
+
+
 def _cli_store(tmp_path, faces) -> tuple[Path, str, str]:
     people = tmp_path / "people"
     store = StrangerStore.open(people)

@@ -225,6 +225,8 @@ class StrangerStore:
         self.options = options or StrangerOptions()
         self._strangers: dict[str, Stranger] = {}
         self._next = 1
+        self._disk: tuple[int, int, int] | None = None  # the store file as last read/written
+        self._saved: set[str] = set()  # ids that were on disk then
 
     # -- loading and saving ------------------------------------------------------------------
     @classmethod
@@ -239,7 +241,30 @@ class StrangerStore:
         f = store.folder / STORE_FILE
         if f.is_file():
             store._load(f)
+            store._disk = _stamp(f)
+            store._saved = set(store._strangers)
         return store
+
+    def _sync(self) -> None:
+        """Another process (``livefaces people name|ignore|forget`` beside a running serve)
+        changed the file since this store read or wrote it: its decisions win. A stranger
+        that was on disk and is gone was named or forgotten (dropped here too); one ignored
+        there is ignored here; strangers made here since stay."""
+        f = self.folder / STORE_FILE
+        if not f.is_file() or _stamp(f) == self._disk:
+            return
+        disk = StrangerStore(self.people, self.options)
+        disk._load(f)
+        for sid in list(self._strangers):
+            if sid in self._saved and sid not in disk._strangers:
+                del self._strangers[sid]
+            elif sid in disk._strangers and disk._strangers[sid].ignored:
+                self._strangers[sid].ignored = True
+        for sid, st in disk._strangers.items():
+            if sid not in self._strangers and sid not in self._saved:
+                self._strangers[sid] = st  # made there (another writer): kept
+        self._next = max(self._next, disk._next)
+        self._disk, self._saved = _stamp(f), set(disk._strangers)
 
     def _damaged(self, why: str) -> PeopleError:
         return PeopleError(f"{self.folder / STORE_FILE}: damaged stranger store ({why}); delete "
@@ -272,11 +297,13 @@ class StrangerStore:
 
     def save(self, now: float | None = None) -> None:
         """Prune (:meth:`prune`), then write the store whole (temp file, rename) and delete the
-        thumbnails no view refers to any more."""
-        self.prune(now)
+        thumbnails no view refers to any more. What another process changed in the file since
+        this store read it is taken in first (its names, ignores and forgets win)."""
         if not self.people.exists():
             _private_dir(self.people)
         _private_dir(self.folder)
+        self._sync()
+        self.prune(now)
         rows, owners, index = [], [], []
         for st in self._strangers.values():
             rows.append(st.embeddings)
@@ -296,6 +323,8 @@ class StrangerStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        self._disk = _stamp(self.folder / STORE_FILE)
+        self._saved = set(self._strangers)
         keep = {str(v["thumbnail"]) for st in self._strangers.values() for v in st.views}
         for p in self.folder.iterdir():
             if p.name != STORE_FILE and p.name not in keep and p.is_file():
@@ -343,6 +372,7 @@ class StrangerStore:
         q = quality(image, box, landmarks)
         if q.refusal(self.options) is not None:
             return None
+        self._sync()  # one stat; the file is read again only when another process changed it
         st, dist = self.nearest(embedding)
         new = st is None or dist > self.options.threshold
         if new:
@@ -436,6 +466,11 @@ class StrangerStore:
         save_person(self.people, person, photos)
         del self._strangers[st.id]
         return len(photos)
+
+
+def _stamp(f: Path) -> tuple[int, int, int]:
+    st = f.stat()
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def remove_store(people_dir: Path) -> None:

@@ -174,6 +174,8 @@ class TrackVotes:
         tr.weights[name] = tr.weights.get(name, 0.0) + weight
         tr.counts[name] = tr.counts.get(name, 0) + 1
         tr.dist[name] = tr.dist.get(name, 0.0) + weight * distance
+        if stranger is not None and tr.identity.stranger not in (None, stranger):
+            tr.strangers = {}  # as for names: another stranger's face now, settled afresh
         if stranger is not None:
             tr.strangers[stranger] = tr.strangers.get(stranger, 0.0) + weight
             if ignored:

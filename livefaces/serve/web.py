@@ -18,7 +18,9 @@ Routes (all but ``/health`` need the token when one is configured)::
     GET /api/events?since=ID&limit=N        {"events": [...], "next": ID} (JSON Lines schema)
     GET /api/people                         {"enabled", "people": [{name, present: [cameras],
                                             last_seen, last_camera}], "unknown": [{id, camera,
-                                            track_id, seen}]} (live identification; no embedding)
+                                            track_id, seen}], "strangers": [{id, first_seen,
+                                            last_seen, cameras, seen, views, ignored}]}
+                                            (live identification; no embedding)
     GET /api/people/unknown/{id}.jpg        the kept crop of a recent unknown face (404: gone)
     POST /api/people/unknown/{id}           {"name": "ada"}: add that face to the people folder
                                             as ada (enrolled at once); {"name", "people"}
@@ -356,7 +358,8 @@ class WebServer:
     """
 
     def __init__(self, hub: Hub, config: WebConfig,
-                 name_face: Callable[[str, str], list[str]] | None = None):
+                 name_face: Callable[[str, str], list[str]] | None = None,
+                 strangers: Callable[[], list[dict[str, Any]]] | None = None):
         if not is_loopback(config.host) and not config.token:
             raise ValueError("a token is required when binding a non-loopback address")
         self.hub = hub
@@ -364,6 +367,9 @@ class WebServer:
         #: ``(unknown face id, name) -> enrolled names`` (the server's: through the
         #: identification worker); KeyError for an unknown id, LiveFacesError for the rest
         self.name_face = name_face
+        #: ``() -> [stranger JSON]`` with ``people.strangers`` on (``/api/people``'s
+        #: ``strangers``); None: off
+        self.list_strangers = strangers
         self._token = config.token
         self._metrics: Any = None  # serve.metrics.Metrics, made at the first scrape
         self.port: int | None = None
@@ -610,8 +616,16 @@ class WebServer:
 
     async def people(self, request: web.Request) -> web.Response:
         people = self.hub.people_status()
+        from ..errors import LiveFacesError
+
+        strangers: list[dict[str, Any]] = []
+        if self.list_strangers is not None:
+            try:
+                strangers = await asyncio.get_running_loop().run_in_executor(None, self.list_strangers)
+            except LiveFacesError as e:  # a damaged store: said, not a 500 with a traceback
+                return _error(500, str(e))
         return _json({"enabled": people is not None, "people": people or [],
-                      "unknown": self.hub.unknown_faces()})
+                      "unknown": self.hub.unknown_faces(), "strangers": strangers})
 
     async def unknown_jpeg(self, request: web.Request) -> web.Response:
         from .hub import encode_jpeg
