@@ -288,3 +288,91 @@ def test_live_a_stranger_seen_again_on_another_camera_gets_the_same_id(tmp_path,
     from livefaces.types import Identity
 
     assert "stranger" not in Identity(None, 0.7, 3, True).to_json()  # off: nothing added
+
+
+def test_serve_two_strangers_appearing_twice_on_rtsp_keep_their_ids(tmp_path, shared, faces):
+    """serve's real web server and a real RTSP stream, looping: Obama, nobody, Alex, nobody
+    (neither enrolled: only Biden is). Each appearance is a new track; every track of one man
+    gets that man's stranger id (face.identified's identity.stranger), the two men two ids,
+    and /api/people lists them with both cameras (the same stream twice)."""
+    import json
+    import time
+    import urllib.request
+
+    from live_helpers import RtspServer, start_serve_cli, write_face_frames
+    from test_live_rtsp import _has_gst_rtsp
+
+    from livefaces.identify.gallery import save_person, thumbnail
+
+    if not _has_gst_rtsp():
+        pytest.skip("gst-rtsp-server (python3-gi) not available")
+    people = tmp_path / "people"
+    image, box, _lm, emb = faces["biden/biden.jpg"]
+    save_person(people, "biden", [("biden.jpg", emb, thumbnail(image, box))])
+
+    def crop(key):
+        img, (x1, y1, x2, y2), _l, _e = faces[key]
+        m = 0.35 * (x2 - x1)
+        return np.ascontiguousarray(img[int(max(0, y1 - m)):int(y2 + m), int(max(0, x1 - m)):int(x2 + m)])
+
+    frames = tmp_path / "frames"
+    parts = [write_face_frames(tmp_path / "a", [crop("obama/obama.jpg")], n=50),
+             write_face_frames(tmp_path / "b", [], n=25),
+             write_face_frames(tmp_path / "c", [crop("alex_lacamoire/img1.jpg")], n=50),
+             write_face_frames(tmp_path / "d", [], n=25)]
+    frames.mkdir()
+    k = 0
+    for part in parts:
+        for f in sorted(part.glob("*.jpg")):
+            f.rename(frames / f"frame{k:05d}.jpg")
+            k += 1
+    server = RtspServer(frames).start()
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"""\
+cameras:
+  hall: {{url: "{server.url}", detect_fps: 5}}
+  door: {{url: "{server.url}", detect_fps: 5}}
+web: {{port: 0}}
+people: {{folder: "{people}", strangers: true}}
+detector: {{threads: 1}}
+""")
+    proc, lines, ready, url, _reader = start_serve_cli("serve", "--config", str(cfg))
+
+    def api(path):
+        with urllib.request.urlopen(url[0] + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def tracks_by_stranger():
+        evs = api("api/events?limit=1000")["events"]
+        out: dict[str, set] = {}
+        for e in evs:
+            s = e.get("identity", {}).get("stranger") if e["type"] == "face.identified" else None
+            if s:
+                out.setdefault(s, set()).add((e["source"], e["track_id"]))
+        return out
+
+    try:
+        assert ready.wait(60), "serve did not start:\n" + "".join(lines)
+        deadline = time.monotonic() + 120
+        got: dict[str, set] = {}
+        while time.monotonic() < deadline:
+            got = tracks_by_stranger()
+            if len(got) >= 2 and all(len({t for c, t in v if c == "hall"}) >= 2 for v in got.values()):
+                break
+            time.sleep(1)
+        assert len(got) == 2, (got, "".join(lines[-20:]))  # two men, two ids: no split
+        # each man came back (new tracks) on the hall camera, under his id
+        assert all(len({t for c, t in v if c == "hall"}) >= 2 for v in got.values()), got
+        listed = {s["id"]: s for s in api("api/people")["strangers"]}
+        assert set(listed) == set(got)
+        assert all(sorted(s["cameras"]) == ["door", "hall"] for s in listed.values()), listed
+        assert "embedding" not in json.dumps(api("api/people"))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except Exception:  # noqa: BLE001
+            proc.kill()
+        server.kill()
+    _private(people)
+    assert len(StrangerStore.open(people)) == 2
