@@ -539,6 +539,11 @@ class Identifier(Protocol):
         """Add ``face`` (one row, in pixels of ``crop``) to person ``name``; the enrolled
         names after it."""
 
+    def stranger(self, stranger: str, action: str, name: str | None = None,
+                 timeout: float = 30.0) -> tuple[str, ...]:
+        """``name`` (as person ``name``), ``ignore`` or ``forget`` a stranger; the enrolled
+        names after it."""
+
 
 def source_stills(source: FrameSource) -> bool:
     """The optional ``stills`` of a :class:`FrameSource` (False when it has none)."""

@@ -127,6 +127,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ign.add_argument("face_id", metavar="ID", help="stranger-N")
     fgt = sub.add_parser("forget", help="delete a stranger (their views and thumbnails)")
     fgt.add_argument("face_id", metavar="ID", help="stranger-N")
+    for q in (ign, fgt):
+        q.add_argument("--server", default=None, metavar="URL",
+                       help="do it in a running serve (people.strangers on): its web address "
+                            "(token: $LIVEFACES_TOKEN); without it, in the local folder")
     for q in (add, lst, rm, unk, nm, strs, ign, fgt):
         if q in (add, lst, rm, nm, strs, ign, fgt):
             add_people_argument(q, default_env=True)
@@ -304,8 +308,14 @@ def _unknown(args: argparse.Namespace) -> int:
 
 def _name(args: argparse.Namespace) -> int:
     from ..identify.gallery import check_name
+    from ..identify.strangers import ID_RE
 
     check_name(args.name)  # the same rule as the server's, before asking it
+    if ID_RE.match(args.face_id):
+        got = _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}", {"name": args.name})
+        print(f"{printable(args.face_id)}: enrolled as {printable(args.name)} "
+              f"({len(got.get('people', []))} known people)")
+        return EXIT_OK
     got = _call(args.server, f"/api/people/unknown/{_quote(args.face_id)}", {"name": args.name})
     print(f"{printable(args.face_id)}: added to the people as {printable(got.get('name', args.name))} "
           f"({len(got.get('people', []))} known people)")
@@ -356,9 +366,23 @@ def _strangers(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def _remote_stranger(args: argparse.Namespace) -> int:
+    from ..identify.strangers import ID_RE
+
+    if not ID_RE.match(args.face_id):
+        raise InputError(f"{args.face_id!r} is not a stranger id (stranger-N)")
+    _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}",
+          {"action": args.people_action})
+    what = "ignored" if args.people_action == "ignore" else "forgotten"
+    print(f"{printable(args.face_id)}: {what} by {printable(args.server)}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     if args.people_action == "unknown":
         return _unknown(args)
+    if args.people_action in ("ignore", "forget") and args.server is not None:
+        return _remote_stranger(args)
     if args.people_action == "name" and args.server is not None:
         return _name(args)
     root = _folder(args)

@@ -49,6 +49,18 @@ class Enrol:
 
 
 @dataclass(frozen=True)
+class StrangerAction:
+    """``action`` (``name``, ``ignore`` or ``forget``) stranger ``stranger`` in the worker's
+    store (``name``: enrol its views as person ``name`` and reload the gallery); answered
+    :class:`Enrolled` (the names after it) or :class:`EnrolFailed`."""
+
+    key: int
+    stranger: str
+    action: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class Ready:
     """Started: the enrolled ``names`` and the recogniser's match ``threshold``."""
 
@@ -98,5 +110,5 @@ class EnrolFailed:
     reason: str
 
 
-Request = Start | Embed | Enrol | None
+Request = Start | Embed | Enrol | StrangerAction | None
 Answer = Ready | StartFailed | Matched | EmbedFailed | Enrolled | EnrolFailed

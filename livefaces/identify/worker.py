@@ -26,6 +26,7 @@ from .messages import (
     Ready,
     Start,
     StartFailed,
+    StrangerAction,
 )
 
 #: the stranger store is written at most this often (seconds), and when the worker leaves
@@ -90,6 +91,26 @@ def serve(rx: BinaryIO, tx: BinaryIO) -> int:  # pragma: no cover - runs in the 
         if msg is None:
             save()
             return 0
+        if isinstance(msg, StrangerAction):
+            try:
+                if store is None:
+                    raise ValueError("strangers are off (people.strangers in serve's configuration)")
+                if msg.action == "name":
+                    store.name(msg.stranger, str(msg.name))
+                elif msg.action == "ignore":
+                    store.ignore(msg.stranger)
+                elif msg.action == "forget":
+                    store.forget(msg.stranger)
+                else:
+                    raise ValueError(f"unknown action {msg.action!r}: name, ignore or forget")
+                dirty = True
+                save()
+                if msg.action == "name":
+                    gallery = Gallery.load(people, rec.threshold)
+                send(Enrolled(msg.key, tuple(sorted(set(gallery.names)))))
+            except Exception as e:  # noqa: BLE001 - the caller gets the one line
+                send(EnrolFailed(msg.key, _one_line(e)))
+            continue
         if isinstance(msg, Enrol):
             try:
                 send(Enrolled(msg.key, tuple(_enrol(people, rec, msg.name, msg.crop, msg.face))))

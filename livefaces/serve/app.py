@@ -189,7 +189,11 @@ class CameraServer:
 
             self.web = WebServer(self.hub, config.web,
                                  name_face=self.name_face if people is not None else None,
-                                 strangers=self.strangers if people and people.strangers else None)
+                                 strangers=self.strangers if people and people.strangers else None,
+                                 stranger_action=(self.stranger_action
+                                                  if people and people.strangers else None),
+                                 stranger_jpeg=(self.stranger_jpeg
+                                                if people and people.strangers else None))
         self.rate_watch = rate_watch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
@@ -202,6 +206,30 @@ class CameraServer:
 
         assert self.config.people is not None
         return [s.to_json() for s in StrangerStore.open(self.config.people.folder).strangers()]
+
+    def stranger_action(self, stranger: str, action: str, name: str | None) -> list[str]:
+        """Name (enrol all its views), ignore or forget a stranger, through the identification
+        worker (the store's owner); the people now enrolled. LiveFacesError otherwise."""
+        from ..errors import LiveFacesError
+
+        if self.identifier is None or self.presence is None:
+            raise LiveFacesError("identification is off")
+        names = self.identifier.stranger(stranger, action, name)
+        if action == "name":
+            self.presence.announce(names)  # a new person: absent everywhere to begin with
+        return list(names)
+
+    def stranger_jpeg(self, stranger: str) -> bytes | None:
+        """The best kept thumbnail (JPEG bytes) of a stranger; None: no such stranger/view."""
+        from ..errors import LiveFacesError
+        from ..identify.strangers import StrangerStore
+
+        assert self.config.people is not None
+        try:
+            path = StrangerStore.open(self.config.people.folder).thumbnail_path(stranger)
+            return path.read_bytes() if path is not None else None
+        except (LiveFacesError, OSError):
+            return None
 
     def name_face(self, face_id: str, name: str) -> list[str]:
         """Enrol the kept unknown face ``face_id`` (``camera.track_id``) as ``name`` through
