@@ -392,3 +392,13 @@ detector: {{threads: 1}}
     left = {x.id for x in StrangerStore.open(people).strangers()}
     assert not {first, second} & left and len(left) <= 1  # one named, one forgotten
     assert {p.name for p in read_people(people)} == {"biden", "someone"}
+
+
+def test_cli_merge_two_strangers(tmp_path, faces):
+    people, a, b = _cli_store(tmp_path, faces)
+    r = run_cli("people", "merge", a, b, "--people", str(people))
+    assert r.returncode == 0 and f"{b} merged in (3 views kept)" in r.stdout, r.stderr
+    (only,) = StrangerStore.open(people).strangers()
+    assert only.id == a and only.seen == 3 and len(only.views) == 3
+    r = run_cli("people", "merge", a, a, "--people", str(people))
+    assert r.returncode == 3 and "itself" in r.stderr and r.stderr.count("\n") == 1

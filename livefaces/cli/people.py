@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from ..identify import Gallery, Recognizer
 
 NAME = "people"
-HELP = "known people for --people: add NAME PHOTO..., list, remove NAME; name a stranger seen by serve"
+HELP = ("known people for --people: add NAME PHOTO..., list, remove NAME; strangers: list, "
+        "name, ignore, forget, merge them")
 DESCRIPTION = """\
 Manage the folder of known people that 'detect --people', 'demo --people' and the live
 commands use to put names on faces. Each photo must show exactly that one person's face
@@ -45,6 +46,11 @@ examples:
   livefaces detect photo.jpg --people people
   livefaces people unknown --server http://nvr:8080 --save crops/   # strangers serve saw lately
   livefaces people name door.12 ada --server http://nvr:8080        # that one is Ada
+  livefaces people strangers                       # unknown faces seen again (serve's people.strangers)
+  livefaces people name stranger-3 ada             # all of stranger-3's views enrolled as ada
+  livefaces people ignore stranger-4               # never reported again
+  livefaces people forget stranger-5               # deleted
+  livefaces people merge stranger-3 stranger-6     # the same person seen as two
 
 the folder: --people DIR, else $LIVEFACES_PEOPLE, else ./people.
 'unknown' and 'name' talk to a running 'livefaces serve' (with people: in its configuration),
@@ -52,8 +58,9 @@ which keeps a few crops of recent unknown faces in memory; naming one adds it to
 people folder. A server with a web token: export LIVEFACES_TOKEN=... (never on the command
 line, where other users can see it).
 exit code 3: a photo that is unreadable or does not show exactly one face (named on stderr;
-nothing is written), an unsafe or damaged folder, an unknown name; for 'unknown'/'name', a
-server that cannot be reached or refuses (no such face, a bad name, a missing token).
+nothing is written), an unsafe or damaged folder, an unknown name or stranger id; with
+--server, a server that cannot be reached or refuses (no such face or stranger, a bad name,
+a missing token).
 """
 
 
@@ -127,12 +134,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ign.add_argument("face_id", metavar="ID", help="stranger-N")
     fgt = sub.add_parser("forget", help="delete a stranger (their views and thumbnails)")
     fgt.add_argument("face_id", metavar="ID", help="stranger-N")
-    for q in (ign, fgt):
+    mrg = sub.add_parser("merge", help="fold stranger OTHER into stranger ID (the same person "
+                                       "seen as two)")
+    mrg.add_argument("face_id", metavar="ID", help="stranger-N, the one kept")
+    mrg.add_argument("other", metavar="OTHER", help="stranger-M, folded into ID")
+    for q in (ign, fgt, mrg):
         q.add_argument("--server", default=None, metavar="URL",
                        help="do it in a running serve (people.strangers on): its web address "
                             "(token: $LIVEFACES_TOKEN); without it, in the local folder")
-    for q in (add, lst, rm, unk, nm, strs, ign, fgt):
-        if q in (add, lst, rm, nm, strs, ign, fgt):
+    for q in (add, lst, rm, unk, nm, strs, ign, fgt, mrg):
+        if q in (add, lst, rm, nm, strs, ign, fgt, mrg):
             add_people_argument(q, default_env=True)
         q.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more log output on stderr (-v info, -vv debug)")
@@ -355,7 +366,10 @@ def _strangers(args: argparse.Namespace, root: Path) -> int:
         print(printable(f"{args.face_id}: {k} view{'s' if k != 1 else ''} enrolled as {args.name} "
                         f"in {root}"))
         return EXIT_OK
-    if action == "ignore":
+    if action == "merge":
+        merged = store.merge(args.face_id, args.other)
+        what = f"{args.other} merged in ({len(merged.views)} views kept)"
+    elif action == "ignore":
         store.ignore(args.face_id)
         what = "ignored (kept as a negative: not reported again)"
     else:
@@ -371,9 +385,12 @@ def _remote_stranger(args: argparse.Namespace) -> int:
 
     if not ID_RE.match(args.face_id):
         raise InputError(f"{args.face_id!r} is not a stranger id (stranger-N)")
-    _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}",
-          {"action": args.people_action})
-    what = "ignored" if args.people_action == "ignore" else "forgotten"
+    body = {"action": args.people_action}
+    if args.people_action == "merge":
+        body["other"] = args.other
+    _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}", body)
+    what = {"ignore": "ignored", "forget": "forgotten"}.get(args.people_action,
+                                                          f"{args.other} merged in")
     print(f"{printable(args.face_id)}: {what} by {printable(args.server)}")
     return EXIT_OK
 
@@ -381,12 +398,12 @@ def _remote_stranger(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.people_action == "unknown":
         return _unknown(args)
-    if args.people_action in ("ignore", "forget") and args.server is not None:
+    if args.people_action in ("ignore", "forget", "merge") and args.server is not None:
         return _remote_stranger(args)
     if args.people_action == "name" and args.server is not None:
         return _name(args)
     root = _folder(args)
-    if args.people_action in ("strangers", "ignore", "forget", "name"):
+    if args.people_action in ("strangers", "ignore", "forget", "name", "merge"):
         return _strangers(args, root)
     if args.people_action == "add":
         return _add(args, root)

@@ -50,8 +50,9 @@ class Enrol:
 
 @dataclass(frozen=True)
 class StrangerAction:
-    """``action`` (``name``, ``ignore`` or ``forget``) stranger ``stranger`` in the worker's
-    store (``name``: enrol its views as person ``name`` and reload the gallery); answered
+    """``action`` (``name``, ``ignore``, ``forget`` or ``merge``) stranger ``stranger`` in the
+    worker's store (``name``: enrol its views as person ``name`` and reload the gallery;
+    ``merge``: fold stranger ``name`` into it); answered
     :class:`Enrolled` (the names after it) or :class:`EnrolFailed`."""
 
     key: int

@@ -101,8 +101,10 @@ def serve(rx: BinaryIO, tx: BinaryIO) -> int:  # pragma: no cover - runs in the 
                     store.ignore(msg.stranger)
                 elif msg.action == "forget":
                     store.forget(msg.stranger)
+                elif msg.action == "merge":
+                    store.merge(msg.stranger, str(msg.name))
                 else:
-                    raise ValueError(f"unknown action {msg.action!r}: name, ignore or forget")
+                    raise ValueError(f"unknown action {msg.action!r}: name, ignore, forget or merge")
                 dirty = True
                 save()
                 if msg.action == "name":

@@ -25,7 +25,8 @@ Routes (all but ``/health`` need the token when one is configured)::
     POST /api/people/unknown/{id}           {"name": "ada"}: add that face to the people folder
                                             as ada (enrolled at once); {"name", "people"}
     GET /api/people/strangers/{id}.jpg      a stranger's best thumbnail (people.strangers on)
-    POST /api/people/strangers/{id}         {"name": "ada"} | {"action": "ignore"|"forget"};
+    POST /api/people/strangers/{id}         {"name": "ada"} | {"action": "ignore"|"forget"} |
+                                            {"action": "merge", "other": "stranger-9"};
                                             {"id", "action", "people"}
 
 Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
@@ -688,8 +689,8 @@ class WebServer:
                             headers={"Cache-Control": "no-store"})
 
     async def act_on_stranger(self, request: web.Request) -> web.Response:
-        """``{"name": "ada"}`` (enrol the stranger's views as ada), ``{"action": "ignore"}``
-        or ``{"action": "forget"}``."""
+        """``{"name": "ada"}`` (enrol the stranger's views as ada), ``{"action": "ignore"}``,
+        ``{"action": "forget"}`` or ``{"action": "merge", "other": "stranger-9"}``."""
         from ..errors import LiveFacesError
 
         if self.stranger_action is None:
@@ -706,8 +707,13 @@ class WebServer:
             return _error(400, "send a JSON object")
         name = body.get("name")
         action = body.get("action", "name" if name is not None else None)
-        if action not in ("name", "ignore", "forget"):
-            return _error(400, "give {\"name\": \"...\"} or {\"action\": \"ignore\"|\"forget\"}")
+        if action not in ("name", "ignore", "forget", "merge"):
+            return _error(400, "give {\"name\": \"...\"} or {\"action\": \"ignore\"|\"forget\"}"
+                               " or {\"action\": \"merge\", \"other\": \"stranger-N\"}")
+        if action == "merge":
+            name = body.get("other")
+            if not isinstance(name, str) or not name.strip():
+                return _error(400, "give the stranger to merge in: {\"other\": \"stranger-N\"}")
         if action == "name" and (not isinstance(name, str) or not name.strip()):
             return _error(400, "give the person's name: {\"name\": \"...\"}")
         sid = request.match_info["id"]
