@@ -371,6 +371,8 @@ detector: {{threads: 1}}
         first, second = sorted(got)
         with urllib.request.urlopen(url[0] + f"api/people/strangers/{first}.jpg", timeout=10) as r:
             assert r.read(2) == b"\xff\xd8"
+        r = run_cli("people", "merge", first, "stranger-999", "--server", url[0])
+        assert r.returncode == 3 and "no such stranger" in r.stderr, r.stderr
         r = run_cli("people", "name", first, "someone", "--server", url[0])
         assert r.returncode == 0 and "enrolled as someone" in r.stdout, r.stderr
         r = run_cli("people", "forget", second, "--server", url[0])

@@ -389,8 +389,8 @@ def _remote_stranger(args: argparse.Namespace) -> int:
     if args.people_action == "merge":
         body["other"] = args.other
     _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}", body)
-    what = {"ignore": "ignored", "forget": "forgotten"}.get(args.people_action,
-                                                          f"{args.other} merged in")
+    what = ("ignored" if args.people_action == "ignore" else "forgotten"
+            if args.people_action == "forget" else f"{args.other} merged in")
     print(f"{printable(args.face_id)}: {what} by {printable(args.server)}")
     return EXIT_OK
 
