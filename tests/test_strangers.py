@@ -84,6 +84,7 @@ def test_same_person_one_id_two_people_two_ids_across_a_reload(tmp_path, faces):
     assert ob.cameras == ["door", "garden"] and ob.seen == 2 and len(ob.views) == 2
     assert ob.first_seen == T0 and ob.last_seen == T0 + 60
     assert third.thumbnail_path(a.id).is_file()
+    assert ob.to_json(now=T0 + 60)["new_today"] and not ob.to_json(now=T0 + 2 * DAY)["new_today"]
     # a new id is never an old one's, even after that one is forgotten
     third.forget(b.id)
     third.save(now=T0 + 62)
@@ -366,6 +367,7 @@ detector: {{threads: 1}}
         listed = {s["id"]: s for s in api("api/people")["strangers"]}
         assert set(listed) == set(got)
         assert all(sorted(s["cameras"]) == ["door", "hall"] for s in listed.values()), listed
+        assert all(isinstance(s["new_today"], bool) for s in listed.values()), listed
         assert "embedding" not in json.dumps(api("api/people"))
         # a thumbnail to look at; then named from the CLI, the other forgotten from the API
         first, second = sorted(got)

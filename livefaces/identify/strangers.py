@@ -172,11 +172,13 @@ class Stranger:
             return None
         return str(max(self.views, key=lambda v: float(v.get("score", 0.0)))["thumbnail"])
 
-    def to_json(self) -> dict[str, Any]:
-        """What the API and ``livefaces people strangers`` show (never the embeddings)."""
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """What the API and ``livefaces people strangers`` show (never the embeddings);
+        ``new_today``: first seen on the (UTC) day of ``now`` (default: now)."""
+        today = time.gmtime(time.time() if now is None else now)[:3]
         return {"id": self.id, "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
                 "cameras": list(self.cameras), "seen": self.seen, "views": len(self.views),
-                "ignored": self.ignored}
+                "ignored": self.ignored, "new_today": time.gmtime(self.first_seen)[:3] == today}
 
 
 def _iso(t: float) -> str:

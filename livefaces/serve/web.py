@@ -19,7 +19,8 @@ Routes (all but ``/health`` need the token when one is configured)::
     GET /api/people                         {"enabled", "people": [{name, present: [cameras],
                                             last_seen, last_camera}], "unknown": [{id, camera,
                                             track_id, seen}], "strangers": [{id, first_seen,
-                                            last_seen, cameras, seen, views, ignored}]}
+                                            last_seen, cameras, seen, views, ignored,
+                                            new_today}]}
                                             (live identification; no embedding)
     GET /api/people/unknown/{id}.jpg        the kept crop of a recent unknown face (404: gone)
     POST /api/people/unknown/{id}           {"name": "ada"}: add that face to the people folder
