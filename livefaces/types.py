@@ -182,19 +182,27 @@ class Identity:
             person when unknown); ``None`` before the first embedding of the track.
         votes: embeddings of this track so far.
         settled: enough votes were cast for a decision (``name`` may still be ``None``).
+        stranger: with strangers on (docs/identify.md), the stranger id (``stranger-7``) of a
+            track settled as unknown; ``None`` otherwise.
     """
 
     name: str | None = None
     distance: float | None = None
     votes: int = 0
     settled: bool = False
+    stranger: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"name": ..., "distance": ..., "votes": ...}`` (events, the API)."""
+        """``{"name": ..., "distance": ..., "votes": ...}`` (events, the API), and
+        ``"stranger": "stranger-7"`` when there is one (an added key: readers ignore it)."""
         d = self.distance
-        return {"name": self.name,
-                "distance": None if d is None or not math.isfinite(d) else round(float(d), 4),
-                "votes": int(self.votes)}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "distance": None if d is None or not math.isfinite(d) else round(float(d), 4),
+            "votes": int(self.votes)}
+        if self.stranger is not None:
+            out["stranger"] = self.stranger
+        return out
 
 
 #: How a face on a frame was obtained (FrameResult.how, events' ``obtained``).
@@ -529,6 +537,11 @@ class Identifier(Protocol):
     def enrol(self, name: str, crop: np.ndarray, face: Faces, timeout: float = 15.0
               ) -> tuple[str, ...]:
         """Add ``face`` (one row, in pixels of ``crop``) to person ``name``; the enrolled
+        names after it."""
+
+    def stranger(self, stranger: str, action: str, name: str | None = None,
+                 timeout: float = 30.0) -> tuple[str, ...]:
+        """``name`` (as person ``name``), ``ignore`` or ``forget`` a stranger; the enrolled
         names after it."""
 
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from ..identify import Gallery, Recognizer
 
 NAME = "people"
-HELP = "known people for --people: add NAME PHOTO..., list, remove NAME; name a stranger seen by serve"
+HELP = ("known people for --people: add NAME PHOTO..., list, remove NAME; strangers: list, "
+        "name, ignore, forget, merge them")
 DESCRIPTION = """\
 Manage the folder of known people that 'detect --people', 'demo --people' and the live
 commands use to put names on faces. Each photo must show exactly that one person's face
@@ -45,6 +46,11 @@ examples:
   livefaces detect photo.jpg --people people
   livefaces people unknown --server http://nvr:8080 --save crops/   # strangers serve saw lately
   livefaces people name door.12 ada --server http://nvr:8080        # that one is Ada
+  livefaces people strangers                       # unknown faces seen again (serve's people.strangers)
+  livefaces people name stranger-3 ada             # all of stranger-3's views enrolled as ada
+  livefaces people ignore stranger-4               # never reported again
+  livefaces people forget stranger-5               # deleted
+  livefaces people merge stranger-3 stranger-6     # the same person seen as two
 
 the folder: --people DIR, else $LIVEFACES_PEOPLE, else ./people.
 'unknown' and 'name' talk to a running 'livefaces serve' (with people: in its configuration),
@@ -52,8 +58,9 @@ which keeps a few crops of recent unknown faces in memory; naming one adds it to
 people folder. A server with a web token: export LIVEFACES_TOKEN=... (never on the command
 line, where other users can see it).
 exit code 3: a photo that is unreadable or does not show exactly one face (named on stderr;
-nothing is written), an unsafe or damaged folder, an unknown name; for 'unknown'/'name', a
-server that cannot be reached or refuses (no such face, a bad name, a missing token).
+nothing is written), an unsafe or damaged folder, an unknown name or stranger id; with
+--server, a server that cannot be reached or refuses (no such face or stranger, a bad name,
+a missing token).
 """
 
 
@@ -109,14 +116,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     unk = sub.add_parser("unknown", help="list the unknown faces a running serve keeps (to name them)")
     unk.add_argument("--save", type=Path, metavar="DIR",
                      help="also save each one's best crop as DIR/ID.jpg, to look at")
-    nm = sub.add_parser("name", help="add an unknown face a running serve keeps to the people, as NAME")
-    nm.add_argument("face_id", metavar="ID", help="as 'livefaces people unknown' lists it (camera.track)")
+    nm = sub.add_parser("name", help="name a stranger (all their kept views enrolled as NAME), or "
+                                     "with --server an unknown face a running serve keeps")
+    nm.add_argument("face_id", metavar="ID", help="stranger-N as 'livefaces people strangers' lists "
+                    "it, or with --server camera.track as 'livefaces people unknown' lists it")
     nm.add_argument("name", metavar="NAME")
-    for q in (unk, nm):
-        q.add_argument("--server", required=True, metavar="URL",
-                       help="the serve web address, e.g. http://localhost:8080 (token: $LIVEFACES_TOKEN)")
-    for q in (add, lst, rm, unk, nm):
-        if q in (add, lst, rm):
+    unk.add_argument("--server", required=True, metavar="URL",
+                     help="the serve web address, e.g. http://localhost:8080 (token: $LIVEFACES_TOKEN)")
+    nm.add_argument("--server", default=None, metavar="URL",
+                    help="name an unknown face a running serve keeps: the serve web address, e.g. "
+                         "http://localhost:8080 (token: $LIVEFACES_TOKEN); without it, a stranger "
+                         "of the local folder")
+    strs = sub.add_parser("strangers", help="list the strangers kept in the folder (unknown faces "
+                                            "seen again get the same stranger-N)")
+    ign = sub.add_parser("ignore", help="keep a stranger as a negative: still recognised, never "
+                                        "reported again")
+    ign.add_argument("face_id", metavar="ID", help="stranger-N")
+    fgt = sub.add_parser("forget", help="delete a stranger (their views and thumbnails)")
+    fgt.add_argument("face_id", metavar="ID", help="stranger-N")
+    mrg = sub.add_parser("merge", help="fold stranger OTHER into stranger ID (the same person "
+                                       "seen as two)")
+    mrg.add_argument("face_id", metavar="ID", help="stranger-N, the one kept")
+    mrg.add_argument("other", metavar="OTHER", help="stranger-M, folded into ID")
+    for q in (ign, fgt, mrg):
+        q.add_argument("--server", default=None, metavar="URL",
+                       help="do it in a running serve (people.strangers on): its web address "
+                            "(token: $LIVEFACES_TOKEN); without it, in the local folder")
+    for q in (add, lst, rm, unk, nm, strs, ign, fgt, mrg):
+        if q in (add, lst, rm, nm, strs, ign, fgt, mrg):
             add_people_argument(q, default_env=True)
         q.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more log output on stderr (-v info, -vv debug)")
@@ -292,20 +319,92 @@ def _unknown(args: argparse.Namespace) -> int:
 
 def _name(args: argparse.Namespace) -> int:
     from ..identify.gallery import check_name
+    from ..identify.strangers import ID_RE
 
     check_name(args.name)  # the same rule as the server's, before asking it
+    if ID_RE.match(args.face_id):
+        got = _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}", {"name": args.name})
+        print(f"{printable(args.face_id)}: enrolled as {printable(args.name)} "
+              f"({len(got.get('people', []))} known people)")
+        return EXIT_OK
     got = _call(args.server, f"/api/people/unknown/{_quote(args.face_id)}", {"name": args.name})
     print(f"{printable(args.face_id)}: added to the people as {printable(got.get('name', args.name))} "
           f"({len(got.get('people', []))} known people)")
     return EXIT_OK
 
 
+def _strangers(args: argparse.Namespace, root: Path) -> int:
+    """strangers / ignore / forget / name (without --server): the local stranger store."""
+    from ..identify.gallery import check_name, check_people_dir
+    from ..identify.strangers import ID_RE, StrangerStore
+
+    action = args.people_action
+    if action == "name":
+        check_name(args.name)
+        if not ID_RE.match(args.face_id):
+            raise InputError(f"{args.face_id!r} is not a stranger id (stranger-N, as 'livefaces "
+                             "people strangers' lists them); an unknown face a running serve "
+                             "keeps (camera.track) is named with --server URL")
+    check_people_dir(root)
+    store = StrangerStore.open(root)
+    if action == "strangers":
+        for st in store.strangers():
+            j = st.to_json()
+            views = f"{j['views']} view{'s' if j['views'] != 1 else ''}"
+            # the index is a file anyone with the folder could edit: printed escaped
+            print(printable(f"{st.id}  seen {j['seen']}x on {', '.join(j['cameras'])}, "
+                            f"{j['first_seen']} .. {j['last_seen']}, {views}"
+                            + ("  (ignored)" if st.ignored else "")))
+        n = len(store)
+        if n:
+            say("name one with 'livefaces people name stranger-N NAME', or 'ignore'/'forget' it")
+        print(f"{n} stranger{'s' if n != 1 else ''} in {printable(root)}")
+        return EXIT_OK
+    if action == "name":
+        k = store.name(args.face_id, args.name)
+        store.save()
+        print(printable(f"{args.face_id}: {k} view{'s' if k != 1 else ''} enrolled as {args.name} "
+                        f"in {root}"))
+        return EXIT_OK
+    if action == "merge":
+        merged = store.merge(args.face_id, args.other)
+        what = f"{args.other} merged in ({len(merged.views)} views kept)"
+    elif action == "ignore":
+        store.ignore(args.face_id)
+        what = "ignored (kept as a negative: not reported again)"
+    else:
+        store.forget(args.face_id)
+        what = "forgotten (deleted)"
+    store.save()
+    print(printable(f"{args.face_id}: {what}"))
+    return EXIT_OK
+
+
+def _remote_stranger(args: argparse.Namespace) -> int:
+    from ..identify.strangers import ID_RE
+
+    if not ID_RE.match(args.face_id):
+        raise InputError(f"{args.face_id!r} is not a stranger id (stranger-N)")
+    body = {"action": args.people_action}
+    if args.people_action == "merge":
+        body["other"] = args.other
+    _call(args.server, f"/api/people/strangers/{_quote(args.face_id)}", body)
+    what = ("ignored" if args.people_action == "ignore" else "forgotten"
+            if args.people_action == "forget" else f"{args.other} merged in")
+    print(f"{printable(args.face_id)}: {what} by {printable(args.server)}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     if args.people_action == "unknown":
         return _unknown(args)
-    if args.people_action == "name":
+    if args.people_action in ("ignore", "forget", "merge") and args.server is not None:
+        return _remote_stranger(args)
+    if args.people_action == "name" and args.server is not None:
         return _name(args)
     root = _folder(args)
+    if args.people_action in ("strangers", "ignore", "forget", "name", "merge"):
+        return _strangers(args, root)
     if args.people_action == "add":
         return _add(args, root)
     if args.people_action == "list":

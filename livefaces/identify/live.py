@@ -51,6 +51,7 @@ from .messages import (
     Ready,
     Request,
     Start,
+    StrangerAction,
 )
 from .votes import IdentifyOptions, TrackVotes, _Track, decide
 
@@ -136,7 +137,7 @@ class LiveIdentifier:
         reader.start()
         self._threads.append(reader)
         try:
-            pickle.dump(Start(str(self.people.resolve())), self._proc.stdin)
+            pickle.dump(Start(str(self.people.resolve()), self.options.strangers), self._proc.stdin)
             self._proc.stdin.flush()
             msg = self._results.get(timeout=self.options.start_timeout)
         except queue.Empty:
@@ -260,7 +261,7 @@ class LiveIdentifier:
         crop, f = crop_region(frame.image, face, 0.6)  # the worker gets a small image, not the frame
         key = next(self._keys)
         try:
-            self._requests.put_nowait(Embed(key, crop, f))
+            self._requests.put_nowait(Embed(key, crop, f, camera))
         except queue.Full:
             self.dropped += 1
             return False
@@ -299,7 +300,7 @@ class LiveIdentifier:
             self.embedded += 1
             self._embed_s += msg.seconds
             if tv is not None:
-                ev = tv.vote(tid, msg.name, msg.distance, weight)
+                ev = tv.vote(tid, msg.name, msg.distance, weight, msg.stranger, msg.ignored)
                 if ev is not None:
                     out.append(ev)
         if self._pending:
@@ -320,6 +321,18 @@ class LiveIdentifier:
         code and reloads the gallery); the enrolled names after it. Any thread may call it.
         Raises :class:`~livefaces.errors.LiveFacesError` (a bad name, a folder that cannot be
         written, the worker busy or gone)."""
+        return self._ask(lambda key: Enrol(key, name, np.ascontiguousarray(crop), face), timeout)
+
+    def stranger(self, stranger: str, action: str, name: str | None = None,
+                 timeout: float = 30.0) -> tuple[str, ...]:
+        """``name`` (enrol all its views as ``name``), ``ignore`` or ``forget`` a stranger of
+        the worker's store (strangers on); the enrolled names after it. Any thread may call it.
+        Raises :class:`~livefaces.errors.LiveFacesError` (no such stranger, a bad name,
+        strangers off, the worker busy or gone)."""
+        return self._ask(lambda key: StrangerAction(key, stranger, action, name), timeout)
+
+    def _ask(self, make: Any, timeout: float) -> tuple[str, ...]:
+        """Send the request ``make(key)`` and wait for its Enrolled/EnrolFailed answer."""
         if self._closed or not self._started:
             raise LiveFacesError("identification is not running")
         w = _Waiter()
@@ -327,7 +340,7 @@ class LiveIdentifier:
         with self._wlock:
             self._waiters[key] = w
         try:
-            self._requests.put(Enrol(key, name, np.ascontiguousarray(crop), face), timeout=2.0)
+            self._requests.put(make(key), timeout=2.0)
         except queue.Full:
             with self._wlock:
                 self._waiters.pop(key, None)

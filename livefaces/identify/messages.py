@@ -5,8 +5,8 @@ Owner → worker: :class:`Start` first, then :class:`Embed` and :class:`Enrol` r
 asks the worker to leave (so does the end of its stdin). Worker → owner: :class:`Ready` or
 :class:`StartFailed` after :class:`Start`; :class:`Matched` or :class:`EmbedFailed` per
 :class:`Embed`; :class:`Enrolled` or :class:`EnrolFailed` per :class:`Enrol`. ``key`` pairs an
-answer with its request. Only names and distances come back: an embedding never leaves the
-worker.
+answer with its request. Only names, distances and stranger ids come back: an embedding never
+leaves the worker.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..types import Faces
+from .strangers import StrangerOptions
 
 
 @dataclass(frozen=True)
 class Start:
-    """Load the recogniser and the people folder ``people`` (an absolute path)."""
+    """Load the recogniser and the people folder ``people`` (an absolute path); with
+    ``strangers``, also its stranger store (unknown faces get a stranger id)."""
 
     people: str
+    strangers: StrangerOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Embed:
     key: int
     crop: np.ndarray
     face: Faces
+    camera: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,19 @@ class Enrol:
     name: str
     crop: np.ndarray
     face: Faces
+
+
+@dataclass(frozen=True)
+class StrangerAction:
+    """``action`` (``name``, ``ignore``, ``forget`` or ``merge``) stranger ``stranger`` in the
+    worker's store (``name``: enrol its views as person ``name`` and reload the gallery;
+    ``merge``: fold stranger ``name`` into it); answered
+    :class:`Enrolled` (the names after it) or :class:`EnrolFailed`."""
+
+    key: int
+    stranger: str
+    action: str
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,12 +79,16 @@ class StartFailed:
 @dataclass(frozen=True)
 class Matched:
     """The nearest enrolled person of an :class:`Embed` (``name`` None: nobody within the
-    threshold), its ``distance``, and the worker's CPU ``seconds`` for it."""
+    threshold), its ``distance``, and the worker's CPU ``seconds`` for it. With strangers on,
+    an unknown face that passed the quality gates also has its ``stranger`` id (``ignored``:
+    one kept as a negative, not to be reported)."""
 
     key: int
     name: str | None
     distance: float
     seconds: float
+    stranger: str | None = None
+    ignored: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,5 +111,5 @@ class EnrolFailed:
     reason: str
 
 
-Request = Start | Embed | Enrol | None
+Request = Start | Embed | Enrol | StrangerAction | None
 Answer = Ready | StartFailed | Matched | EmbedFailed | Enrolled | EnrolFailed

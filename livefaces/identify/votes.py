@@ -17,6 +17,11 @@ process (``worker.py``), whose owner (``live.py``) hands the matches back here.
   now (a track that landed on someone else never keeps the first person's name). Tracks end
   at scene cuts, so no name crosses a cut. The recogniser's own threshold decides each
   match: no looser threshold guesses a name, so a stranger stays unknown.
+* **Strangers** (``IdentifyOptions.strangers``, off by default): the worker also clusters the
+  unknown faces that pass the quality gates into strangers (:mod:`.strangers`) and answers
+  their id; a track *settled as unknown* takes the stranger id with the most weight among its
+  votes (``Identity.stranger``), announced with a ``face.identified`` like a name. An ignored
+  stranger (a negative) is never put on a track.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from ..types import Faces, Frame, FrameResult, Identified, Identity
+from .strangers import StrangerOptions
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class IdentifyOptions:
     queue: int = 8
     start_timeout: float = 120.0
     request_timeout: float = 10.0
+    #: cluster unknown faces into strangers (:class:`~.strangers.StrangerOptions`); None: off
+    strangers: StrangerOptions | None = None
 
     def __post_init__(self) -> None:
         if self.queue < 1 or self.first_frames < 0 or self.min_votes < 1:
@@ -73,6 +81,9 @@ class _Track:
     dist: dict[str | None, float] = field(default_factory=dict)  # weighted distance sums
     votes: int = 0
     announced: str | None = None  # the name of the last face.identified (None: none/unknown)
+    strangers: dict[str, float] = field(default_factory=dict)  # stranger id -> weight
+    ignored: set[str] = field(default_factory=set)
+    announced_stranger: str | None = None
     identity: Identity = field(default_factory=Identity)
 
 
@@ -146,9 +157,10 @@ class TrackVotes:
                 tr.pending += 1
                 tr.last_sent = now
 
-    def vote(self, track_id: int, name: str | None, distance: float, weight: float
-             ) -> Identified | None:
-        """One match for a track; the :class:`Identified` if its settled name changed."""
+    def vote(self, track_id: int, name: str | None, distance: float, weight: float,
+             stranger: str | None = None, ignored: bool = False) -> Identified | None:
+        """One match for a track; the :class:`Identified` if its settled name (or, for a track
+        settled as unknown, its stranger id) changed."""
         tr = self._tracks.get(track_id)
         if tr is None:  # the track ended meanwhile
             return None
@@ -162,9 +174,23 @@ class TrackVotes:
         tr.weights[name] = tr.weights.get(name, 0.0) + weight
         tr.counts[name] = tr.counts.get(name, 0) + 1
         tr.dist[name] = tr.dist.get(name, 0.0) + weight * distance
+        if stranger is not None and tr.identity.stranger not in (None, stranger):
+            tr.strangers = {}  # as for names: another stranger's face now, settled afresh
+        if stranger is not None:
+            tr.strangers[stranger] = tr.strangers.get(stranger, 0.0) + weight
+            if ignored:
+                tr.ignored.add(stranger)
         tr.identity = decide(tr.weights, tr.counts, tr.dist, tr.identity.name, self._owner.options)
-        if tr.identity.name != tr.announced:
+        if tr.identity.name is None and tr.identity.settled and tr.strangers:
+            best = max(tr.strangers.items(), key=lambda kv: kv[1])[0]
+            if best not in tr.ignored:
+                from dataclasses import replace
+
+                tr.identity = replace(tr.identity, stranger=best)
+        if tr.identity.name != tr.announced or (
+                tr.identity.name is None and tr.identity.stranger != tr.announced_stranger):
             before, tr.announced = tr.announced, tr.identity.name
+            tr.announced_stranger = tr.identity.stranger
             return Identified(self.camera, track_id, tr.identity, before)
         return None
 

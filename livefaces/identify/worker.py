@@ -26,7 +26,11 @@ from .messages import (
     Ready,
     Start,
     StartFailed,
+    StrangerAction,
 )
+
+#: the stranger store is written at most this often (seconds), and when the worker leaves
+SAVE_EVERY = 2.0
 
 
 def _one_line(e: Exception) -> str:
@@ -58,17 +62,57 @@ def serve(rx: BinaryIO, tx: BinaryIO) -> int:  # pragma: no cover - runs in the 
 
         rec = Recognizer()
         gallery = Gallery.load(people, rec.threshold)
+        store = None
+        if start.strangers is not None:
+            from .strangers import StrangerStore
+
+            store = StrangerStore.open(people, start.strangers)
         send(Ready(tuple(sorted(set(gallery.names))), float(rec.threshold)))
     except Exception as e:  # noqa: BLE001 - reported to the owner as one line
         send(StartFailed(_one_line(e)))
         return 1
+    dirty, saved = False, time.monotonic()
+
+    def save() -> None:
+        nonlocal dirty, saved
+        if store is not None and dirty:
+            try:
+                store.save()
+            except Exception:  # noqa: BLE001 - a full disk: the strangers wait for the next save
+                return
+            dirty, saved = False, time.monotonic()
+
     while True:
         try:
             msg = pickle.load(rx)
         except (EOFError, OSError, pickle.UnpicklingError):
+            save()
             return 0
         if msg is None:
+            save()
             return 0
+        if isinstance(msg, StrangerAction):
+            try:
+                if store is None:
+                    raise ValueError("strangers are off (people.strangers in serve's configuration)")
+                if msg.action == "name":
+                    store.name(msg.stranger, str(msg.name))
+                elif msg.action == "ignore":
+                    store.ignore(msg.stranger)
+                elif msg.action == "forget":
+                    store.forget(msg.stranger)
+                elif msg.action == "merge":
+                    store.merge(msg.stranger, str(msg.name))
+                else:
+                    raise ValueError(f"unknown action {msg.action!r}: name, ignore, forget or merge")
+                dirty = True
+                save()
+                if msg.action == "name":
+                    gallery = Gallery.load(people, rec.threshold)
+                send(Enrolled(msg.key, tuple(sorted(set(gallery.names)))))
+            except Exception as e:  # noqa: BLE001 - the caller gets the one line
+                send(EnrolFailed(msg.key, _one_line(e)))
+            continue
         if isinstance(msg, Enrol):
             try:
                 send(Enrolled(msg.key, tuple(_enrol(people, rec, msg.name, msg.crop, msg.face))))
@@ -84,14 +128,24 @@ def serve(rx: BinaryIO, tx: BinaryIO) -> int:  # pragma: no cover - runs in the 
             try:
                 emb = rec.embed(msg.crop, msg.face)
                 m = gallery.match(emb[0])
-                out = Matched(msg.key, m.name, float(m.distance), time.process_time() - t0)
+                sid, ignored = None, False
+                if store is not None and m.name is None:
+                    seen = store.observe(emb[0], msg.crop, msg.face.boxes[0], msg.face.landmarks[0],
+                                         msg.camera or "camera")
+                    if seen is not None:
+                        sid, ignored, dirty = seen.id, seen.ignored, True
+                out = Matched(msg.key, m.name, float(m.distance), time.process_time() - t0,
+                              sid, ignored)
             except Exception as e:  # noqa: BLE001
                 out = EmbedFailed(msg.key, f"{type(e).__name__}: {e}".splitlines()[0])
         else:
             continue
+        if dirty and time.monotonic() - saved >= SAVE_EVERY:
+            save()
         try:
             send(out)
         except (BrokenPipeError, OSError):
+            save()
             return 0
 
 

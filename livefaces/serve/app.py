@@ -164,7 +164,15 @@ class CameraServer:
         if people is not None:
             from ..identify.live import LiveIdentifier
 
-            self.identifier = LiveIdentifier(people.folder)
+            options = None
+            if people.strangers:
+                from ..identify.live import IdentifyOptions
+                from ..identify.strangers import StrangerOptions
+
+                options = IdentifyOptions(strangers=StrangerOptions(
+                    retention_days=people.stranger_retention_days,
+                    max_strangers=people.max_strangers))
+            self.identifier = LiveIdentifier(people.folder, options)
             # before the MQTT publisher: "absent" goes out before "offline" at the end
             self.presence = PresenceSink(Presence((), people.absent_after), self.hub,
                                          [c.name for c in cams], self.publisher)
@@ -180,11 +188,48 @@ class CameraServer:
             from .web import WebServer
 
             self.web = WebServer(self.hub, config.web,
-                                 name_face=self.name_face if people is not None else None)
+                                 name_face=self.name_face if people is not None else None,
+                                 strangers=self.strangers if people and people.strangers else None,
+                                 stranger_action=(self.stranger_action
+                                                  if people and people.strangers else None),
+                                 stranger_jpeg=(self.stranger_jpeg
+                                                if people and people.strangers else None))
         self.rate_watch = rate_watch()
         self._detect_target = {c.name: float(c.detect_fps) for c in cams}
         self._stopped = threading.Event()
         self._pipeline_started = False
+
+    def strangers(self) -> list[dict[str, Any]]:
+        """The strangers of the people folder's store (as the worker last saved it: at most
+        2 s old), most recently seen first; ids, times and cameras, never an embedding."""
+        from ..identify.strangers import StrangerStore
+
+        assert self.config.people is not None
+        return [s.to_json() for s in StrangerStore.open(self.config.people.folder).strangers()]
+
+    def stranger_action(self, stranger: str, action: str, name: str | None) -> list[str]:
+        """Name (enrol all its views), ignore or forget a stranger, through the identification
+        worker (the store's owner); the people now enrolled. LiveFacesError otherwise."""
+        from ..errors import LiveFacesError
+
+        if self.identifier is None or self.presence is None:
+            raise LiveFacesError("identification is off")
+        names = self.identifier.stranger(stranger, action, name)
+        if action == "name":
+            self.presence.announce(names)  # a new person: absent everywhere to begin with
+        return list(names)
+
+    def stranger_jpeg(self, stranger: str) -> bytes | None:
+        """The best kept thumbnail (JPEG bytes) of a stranger; None: no such stranger/view."""
+        from ..errors import LiveFacesError
+        from ..identify.strangers import StrangerStore
+
+        assert self.config.people is not None
+        try:
+            path = StrangerStore.open(self.config.people.folder).thumbnail_path(stranger)
+            return path.read_bytes() if path is not None else None
+        except (LiveFacesError, OSError):
+            return None
 
     def name_face(self, face_id: str, name: str) -> list[str]:
         """Enrol the kept unknown face ``face_id`` (``camera.track_id``) as ``name`` through

@@ -18,10 +18,17 @@ Routes (all but ``/health`` need the token when one is configured)::
     GET /api/events?since=ID&limit=N        {"events": [...], "next": ID} (JSON Lines schema)
     GET /api/people                         {"enabled", "people": [{name, present: [cameras],
                                             last_seen, last_camera}], "unknown": [{id, camera,
-                                            track_id, seen}]} (live identification; no embedding)
+                                            track_id, seen}], "strangers": [{id, first_seen,
+                                            last_seen, cameras, seen, views, ignored,
+                                            new_today}]}
+                                            (live identification; no embedding)
     GET /api/people/unknown/{id}.jpg        the kept crop of a recent unknown face (404: gone)
     POST /api/people/unknown/{id}           {"name": "ada"}: add that face to the people folder
                                             as ada (enrolled at once); {"name", "people"}
+    GET /api/people/strangers/{id}.jpg      a stranger's best thumbnail (people.strangers on)
+    POST /api/people/strangers/{id}         {"name": "ada"} | {"action": "ignore"|"forget"} |
+                                            {"action": "merge", "other": "stranger-9"};
+                                            {"id", "action", "people"}
 
 Token: ``Authorization: Bearer T``, or the ``livefaces_token`` cookie; opening any page
 with ``?token=T`` sets the cookie (HttpOnly, SameSite=Strict) and redirects to the same path
@@ -356,7 +363,10 @@ class WebServer:
     """
 
     def __init__(self, hub: Hub, config: WebConfig,
-                 name_face: Callable[[str, str], list[str]] | None = None):
+                 name_face: Callable[[str, str], list[str]] | None = None,
+                 strangers: Callable[[], list[dict[str, Any]]] | None = None,
+                 stranger_action: Callable[[str, str, str | None], list[str]] | None = None,
+                 stranger_jpeg: Callable[[str], bytes | None] | None = None):
         if not is_loopback(config.host) and not config.token:
             raise ValueError("a token is required when binding a non-loopback address")
         self.hub = hub
@@ -364,6 +374,12 @@ class WebServer:
         #: ``(unknown face id, name) -> enrolled names`` (the server's: through the
         #: identification worker); KeyError for an unknown id, LiveFacesError for the rest
         self.name_face = name_face
+        #: ``() -> [stranger JSON]`` with ``people.strangers`` on (``/api/people``'s
+        #: ``strangers``); None: off
+        self.list_strangers = strangers
+        #: ``(stranger id, "name"|"ignore"|"forget", name) -> enrolled names`` (the worker's)
+        self.stranger_action = stranger_action
+        self.stranger_jpeg = stranger_jpeg
         self._token = config.token
         self._metrics: Any = None  # serve.metrics.Metrics, made at the first scrape
         self.port: int | None = None
@@ -407,6 +423,8 @@ class WebServer:
         r.add_get("/api/people", self.people)
         r.add_get("/api/people/unknown/{id}.jpg", self.unknown_jpeg)
         r.add_post("/api/people/unknown/{id}", self.name_unknown)
+        r.add_get("/api/people/strangers/{id}.jpg", self.stranger_thumb)
+        r.add_post("/api/people/strangers/{id}", self.act_on_stranger)
         return app
 
     @web.middleware
@@ -610,8 +628,16 @@ class WebServer:
 
     async def people(self, request: web.Request) -> web.Response:
         people = self.hub.people_status()
+        from ..errors import LiveFacesError
+
+        strangers: list[dict[str, Any]] = []
+        if self.list_strangers is not None:
+            try:
+                strangers = await asyncio.get_running_loop().run_in_executor(None, self.list_strangers)
+            except LiveFacesError as e:  # a damaged store: said, not a 500 with a traceback
+                return _error(500, str(e))
         return _json({"enabled": people is not None, "people": people or [],
-                      "unknown": self.hub.unknown_faces()})
+                      "unknown": self.hub.unknown_faces(), "strangers": strangers})
 
     async def unknown_jpeg(self, request: web.Request) -> web.Response:
         from .hub import encode_jpeg
@@ -652,6 +678,54 @@ class WebServer:
         log.info("unknown face %s added to the people folder as %s", redact(face_id),
                  redact(name.strip()))
         return _json({"name": name.strip(), "people": people})
+
+    async def stranger_thumb(self, request: web.Request) -> web.Response:
+        if self.stranger_jpeg is None:
+            return _error(404, "strangers are off (people.strangers in the configuration)")
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, self.stranger_jpeg, request.match_info["id"])
+        if data is None:
+            return _error(404, "no such stranger")
+        return web.Response(body=data, content_type="image/jpeg",
+                            headers={"Cache-Control": "no-store"})
+
+    async def act_on_stranger(self, request: web.Request) -> web.Response:
+        """``{"name": "ada"}`` (enrol the stranger's views as ada), ``{"action": "ignore"}``,
+        ``{"action": "forget"}`` or ``{"action": "merge", "other": "stranger-9"}``."""
+        from ..errors import LiveFacesError
+
+        if self.stranger_action is None:
+            return _error(404, "strangers are off (people.strangers in the configuration)")
+        if request.content_type != "application/json":
+            return _error(415, "send JSON: {\"name\": \"...\"} or {\"action\": \"ignore\"|\"forget\"}")
+        try:
+            body = await asyncio.wait_for(request.json(), self.config.idle_timeout)
+        except asyncio.TimeoutError:
+            return _error(408, "the request body did not arrive in time")
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "send a JSON object")
+        name = body.get("name")
+        action = body.get("action", "name" if name is not None else None)
+        if action not in ("name", "ignore", "forget", "merge"):
+            return _error(400, "give {\"name\": \"...\"} or {\"action\": \"ignore\"|\"forget\"}"
+                               " or {\"action\": \"merge\", \"other\": \"stranger-N\"}")
+        if action == "merge":
+            name = body.get("other")
+            if not isinstance(name, str) or not name.strip():
+                return _error(400, "give the stranger to merge in: {\"other\": \"stranger-N\"}")
+        if action == "name" and (not isinstance(name, str) or not name.strip()):
+            return _error(400, "give the person's name: {\"name\": \"...\"}")
+        sid = request.match_info["id"]
+        try:
+            people = await asyncio.get_running_loop().run_in_executor(
+                None, self.stranger_action, sid, action,
+                name.strip() if isinstance(name, str) else None)
+        except LiveFacesError as e:
+            return _error(404 if "no such stranger" in str(e) else 400, str(e))
+        log.info("stranger %s: %s", redact(sid), action)
+        return _json({"id": sid, "action": action, "people": people})
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -70,5 +70,8 @@ PEOPLE_FIELDS = {
     "blur_unknown": boolean,
     "unknown_crops": number(0, 100, integer=True),
     "absent_after": number(0, 3600),
+    "strangers": boolean,
+    "stranger_retention_days": number(0.01, 3650),
+    "max_strangers": number(1, 100000, integer=True),
 }
 TOP_FIELDS = ("defaults", "cameras", "web", "mqtt", "detector", "people")

@@ -142,12 +142,20 @@ class PeopleConfig:
         absent_after: seconds a person stays ``present`` on a camera after their last track
             there ended (a new track of them within it changes nothing: no absent/present
             flapping at every track change); 0: absent at once.
+        strangers: cluster unknown faces into strangers with stable ids (``stranger-7``,
+            ``identity.stranger`` in events, ``strangers`` in ``/api/people``), kept in the
+            people folder's ``.strangers/`` (docs/identify.md "Strangers"). Off by default.
+        stranger_retention_days: a stranger not seen for this long is deleted (privacy).
+        max_strangers: strangers kept (the least recently seen are deleted first).
     """
 
     folder: str
     blur_unknown: bool = False
     unknown_crops: int = 8
     absent_after: float = 10.0
+    strangers: bool = False
+    stranger_retention_days: float = 30.0
+    max_strangers: int = 200
 
 
 @dataclass(frozen=True)
