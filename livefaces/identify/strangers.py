@@ -34,7 +34,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -485,7 +484,3 @@ def _stamp(f: Path) -> tuple[int, int, int]:
     st = f.stat()
     return st.st_mtime_ns, st.st_size, st.st_ino
 
-
-def remove_store(people_dir: Path) -> None:
-    """Delete the whole stranger store of ``people_dir`` (nothing when there is none)."""
-    shutil.rmtree(Path(people_dir) / STRANGERS_DIR, ignore_errors=True)
