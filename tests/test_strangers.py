@@ -55,6 +55,34 @@ def _see(store, faces, key, camera="door", now=T0):
     return store.observe(emb, image, box, lm, camera, now=now)
 
 
+def _age(people: Path, seconds: float = 120.0) -> None:
+    """Make the store's files look written ``seconds`` ago (orphans are deleted only when
+    older than strangers.ORPHAN_AGE)."""
+    import time as _time
+
+    t = _time.time() - seconds
+    for p in (people / STRANGERS_DIR).iterdir():
+        os.utime(p, (t, t))
+
+
+def test_a_fresh_unreferenced_thumbnail_is_not_deleted_by_another_writers_save(tmp_path, faces):
+    """The worker wrote a view's thumbnail and has not saved yet; the CLI saves meanwhile:
+    the thumbnail stays (deleted only once older than ORPHAN_AGE), so the worker's next save
+    refers to a file that exists, and naming that stranger enrols every view."""
+    people = tmp_path / "people"
+    worker = StrangerStore.open(people)
+    a = _see(worker, faces, "obama/obama.jpg", now=T0)
+    worker.save(now=T0)
+    _see(worker, faces, "obama/obama2.jpg", now=T0 + 1)  # thumbnail written, not saved
+    cli = StrangerStore.open(people)
+    cli.save(now=T0 + 2)
+    worker.save(now=T0 + 3)
+    assert all(p.is_file() for p in (people / STRANGERS_DIR / v["thumbnail"]
+                                     for v in StrangerStore.open(people).get(a.id).views))
+    store = StrangerStore.open(people)
+    assert store.name(a.id, "barack") == 2
+
+
 def _private(path: Path) -> None:
     for p in [path, *path.rglob("*")]:
         assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
@@ -87,6 +115,7 @@ def test_same_person_one_id_two_people_two_ids_across_a_reload(tmp_path, faces):
     assert ob.to_json(now=T0 + 60)["new_today"] and not ob.to_json(now=T0 + 2 * DAY)["new_today"]
     # a new id is never an old one's, even after that one is forgotten
     third.forget(b.id)
+    _age(people)  # files written a while ago (a fresh one may be another writer's, not yet saved)
     third.save(now=T0 + 62)
     c = _see(third, faces, "rose_leslie/img1.jpg", "door", T0 + 63)
     assert c.new and c.id == "stranger-3"
@@ -121,6 +150,7 @@ def test_retention_and_the_count_bound_drop_the_oldest(tmp_path, faces):
     store.save(now=T0 + 4 * DAY)  # three strangers, room for two: the least recent goes
     assert [s.id for s in StrangerStore.open(people).strangers()] == [new.id, mid.id]
     store = StrangerStore.open(people, StrangerOptions(retention_days=7, max_strangers=2))
+    _age(people)
     store.save(now=T0 + 10.5 * DAY)  # mid last seen 7.5 days before: gone; new 6.5: kept
     assert [s.id for s in StrangerStore.open(people).strangers()] == [new.id]
     names = {p.name for p in (people / STRANGERS_DIR).iterdir()}

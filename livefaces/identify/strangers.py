@@ -34,7 +34,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -59,6 +58,8 @@ from .recognizer import DEFAULT_THRESHOLD, EMBEDDING_SIZE
 #: the store's folder inside the people folder (a leading ``.``: never a person)
 STRANGERS_DIR = ".strangers"
 STORE_FILE = "strangers.npz"
+#: files of the store's folder that no view refers to are deleted at a save once this old (s)
+ORPHAN_AGE = 60.0
 ID_RE = re.compile(r"^stranger-([1-9][0-9]{0,8})$")
 
 
@@ -328,9 +329,13 @@ class StrangerStore:
         self._disk = _stamp(self.folder / STORE_FILE)
         self._saved = set(self._strangers)
         keep = {str(v["thumbnail"]) for st in self._strangers.values() for v in st.views}
+        old = time.time() - ORPHAN_AGE
         for p in self.folder.iterdir():
-            if p.name != STORE_FILE and p.name not in keep and p.is_file():
-                p.unlink(missing_ok=True)  # dropped views, temp files of an interrupted save
+            # dropped views, temp files of an interrupted save; not a file just written by
+            # another process (its thumbnail before its save, its temp file before the rename)
+            if p.name != STORE_FILE and p.name not in keep and p.is_file() \
+                    and p.stat().st_mtime < old:
+                p.unlink(missing_ok=True)
 
     # -- the strangers -----------------------------------------------------------------------
     def strangers(self) -> list[Stranger]:
@@ -464,7 +469,12 @@ class StrangerStore:
 
         photos: list[tuple[str, np.ndarray, np.ndarray]] = []
         for v, emb in zip(st.views, st.embeddings):
-            photos.append((f"{sid}:{v['thumbnail']}", emb, read_image(self.folder / str(v["thumbnail"]))))
+            thumb = self.folder / str(v["thumbnail"])
+            if "/" in str(v["thumbnail"]) or not thumb.is_file():
+                continue  # a view whose thumbnail is gone: its embedding has nothing to show
+            photos.append((f"{sid}:{v['thumbnail']}", emb, read_image(thumb)))
+        if not photos:
+            raise PeopleError(f"{sid}: no view with its thumbnail kept to enrol")
         save_person(self.people, person, photos)
         del self._strangers[st.id]
         return len(photos)
@@ -474,7 +484,3 @@ def _stamp(f: Path) -> tuple[int, int, int]:
     st = f.stat()
     return st.st_mtime_ns, st.st_size, st.st_ino
 
-
-def remove_store(people_dir: Path) -> None:
-    """Delete the whole stranger store of ``people_dir`` (nothing when there is none)."""
-    shutil.rmtree(Path(people_dir) / STRANGERS_DIR, ignore_errors=True)
