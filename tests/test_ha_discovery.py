@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 
 from livefaces.publish.mqtt import MqttPublisher
 from livefaces.serve.app import CameraServer
@@ -354,3 +355,74 @@ def test_a_person_gone_is_removed_and_a_new_one_added(broker):
         w.close()
     held = retained(broker.port, "p2")
     assert anna not in held and zoe in held and carl in held
+
+
+# --------------------------------------------------------------------------- a real Home Assistant
+
+
+@pytest.mark.timeout(1800)  # the first run installs HA into its venv (minutes)
+def test_real_home_assistant_makes_the_entities(broker, tmp_path):
+    """HA 2024.3.3 (tests/_homeassistant.py) with its MQTT integration on the test's broker:
+    the entities appear through discovery with the right states, go ``unavailable`` when
+    serve stops, and disappear when a camera is removed."""
+    from _homeassistant import HomeAssistant, ensure_venv
+
+    ha = HomeAssistant(ensure_venv(), tmp_path / "ha", broker.port)
+    det = FaceDetector()
+    server = None
+
+    def wait_states(pred: Callable[[dict], Any], what: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        st: dict = {}
+        while time.monotonic() < deadline:
+            st = ha.states("livefaces_")
+            if pred(st):
+                return st
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}; HA has "
+                             f"{ {k: v['state'] for k, v in st.items()} }\n{ha.log_tail()}")
+
+    def state(st: dict, eid: str) -> str | None:
+        return st[eid]["state"] if eid in st else None
+
+    ids = [f"{c}.livefaces_{cam}_{w}" for cam in ("front", "back")
+           for c, w in (("binary_sensor", "face"), ("sensor", "faces"), ("sensor", "last_person"),
+                        ("event", "event"))]
+    try:
+        ha.start()
+        server = make_server(broker.port, ["front", "back"], det).start()
+        st = wait_states(lambda s: all(i in s for i in ids)
+                         and s["binary_sensor.livefaces_front_face"]["state"] == "off", "the entities")
+        assert state(st, "sensor.livefaces_front_faces") == "0"
+        assert st["binary_sensor.livefaces_front_face"]["attributes"]["device_class"] == "occupancy"
+        assert st["event.livefaces_front_event"]["attributes"]["event_types"] == ["face_identified",
+                                                                                 "stranger_seen"]
+        det.on.set()  # a face is seen: on, a count, the last person with its attributes
+        st = wait_states(lambda s: state(s, "binary_sensor.livefaces_front_face") == "on"
+                         and state(s, "sensor.livefaces_front_last_person") == "unknown", "face on")
+        assert int(state(st, "sensor.livefaces_front_faces") or 0) >= 1
+        attrs = st["sensor.livefaces_front_last_person"]["attributes"]
+        assert isinstance(attrs["track_id"], int) and attrs["camera"] == "front" and attrs["time"]
+        # a person named (the face.identified event the identification worker sends)
+        tid = attrs["track_id"]
+        assert server.ha_states is not None
+        server.ha_states.on_event({"type": "face.identified", "source": "front", "track_id": tid,
+                                   "confidence": 0.99, "time": "2026-01-01T00:00:00Z",
+                                   "identity": {"name": "Ada"}})
+        st = wait_states(lambda s: state(s, "sensor.livefaces_front_last_person") == "Ada"
+                         and s["event.livefaces_front_event"]["attributes"].get("event_type")
+                         == "face_identified", "Ada and the event")
+        assert st["event.livefaces_front_event"]["attributes"]["name"] == "Ada"
+        server.stop()
+        server = None
+        wait_states(lambda s: all(state(s, i) == "unavailable" for i in ids), "unavailable")
+
+        # serve again without "back": its entities are removed from HA
+        server = make_server(broker.port, ["front"], FaceDetector()).start()
+        st = wait_states(lambda s: not any("_back_" in k for k in s)
+                         and state(s, "binary_sensor.livefaces_front_face") == "off", "back removed")
+        assert all(i in st for i in ids if "_front_" in i)
+    finally:
+        if server is not None:
+            server.stop()
+        ha.stop()
