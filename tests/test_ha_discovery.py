@@ -50,9 +50,12 @@ PLATFORM_KEYS = {
                              "expire_after", "force_update", "last_reset_value_template",
                              "suggested_display_precision"},
     "event": COMMON_KEYS | {"device_class", "event_types"},
+    "image": (COMMON_KEYS - {"state_topic", "value_template"}) | {"image_topic", "content_type",
+                                                                 "image_encoding", "url_topic",
+                                                                 "url_template"},
 }
 REQUIRED = {"binary_sensor": {"state_topic"}, "sensor": {"state_topic"},
-            "event": {"state_topic", "event_types"}}
+            "event": {"state_topic", "event_types"}, "image": {"image_topic"}}
 DEVICE_KEYS = {"identifiers", "connections", "name", "model", "manufacturer", "sw_version",
                "hw_version", "configuration_url", "suggested_area", "via_device"}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
@@ -73,7 +76,7 @@ def check_payload(topic: str, payload: bytes, prefix: str = "homeassistant") -> 
     assert not unknown, f"{topic}: keys HA does not know: {unknown}"
     assert REQUIRED[component] <= set(cfg), topic
     assert ID.match(cfg["unique_id"]) and ID.match(cfg["object_id"]), topic
-    for key in ("state_topic", "availability_topic", "json_attributes_topic"):
+    for key in ("state_topic", "availability_topic", "json_attributes_topic", "image_topic"):
         if key in cfg:
             assert isinstance(cfg[key], str) and cfg[key] and not set(cfg[key]) & set("#+"), (topic, key)
     dev = cfg["device"]
@@ -113,8 +116,8 @@ def test_every_payload_follows_has_discovery_rules():
     configs = discovery_configs(topic_prefix="home/livefaces", cameras=["front", "back-yard"],
                                 people=["Anna B", "bob", "Zoë"], page_url="http://10.0.0.2:8780/")
     payloads = config_payloads(configs)
-    # per camera: face, faces, last person, event, and one per person
-    assert len(payloads) == 2 * (4 + 3)
+    # per camera: face, faces, last person, event, image, and one per person
+    assert len(payloads) == 2 * (5 + 3)
     uids = set()
     for topic, payload in payloads.items():
         cfg = check_payload(topic, payload)
@@ -159,6 +162,33 @@ def test_camera_states_follow_the_face_events():
     # without identification, every new face is the "unknown" last person
     out = CameraStates("livefaces", ["front"]).update({**ev, "type": "face.appeared", "track_id": 5}, False)
     assert json.loads(out[-1][1])["name"] == "unknown"
+
+
+def test_face_image_of_the_last_person_and_never_an_unknown_one_with_blur_unknown():
+    from test_serve_web import _face_result
+
+    from livefaces.serve.discovery import HaStateSink
+    from livefaces.serve.hub import encode_jpeg
+
+    class Pub:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, bytes, bool]] = []
+
+        def publish_raw(self, topic: str, payload: bytes, retain: bool) -> None:
+            self.sent.append((topic, payload, retain))
+
+    ev = {"source": "front", "time": "t", "confidence": 0.9, "track_id": 1, "box": [60, 40, 160, 170]}
+    for unknown_images, name, expect in ((True, None, True), (False, None, False), (False, "Ann", True)):
+        pub = Pub()
+        sink = HaStateSink(CameraStates("livefaces", ["front"]), pub, identified=True,
+                           encode=encode_jpeg, unknown_images=unknown_images)
+        sink.on_event({**ev, "type": "face.appeared"})
+        sink.on_event({**ev, "type": "face.identified", "identity": {"name": name}})
+        sink.on_result(_face_result("front"))
+        jpegs = [p for t, p, r in pub.sent if t == "livefaces/front/face_jpeg" and r]
+        assert bool(jpegs) == expect, (unknown_images, name)
+        if jpegs:
+            assert jpegs[0].startswith(b"\xff\xd8")
 
 
 def test_discovery_is_on_by_default_when_a_broker_is_set(tmp_path):
@@ -267,7 +297,7 @@ def test_serve_publishes_discovery_states_and_availability(broker):
     det = FaceDetector()
     server = make_server(broker.port, ["front", "back"], det).start()
     try:
-        want = 2 * 4  # face, faces, last person, event per camera (no people: no persons)
+        want = 2 * 5  # face, faces, last person, event, image per camera (no people: no persons)
         w.wait_for(lambda m: len(w.configs()) >= want)
         configs = w.configs()
         assert len(configs) == want
@@ -285,6 +315,7 @@ def test_serve_publishes_discovery_states_and_availability(broker):
         w.wait_for(lambda m: w.last("livefaces/front/last_person") is not None)
         last = json.loads(w.last("livefaces/front/last_person") or b"{}")
         assert last["name"] == "unknown" and isinstance(last["track_id"], int) and last["time"]
+        w.wait_for(lambda m: (w.last("livefaces/front/face_jpeg") or b"").startswith(b"\xff\xd8"))
         det.on.clear()  # gone again
         w.wait_for(lambda m: w.last("livefaces/front/occupancy") == b"OFF", timeout=30)
         assert w.last("livefaces/front/faces") == b"0"
@@ -387,7 +418,7 @@ def test_real_home_assistant_makes_the_entities(broker, tmp_path):
 
     ids = [f"{c}.livefaces_{cam}_{w}" for cam in ("front", "back")
            for c, w in (("binary_sensor", "face"), ("sensor", "faces"), ("sensor", "last_person"),
-                        ("event", "event"))]
+                        ("event", "event"), ("image", "image"))]
     try:
         ha.start()
         server = make_server(broker.port, ["front", "back"], det).start()
@@ -401,6 +432,9 @@ def test_real_home_assistant_makes_the_entities(broker, tmp_path):
         st = wait_states(lambda s: state(s, "binary_sensor.livefaces_front_face") == "on"
                          and state(s, "sensor.livefaces_front_last_person") == "unknown", "face on")
         assert int(state(st, "sensor.livefaces_front_faces") or 0) >= 1
+        st = wait_states(lambda s: state(s, "image.livefaces_front_image") not in (None, "unknown",
+                                                                                  "unavailable"),
+                         "the face image")
         attrs = st["sensor.livefaces_front_last_person"]["attributes"]
         assert isinstance(attrs["track_id"], int) and attrs["camera"] == "front" and attrs["time"]
         # a person named (the face.identified event the identification worker sends)

@@ -184,8 +184,13 @@ class CameraServer:
 
             self.publisher.set_discovery(m.discovery_prefix, node_id(m.topic_prefix), configs)
             # before the publisher: "OFF" and 0 faces go out before "offline" at the end
+            from .hub import encode_jpeg
+
+            quality = config.web.jpeg_quality
             self.ha_states = HaStateSink(CameraStates(m.topic_prefix, names), self.publisher,
-                                         identified=people is not None)
+                                         identified=people is not None,
+                                         encode=lambda rgb: encode_jpeg(rgb, quality),
+                                         unknown_images=not (people and people.blur_unknown))
             sinks.append(self.ha_states)
         if self.publisher is not None:
             sinks.append(self.publisher)  # a Sink: events to the broker

@@ -17,15 +17,17 @@ Per camera, one HA device (``identifiers`` ``<node>_<camera>``, model ``liveface
                                         (the presence topics, with ``people:`` only)
     event          Face event           <prefix>/<camera>/ha_event    {"event_type":
                                         "face_identified", name, track_id, ...}, not retained
+    image          Last face            <prefix>/<camera>/face_jpeg   the last person's face, JPEG,
+                                        retained (not for unknown faces with people.blur_unknown)
 
 Config topics: ``<discovery_prefix>/<component>/<node>/<object_id>/config`` (HA's documented
 form with a node id), retained. ``<node>`` is the slug of the topic prefix (``livefaces``),
 ``<object_id>`` ``<camera>_face``, ``<camera>_faces``, ``<camera>_last_person``,
-``<camera>_event``, ``<camera>_person_<person id>``; ``unique_id`` is ``<node>_<object_id>``:
-the same names give the same ids at every start. Ids hold ``[a-zA-Z0-9_-]`` only: a person
-name that is not such an id already is slugified (lower case ASCII, other characters ``_``)
-and gets ``_`` and 6 hex digits of its SHA-1, so two names never share an id and a name keeps
-its id whatever other names come and go.
+``<camera>_event``, ``<camera>_image``, ``<camera>_person_<person id>``; ``unique_id`` is
+``<node>_<object_id>``: the same names give the same ids at every start. Ids hold
+``[a-zA-Z0-9_-]`` only: a person name that is not such an id already is slugified (lower case
+ASCII, other characters ``_``) and gets ``_`` and 6 hex digits of its SHA-1, so two names never
+share an id and a name keeps its id whatever other names come and go.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ import json
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+
+import numpy as np
 
 from .. import __version__
 
@@ -71,9 +75,10 @@ def topic_level(name: str) -> str:
 
 def state_topics(prefix: str, camera: str) -> dict[str, str]:
     """The state topics of a camera's entities (``occupancy``, ``faces``, ``last_person``,
-    ``ha_event``)."""
+    ``ha_event``, ``face_jpeg``)."""
     cam = topic_level(camera)
-    return {k: f"{prefix}/{cam}/{k}" for k in ("occupancy", "faces", "last_person", "ha_event")}
+    return {k: f"{prefix}/{cam}/{k}"
+            for k in ("occupancy", "faces", "last_person", "ha_event", "face_jpeg")}
 
 
 def discovery_configs(*, topic_prefix: str, cameras: Iterable[str], people: Iterable[str] = (),
@@ -116,6 +121,8 @@ def discovery_configs(*, topic_prefix: str, cameras: Iterable[str], people: Iter
                                       "icon": "mdi:account"})
         add("event", "event", {"name": "Face event", "state_topic": topics["ha_event"],
                                "event_types": list(EVENT_TYPES)})
+        add("image", "image", {"name": "Last face", "image_topic": topics["face_jpeg"],
+                               "content_type": "image/jpeg"})
         for person in people:
             add("binary_sensor", f"person_{slug(person)}", {
                 "name": f"{person} at {camera}", "device_class": "presence",
@@ -196,8 +203,15 @@ class HaStateSink:
 
     result_queue = 1
 
-    def __init__(self, states: CameraStates, publisher: RawPublisher, identified: bool) -> None:
+    result_policy = "drop_oldest"
+    result_queue = 2  # the newest frame of each camera, for the face image
+
+    def __init__(self, states: CameraStates, publisher: RawPublisher, identified: bool,
+                 encode: Callable[[np.ndarray], bytes] | None = None,
+                 unknown_images: bool = True) -> None:
         self.states, self.publisher, self.identified = states, publisher, identified
+        self.encode, self.unknown_images = encode, unknown_images
+        self._pending: dict[str, dict[str, Any]] = {}  # camera -> event whose face to show
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -209,14 +223,40 @@ class HaStateSink:
             self.publisher.publish_raw(topic, payload, retain)
 
     def on_result(self, result: Any) -> None:
-        pass
+        """The frame after a new last person: their face from it (the event's box)."""
+        if self._pending:
+            with self._lock:
+                event = self._pending.pop(result.frame.source, None)
+            if event is not None:
+                self._image(event, result.frame.image)
 
     def on_stats(self, stats: Any) -> None:
         pass
 
     def on_event(self, event: dict[str, Any]) -> None:
         with self._lock:
-            self._send(self.states.update(event, self.identified))
+            msgs = self.states.update(event, self.identified)
+            self._send(msgs)
+            last = [p for t, p, _ in msgs if t.endswith("/last_person")]
+            if last and self.encode is not None and \
+                    (self.unknown_images or json.loads(last[0])["name"] != "unknown"):
+                self._pending[str(event.get("source"))] = event
+
+    def _image(self, event: dict[str, Any], img: np.ndarray) -> None:
+        """The face of ``event`` cut from ``img`` (its camera's next frame), as a JPEG on
+        ``face_jpeg`` (retained)."""
+        cam, box = str(event.get("source")), event.get("box")
+        if not isinstance(box, list) or len(box) != 4 or self.encode is None:
+            return
+        h, w = img.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        mx, my = 0.25 * (x2 - x1), 0.25 * (y2 - y1)  # some margin around the face
+        xa, ya = max(0, int(x1 - mx)), max(0, int(y1 - my))
+        xb, yb = min(w, int(x2 + mx)), min(h, int(y2 + my))
+        if xb - xa < 2 or yb - ya < 2:
+            return
+        self.publisher.publish_raw(state_topics(self.states.prefix, cam)["face_jpeg"],
+                                   self.encode(np.ascontiguousarray(img[ya:yb, xa:xb])), True)
 
     def close(self) -> None:
         with self._lock:
