@@ -50,12 +50,15 @@ PLATFORM_KEYS = {
                              "expire_after", "force_update", "last_reset_value_template",
                              "suggested_display_precision"},
     "event": COMMON_KEYS | {"device_class", "event_types"},
+    "device_tracker": COMMON_KEYS | {"payload_home", "payload_not_home", "payload_reset",
+                                     "source_type"},
     "image": (COMMON_KEYS - {"state_topic", "value_template"}) | {"image_topic", "content_type",
                                                                  "image_encoding", "url_topic",
                                                                  "url_template"},
 }
 REQUIRED = {"binary_sensor": {"state_topic"}, "sensor": {"state_topic"},
-            "event": {"state_topic", "event_types"}, "image": {"image_topic"}}
+            "event": {"state_topic", "event_types"}, "image": {"image_topic"},
+            "device_tracker": {"state_topic"}}
 DEVICE_KEYS = {"identifiers", "connections", "name", "model", "manufacturer", "sw_version",
                "hw_version", "configuration_url", "suggested_area", "via_device"}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
@@ -116,8 +119,8 @@ def test_every_payload_follows_has_discovery_rules():
     configs = discovery_configs(topic_prefix="home/livefaces", cameras=["front", "back-yard"],
                                 people=["Anna B", "bob", "Zoë"], page_url="http://10.0.0.2:8780/")
     payloads = config_payloads(configs)
-    # per camera: face, faces, last person, event, image, and one per person
-    assert len(payloads) == 2 * (5 + 3)
+    # per camera: face, faces, last person, event, image, and one per person; a tracker per person
+    assert len(payloads) == 2 * (5 + 3) + 3
     uids = set()
     for topic, payload in payloads.items():
         cfg = check_payload(topic, payload)
@@ -127,6 +130,9 @@ def test_every_payload_follows_has_discovery_rules():
         assert cfg["device"]["configuration_url"] == "http://10.0.0.2:8780/"
         assert cfg["device"]["sw_version"]
     assert len(uids) == len(payloads)  # unique ids are unique
+    ada = json.loads(payloads[f"homeassistant/device_tracker/home_livefaces/person_{slug('Anna B')}/config"])
+    assert ada["state_topic"] == "home/livefaces/people/Anna B/home" and ada["name"] == "Anna B"
+    assert ada["device"]["identifiers"] == ["home_livefaces"]
     front = {t.rsplit("/", 2)[1]: json.loads(p) for t, p in payloads.items() if "/front_" in t}
     assert front["front_face"]["device_class"] == "occupancy"
     assert front["front_face"]["state_topic"] == "home/livefaces/front/occupancy"
@@ -189,6 +195,35 @@ def test_face_image_of_the_last_person_and_never_an_unknown_one_with_blur_unknow
         assert bool(jpegs) == expect, (unknown_images, name)
         if jpegs:
             assert jpegs[0].startswith(b"\xff\xd8")
+
+
+def test_device_tracker_home_while_seen_within_home_within():
+    from livefaces.serve.discovery import HaStateSink
+
+    now = [100.0]
+    sent: list[tuple[str, bytes]] = []
+
+    class Pub:
+        def publish_raw(self, topic: str, payload: bytes, retain: bool) -> None:
+            assert retain or topic.endswith("/ha_event")
+            sent.append((topic, payload))
+
+    sink = HaStateSink(CameraStates("livefaces", ["a", "b"]), Pub(), identified=True,
+                       people=lambda: ("Ann", "Bo"), home_within=60, clock=lambda: now[0])
+    sink.start()
+    home = [(t, p) for t, p in sent if t.endswith("/home")]
+    assert home == [("livefaces/people/Ann/home", b"not_home"), ("livefaces/people/Bo/home", b"not_home")]
+    sent.clear()
+    ev = {"time": "t", "confidence": 0.9, "type": "face.identified", "identity": {"name": "Ann"}}
+    sink.on_event({**ev, "source": "a", "track_id": 1})
+    now[0] += 50
+    sink.on_event({**ev, "source": "b", "track_id": 2})  # seen again elsewhere: still home
+    now[0] += 59
+    sink.on_stats(None)
+    assert [(t, p) for t, p in sent if t.endswith("/home")] == [("livefaces/people/Ann/home", b"home")]
+    now[0] += 2
+    sink.on_stats(None)
+    assert [(t, p) for t, p in sent if t.endswith("/home")][-1] == ("livefaces/people/Ann/home", b"not_home")
 
 
 def test_discovery_is_on_by_default_when_a_broker_is_set(tmp_path):
@@ -456,6 +491,31 @@ def test_real_home_assistant_makes_the_entities(broker, tmp_path):
         st = wait_states(lambda s: not any("_back_" in k for k in s)
                          and state(s, "binary_sensor.livefaces_front_face") == "off", "back removed")
         assert all(i in st for i in ids if "_front_" in i)
+
+        # the per-person payloads (with people:): presence at a camera and the device tracker
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-people", protocol=mqtt.MQTTv311)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        try:
+            for topic, payload in config_payloads(discovery_configs(
+                    topic_prefix="lfp", cameras=["door"], people=["Ada Lovelace"])).items():
+                c.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+            for topic, payload in (("lfp/available", "online"), ("lfp/people/Ada Lovelace/home", "home"),
+                                   ("lfp/door/people/Ada Lovelace", "present")):
+                c.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+            pid = slug("Ada Lovelace")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                st = ha.states("lfp_")
+                if state(st, f"device_tracker.lfp_person_{pid}") == "home" and \
+                        state(st, f"binary_sensor.lfp_door_person_{pid}") == "on":
+                    break
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"person entities: { {k: v['state'] for k, v in st.items()} }")
+        finally:
+            c.loop_stop()
+            c.disconnect()
     finally:
         if server is not None:
             server.stop()

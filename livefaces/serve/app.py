@@ -190,7 +190,10 @@ class CameraServer:
             self.ha_states = HaStateSink(CameraStates(m.topic_prefix, names), self.publisher,
                                          identified=people is not None,
                                          encode=lambda rgb: encode_jpeg(rgb, quality),
-                                         unknown_images=not (people and people.blur_unknown))
+                                         unknown_images=not (people and people.blur_unknown),
+                                         people=lambda: (self.presence.presence.names
+                                                         if self.presence is not None else ()),
+                                         home_within=m.home_within)
             sinks.append(self.ha_states)
         if self.publisher is not None:
             sinks.append(self.publisher)  # a Sink: events to the broker

@@ -15,6 +15,11 @@ Per camera, one HA device (``identifiers`` ``<node>_<camera>``, model ``liveface
                                         the entity's attributes
     binary_sensor  <person> at <camera> <prefix>/<camera>/people/<person> "present"/"absent"
                                         (the presence topics, with ``people:`` only)
+
+and per known person, on the device ``livefaces`` (``identifiers`` ``<node>``)::
+
+    device_tracker <person>             <prefix>/people/<person>/home "home" while seen on any
+                                        camera within ``mqtt.home_within`` s, else "not_home"
     event          Face event           <prefix>/<camera>/ha_event    {"event_type":
                                         "face_identified", name, track_id, ...}, not retained
     image          Last face            <prefix>/<camera>/face_jpeg   the last person's face, JPEG,
@@ -36,6 +41,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -81,6 +87,11 @@ def state_topics(prefix: str, camera: str) -> dict[str, str]:
             for k in ("occupancy", "faces", "last_person", "ha_event", "face_jpeg")}
 
 
+def home_topic(prefix: str, person: str) -> str:
+    """The device tracker's topic of ``person``: ``home`` / ``not_home``, retained."""
+    return f"{prefix}/people/{topic_level(person)}/home"
+
+
 def discovery_configs(*, topic_prefix: str, cameras: Iterable[str], people: Iterable[str] = (),
                       page_url: str | None = None,
                       discovery_prefix: str = DISCOVERY_PREFIX) -> dict[str, dict[str, Any]]:
@@ -92,6 +103,19 @@ def discovery_configs(*, topic_prefix: str, cameras: Iterable[str], people: Iter
     avail = f"{prefix}/available"
     people = sorted(set(people))
     out: dict[str, dict[str, Any]] = {}
+    hub_device: dict[str, Any] = {"identifiers": [node], "name": "livefaces", "model": "livefaces",
+                                  "manufacturer": "livefaces", "sw_version": __version__}
+    if page_url:
+        hub_device["configuration_url"] = page_url
+    for person in people:
+        object_id = f"person_{slug(person)}"
+        out[f"{discovery_prefix}/device_tracker/{node}/{object_id}/config"] = {
+            "name": person, "state_topic": home_topic(prefix, person),
+            "payload_home": "home", "payload_not_home": "not_home",
+            "unique_id": f"{node}_{object_id}", "object_id": f"{node}_{object_id}",
+            "availability_topic": avail, "payload_available": "online",
+            "payload_not_available": "offline", "device": hub_device,
+            "origin": {"name": "livefaces", "sw_version": __version__}}
     for camera in cameras:
         cam = slug(camera)
         device: dict[str, Any] = {"identifiers": [f"{node}_{cam}"], "name": f"livefaces {camera}",
@@ -208,15 +232,20 @@ class HaStateSink:
 
     def __init__(self, states: CameraStates, publisher: RawPublisher, identified: bool,
                  encode: Callable[[np.ndarray], bytes] | None = None,
-                 unknown_images: bool = True) -> None:
+                 unknown_images: bool = True, people: Callable[[], Iterable[str]] = tuple,
+                 home_within: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.states, self.publisher, self.identified = states, publisher, identified
         self.encode, self.unknown_images = encode, unknown_images
+        self.people, self.home_within, self.clock = people, float(home_within), clock
+        self._home: dict[str, float] = {}  # person -> last seen (clock), while home
         self._pending: dict[str, dict[str, Any]] = {}  # camera -> event whose face to show
         self._lock = threading.Lock()
 
     def start(self) -> None:
         with self._lock:
             self._send(self.states.initial())
+            for person in self.people():  # nobody is home until seen
+                self.publisher.publish_raw(home_topic(self.states.prefix, person), b"not_home", True)
 
     def _send(self, msgs: list[tuple[str, bytes, bool]]) -> None:
         for topic, payload, retain in msgs:
@@ -231,12 +260,22 @@ class HaStateSink:
                 self._image(event, result.frame.image)
 
     def on_stats(self, stats: Any) -> None:
-        pass
+        """About once a second: who has not been seen for ``home_within`` s is ``not_home``."""
+        with self._lock:
+            now = self.clock()
+            for person in [p for p, t in self._home.items() if now - t > self.home_within]:
+                del self._home[person]
+                self.publisher.publish_raw(home_topic(self.states.prefix, person), b"not_home", True)
 
     def on_event(self, event: dict[str, Any]) -> None:
         with self._lock:
             msgs = self.states.update(event, self.identified)
             self._send(msgs)
+            name = (event.get("identity") or {}).get("name")
+            if isinstance(name, str) and event.get("type") in ("face.identified", "face.updated"):
+                if name not in self._home:
+                    self.publisher.publish_raw(home_topic(self.states.prefix, name), b"home", True)
+                self._home[name] = self.clock()
             last = [p for t, p, _ in msgs if t.endswith("/last_person")]
             if last and self.encode is not None and \
                     (self.unknown_images or json.loads(last[0])["name"] != "unknown"):
