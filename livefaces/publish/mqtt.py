@@ -13,6 +13,13 @@ Topics, with ``prefix`` = ``livefaces`` by default::
     <prefix>/<camera>/people/<name>   "present" / "absent", retained, QoS 1 (live identification:
                                 present while a face on the camera is identified as <name>)
 
+With Home Assistant discovery (:meth:`MqttPublisher.set_discovery`, the configs built by
+:mod:`livefaces.serve.discovery`): at every connection the retained config messages are
+published after ``online``, again whenever HA publishes ``online`` on
+``<discovery_prefix>/status`` (HA restarted), and a retained config of this instance's node
+that the broker still holds but that is no longer among the configs (a camera or person gone)
+is cleared with an empty retained message (HA then removes that entity).
+
 Delivery: QoS 1. While the broker is unreachable, events wait in a bounded buffer
 (``buffer`` events, policy **drop oldest**, counted in ``dropped``); paho reconnects in its
 own network thread with exponential backoff (``reconnect_min_s`` doubling up to
@@ -37,6 +44,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -96,6 +104,8 @@ class MqttPublisher:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_connect_fail = self._on_connect_fail
+        c.on_message = self._on_message
+        self._discovery: tuple[str, str, Callable[[], dict[str, bytes]]] | None = None
         self._client = c
         self._keepalive = int(keepalive)
         self._started = False
@@ -211,6 +221,34 @@ class MqttPublisher:
         self._queue(f"{self.prefix}/{cam}/people/{_topic_level(name)}",
                     b"present" if present else b"absent", True, cam)
 
+    def publish_raw(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Queue one message as it is (QoS 1; not counted as a camera's event); never blocks."""
+        if not self._closed:
+            self._queue(topic, payload, retain, "")
+
+    def set_discovery(self, discovery_prefix: str, node: str,
+                      configs: Callable[[], dict[str, bytes]]) -> None:
+        """Publish Home Assistant discovery: ``configs()`` gives ``{topic: payload}`` (topics
+        ``<discovery_prefix>/<component>/<node>/<object_id>/config``), asked anew each time
+        they are published (see the module docstring). Call before :meth:`start`."""
+        self._discovery = (discovery_prefix.rstrip("/"), node, configs)
+
+    def republish_discovery(self) -> None:
+        """Publish the discovery configs now (after a change, e.g. a person enrolled)."""
+        if self._discovery is not None and self._connected.is_set():
+            self._publish_configs()
+
+    def _publish_configs(self) -> None:
+        if self._discovery is None:
+            return
+        try:
+            configs = self._discovery[2]()
+        except Exception:  # noqa: BLE001 - a bug there must not take the publisher down
+            log.exception("Home Assistant discovery configs failed")
+            return
+        for topic, payload in configs.items():
+            self.publish_raw(topic, payload, True)
+
     def _queue(self, topic: str, payload: bytes, retain: bool, camera: str) -> None:
         with self._lock:
             if len(self._buffer) >= self._capacity:
@@ -283,8 +321,31 @@ class MqttPublisher:
             log.info("MQTT connected to %s", self.where)
         info = client.publish(self.availability_topic, "online", qos=1, retain=True)
         self._track(info.mid, "")
+        if self._discovery is not None:
+            disc, node, _ = self._discovery
+            # HA's birth message, and this node's retained configs (to clear those now gone)
+            client.subscribe([(f"{disc}/status", 1), (f"{disc}/+/{node}/+/config", 1)])
+            self._publish_configs()
         self._connected.set()
         self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._discovery is None or self._closed:
+            return
+        disc, node, configs = self._discovery
+        if msg.topic == f"{disc}/status":
+            if msg.payload == b"online":  # Home Assistant (re)started: it forgot the configs
+                log.info("Home Assistant is online: publishing the discovery configs again")
+                self._publish_configs()
+            return
+        if msg.retain and msg.payload and msg.topic.endswith("/config"):
+            try:
+                current = configs()
+            except Exception:  # noqa: BLE001 - reported by _publish_configs
+                return
+            if msg.topic not in current:  # a camera or person of an earlier run, gone now
+                log.info("Home Assistant discovery: removing %s", msg.topic)
+                self.publish_raw(msg.topic, b"", True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:

@@ -177,6 +177,32 @@ class CameraServer:
             self.presence = PresenceSink(Presence((), people.absent_after), self.hub,
                                          [c.name for c in cams], self.publisher)
             sinks.append(self.presence)
+        self.ha_states: Any = None
+        if self.publisher is not None and config.mqtt is not None and config.mqtt.discovery:
+            from .discovery import CameraStates, HaStateSink, config_payloads, discovery_configs, node_id
+
+            m = config.mqtt
+            names = [c.name for c in cams]
+
+            def configs() -> dict[str, bytes]:
+                people_now = self.presence.presence.names if self.presence is not None else ()
+                return config_payloads(discovery_configs(
+                    topic_prefix=m.topic_prefix, cameras=names, people=people_now,
+                    page_url=self.page_url(), discovery_prefix=m.discovery_prefix))
+
+            self.publisher.set_discovery(m.discovery_prefix, node_id(m.topic_prefix), configs)
+            # before the publisher: "OFF" and 0 faces go out before "offline" at the end
+            from .hub import encode_jpeg
+
+            quality = config.web.jpeg_quality
+            self.ha_states = HaStateSink(CameraStates(m.topic_prefix, names), self.publisher,
+                                         identified=people is not None,
+                                         encode=lambda rgb: encode_jpeg(rgb, quality),
+                                         unknown_images=not (people and people.blur_unknown),
+                                         people=lambda: (self.presence.presence.names
+                                                         if self.presence is not None else ()),
+                                         home_within=m.home_within)
+            sinks.append(self.ha_states)
         if self.publisher is not None:
             sinks.append(self.publisher)  # a Sink: events to the broker
         self.pipeline = Pipeline(
@@ -242,7 +268,21 @@ class CameraServer:
             names = self.identifier.enrol(name, crop, face)
         self.hub.forget_unknown(face_id)
         self.presence.announce(names)  # a new person: absent everywhere to begin with
+        if self.ha_states is not None and self.publisher is not None:
+            self.publisher.republish_discovery()  # the new person's entities
         return list(names)
+
+    def page_url(self) -> str | None:
+        """The web page's URL as another machine (Home Assistant) reaches it, or None
+        (no web server, or not started yet)."""
+        if self.web is None or not self.web.port:
+            return None
+        host = self.config.web.host
+        if host in ("0.0.0.0", "::", ""):
+            from .web import reachable_address
+
+            host = reachable_address() or "127.0.0.1"
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.web.port}/"
 
     def _health_of(self, s: SourceStats, now: float) -> tuple[str, str | None]:
         return camera_health(s, self.hub.last_status(s.name), now)  # the pipeline has enabled ones only
@@ -299,6 +339,8 @@ class CameraServer:
             self.publisher.start()
         if self.presence is not None:
             self.presence.announce()
+        if self.ha_states is not None:
+            self.ha_states.start()
         self.pipeline.start()
         self._pipeline_started = True
         return self

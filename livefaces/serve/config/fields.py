@@ -51,6 +51,9 @@ MQTT_FIELDS = {
     "client_id": string(),
     "keepalive": number(5, 3600, integer=True),
     "buffer": number(1, 1_000_000, integer=True),
+    "discovery": boolean,
+    "discovery_prefix": topic_prefix,
+    "home_within": number(1, 30 * 86400),
 }
 #: the ``detector:`` section: the fields of :class:`~livefaces.detect.options.DetectorOptions`
 #: (defaults come from there), plus ``providers``, the old name of ``device``

@@ -110,6 +110,11 @@ class MqttConfig:
         client_id: MQTT client id.
         keepalive: seconds between keep-alive pings.
         buffer: events kept while the broker is away (oldest dropped beyond, counted).
+        discovery: publish Home Assistant MQTT discovery configs (retained), so that HA makes a
+            device per camera with its entities by itself (docs/serve.md); false: none.
+        discovery_prefix: the discovery prefix HA listens on (HA's default ``homeassistant``).
+        home_within: seconds a known person's HA device tracker stays ``home`` after they
+            were last identified on any camera (with ``people:``).
     """
 
     host: str
@@ -120,11 +125,16 @@ class MqttConfig:
     client_id: str = "livefaces"
     keepalive: int = 30
     buffer: int = 1000
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    home_within: float = 600.0
 
     def __repr__(self) -> str:
         return (f"MqttConfig(host={self.host!r}, port={self.port}, username={self.username!r}, "
                 f"password={'***' if self.password else None}, topic_prefix={self.topic_prefix!r}, "
-                f"client_id={self.client_id!r}, keepalive={self.keepalive}, buffer={self.buffer})")
+                f"client_id={self.client_id!r}, keepalive={self.keepalive}, buffer={self.buffer}, "
+                f"discovery={self.discovery}, discovery_prefix={self.discovery_prefix!r}, "
+                f"home_within={self.home_within})")
 
 
 @dataclass(frozen=True)
