@@ -520,3 +520,24 @@ def test_real_home_assistant_makes_the_entities(broker, tmp_path):
         if server is not None:
             server.stop()
         ha.stop()
+
+
+def test_a_stranger_given_its_id_is_a_stranger_seen_event_new_once_a_day():
+    """``face.identified`` with ``identity.stranger`` (serve's strangers on) fires HA's
+    ``stranger_seen`` with the id and whether this serve saw that stranger earlier that day."""
+    st = CameraStates("livefaces", ["front"])
+    ev = {"source": "front", "confidence": 0.99, "type": "face.identified",
+          "identity": {"name": None, "stranger": "stranger-7"}}
+
+    def seen(track: int, time: str) -> dict:
+        out = st.update({**ev, "track_id": track, "time": time}, True)
+        return json.loads(next(p for t, p, r in out if t == "livefaces/front/ha_event" and not r
+                               and b"stranger_seen" in p))
+
+    first = seen(1, "2026-01-01T09:00:00Z")
+    assert first["stranger"] == "stranger-7" and first["new_today"] is True
+    assert seen(2, "2026-01-01T17:00:00Z")["new_today"] is False
+    assert seen(3, "2026-01-02T08:00:00Z")["new_today"] is True
+    named = st.update({**ev, "track_id": 4, "time": "2026-01-02T09:00:00Z",
+                       "identity": {"name": "Ann"}}, True)
+    assert not [p for t, p, _ in named if b"stranger_seen" in p]

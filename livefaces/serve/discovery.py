@@ -171,6 +171,7 @@ class CameraStates:
         self.prefix = topic_prefix.rstrip("/")
         self.cameras = list(cameras)
         self.tracks: dict[str, set[int]] = {c: set() for c in self.cameras}
+        self._strangers_seen: set[tuple[str, str]] = set()  # (UTC day, stranger id)
 
     def initial(self) -> list[tuple[str, bytes, bool]]:
         """Every camera empty (its ``last_person`` is left as it was)."""
@@ -210,6 +211,18 @@ class CameraStates:
             if kind == "face.identified":
                 out.append((t["ha_event"], json.dumps({"event_type": "face_identified", **last},
                                                       ensure_ascii=False).encode("utf-8"), False))
+            stranger = (event.get("identity") or {}).get("stranger")
+            if kind == "face.identified" and name is None and isinstance(stranger, str):
+                # new_today: first seen by this serve on this UTC day (the store's own first
+                # sighting is in /api/people's new_today)
+                day = str(event.get("time") or "")[:10]
+                new = (day, stranger) not in self._strangers_seen
+                self._strangers_seen.add((day, stranger))
+                out.append((t["ha_event"], json.dumps(
+                    {"event_type": "stranger_seen", "stranger": stranger, "new_today": new,
+                     "track_id": tid, "confidence": event.get("confidence"),
+                     "time": event.get("time"), "camera": cam},
+                    ensure_ascii=False).encode("utf-8"), False))
         return out
 
 
