@@ -27,6 +27,15 @@ def _group(module: str) -> str:
     return parts[0] if parts else ""
 
 
+def _import_target(node: ast.ImportFrom, package: list[str]) -> str:
+    """The absolute module an ``from X import ...`` in ``package`` names (relative levels
+    resolved)."""
+    if node.level:
+        base = package[: len(package) - (node.level - 1)]
+        return ".".join(base + ([node.module] if node.module else []))
+    return node.module or ""
+
+
 def _imports() -> dict[str, set[str]]:
     """module -> the livefaces modules it imports (``from . import x`` resolved)."""
     out: dict[str, set[str]] = {}
@@ -41,11 +50,7 @@ def _imports() -> dict[str, set[str]]:
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package[: len(package) - (node.level - 1)]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
+                target = _import_target(node, package)
                 if not target.startswith("livefaces"):
                     continue
                 if node.module:
@@ -129,11 +134,7 @@ def _module_level_imports() -> dict[str, set[str]]:
         found: set[str] = set()
         for node in outside_functions(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package[: len(package) - (node.level - 1)]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
+                target = _import_target(node, package)
                 if not target.startswith("livefaces"):
                     continue
                 names = [f"{target}.{a.name}" for a in node.names]
